@@ -1,0 +1,66 @@
+package lock
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+var (
+	// ErrHeld means another session holds a live lease on the entity. The
+	// error is a *HeldError that says who and until when.
+	ErrHeld = errors.New("entity is held by another session")
+	// ErrNotHeld means the session has no live lease on the entity: it never
+	// had one, released it, or the lease expired or was taken over.
+	ErrNotHeld = errors.New("no live lease")
+	// ErrInvalidEntity means an entity name is empty, longer than
+	// MaxEntityLen bytes, not valid UTF-8, or contains NUL.
+	ErrInvalidEntity = errors.New("invalid entity name")
+	// ErrInvalidSession means a session id is empty, longer than
+	// MaxSessionLen bytes, not valid UTF-8, or contains NUL.
+	ErrInvalidSession = errors.New("invalid session id")
+	// ErrInvalidDuration means a TTL, an Extend duration or a retry delay
+	// is out of range.
+	ErrInvalidDuration = errors.New("invalid duration")
+	// ErrInvalidOption means an option to Open or New cannot work, such as
+	// a nil clock or a nil *sql.DB.
+	ErrInvalidOption = errors.New("invalid option")
+	// ErrClosed means the Manager was closed.
+	ErrClosed = errors.New("lock manager is closed")
+)
+
+// HeldError reports the live lease that stopped a grant. errors.Is(err,
+// ErrHeld) holds for it, and errors.As recovers it from a wrapped error.
+type HeldError struct {
+	// Holder is the lease that blocked the grant; Holder.Entity names the
+	// entity, which matters when several were asked for at once.
+	Holder Lease
+}
+
+// Error says who holds the entity, and until when.
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("%s: session %q (token %d) until %s",
+		ErrHeld, e.Holder.SessionID, e.Holder.Token,
+		e.Holder.ExpiresAt.UTC().Format(time.RFC3339Nano))
+}
+
+// Is makes errors.Is(err, ErrHeld) true.
+func (e *HeldError) Is(target error) bool { return target == ErrHeld }
+
+// opError wraps err with the operation and entity that failed:
+// `lock: acquire "entity::Foo": …`. It is the one place that turns a query
+// that found no row into ErrNotHeld.
+func opError(op, entity string, err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotHeld
+	}
+	if entity == "" {
+		return fmt.Errorf("lock: %s: %w", op, err)
+	}
+	const max = 64 // an oversized name is the error, not its message
+	if len(entity) > max {
+		return fmt.Errorf("lock: %s %q…: %w", op, entity[:max], err)
+	}
+	return fmt.Errorf("lock: %s %q: %w", op, entity, err)
+}

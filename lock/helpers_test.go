@@ -1,0 +1,88 @@
+package lock_test
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/entitylock/entitylock/lock"
+)
+
+// testClock is a manually advanced clock for WithClock.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock {
+	return &testClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// fastRetry makes Acquire give up quickly in tests that expect contention.
+var fastRetry = lock.RetryPolicy{MaxRetries: 2, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}
+
+// mustOpen opens a Manager on a fresh database file in t.TempDir and closes
+// it when the test ends.
+func mustOpen(tb testing.TB, opts ...lock.Option) *lock.Manager {
+	tb.Helper()
+	return mustOpenPath(tb, filepath.Join(tb.TempDir(), "locks.db"), opts...)
+}
+
+func mustOpenPath(tb testing.TB, path string, opts ...lock.Option) *lock.Manager {
+	tb.Helper()
+	m, err := lock.Open(context.Background(), path, opts...)
+	if err != nil {
+		tb.Fatalf("Open(%q): %v", path, err)
+	}
+	tb.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return m
+}
+
+func mustSession(tb testing.TB, m *lock.Manager, id string) *lock.Session {
+	tb.Helper()
+	s, err := m.Session(id)
+	if err != nil {
+		tb.Fatalf("Session(%q): %v", id, err)
+	}
+	return s
+}
+
+func mustAcquire(tb testing.TB, s *lock.Session, entity string) lock.Lease {
+	tb.Helper()
+	l, err := s.TryAcquire(context.Background(), entity)
+	if err != nil {
+		tb.Fatalf("%s: TryAcquire(%q): %v", s.ID(), entity, err)
+	}
+	return l
+}
+
+// rawDB opens a second handle on the file for checks made behind the
+// library's back.
+func rawDB(tb testing.TB, path string) *sql.DB {
+	tb.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return db
+}

@@ -1,0 +1,46 @@
+package lock
+
+import (
+	"time"
+
+	"github.com/entitylock/entitylock/db/sqlitedb"
+)
+
+// A Lease is one grant of an entity to a session, as the database recorded
+// it when the call returned.
+type Lease struct {
+	// Entity is the locked name.
+	Entity string
+	// SessionID is the holder.
+	SessionID string
+	// Token is the fencing token: every new grant of Entity gets a token
+	// greater than any that Entity had before; refreshing or extending the
+	// lease keeps it. Pass it to the resource the lock protects, which can
+	// then refuse writes carrying an older token.
+	Token int64
+	// AcquiredAt is when this grant began; refreshes leave it unchanged.
+	AcquiredAt time.Time
+	// ExpiresAt is when the lease lapses: it is live while now < ExpiresAt.
+	ExpiresAt time.Time
+}
+
+// Live reports whether the lease is still live at now.
+func (l Lease) Live(now time.Time) bool { return now.Before(l.ExpiresAt) }
+
+func leaseFromRow(r sqlitedb.EntitylockLease) Lease {
+	return Lease{
+		Entity:     r.Entity,
+		SessionID:  r.SessionID,
+		Token:      r.Token,
+		AcquiredAt: time.UnixMilli(r.AcquiredAt).UTC(),
+		ExpiresAt:  time.UnixMilli(r.ExpiresAt).UTC(),
+	}
+}
+
+func leasesFromRows(rows []sqlitedb.EntitylockLease) []Lease {
+	out := make([]Lease, len(rows))
+	for i, r := range rows {
+		out[i] = leaseFromRow(r)
+	}
+	return out
+}

@@ -1,0 +1,187 @@
+package lock
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/entitylock/entitylock/db/sqlitedb"
+	"github.com/entitylock/entitylock/schema"
+	"github.com/ncruces/go-sqlite3/vfs/memdb"
+)
+
+// ErrSchemaTooNew and ErrSchemaDirty are returned (wrapped) by Open and New
+// when the database's schema cannot be used by this code; the database is
+// left untouched.
+var (
+	ErrSchemaTooNew = schema.ErrTooNew
+	ErrSchemaDirty  = schema.ErrDirty
+)
+
+// A Manager hands out sessions over one database and answers questions
+// about all leases in it. It is safe for concurrent use. Many Managers, in
+// one process or many, may share a database.
+type Manager struct {
+	db  *sql.DB
+	q   *sqlitedb.Queries
+	cfg config
+
+	ownDB   bool   // Close closes db
+	memName string // in-memory database to delete on Close
+
+	// mu is held shared by every call that touches the database and
+	// exclusively by Close, so Close waits for calls in flight.
+	mu     sync.RWMutex
+	closed bool
+	done   chan struct{} // closed by Close; ends waits
+}
+
+func newManager(ctx context.Context, db *sql.DB, opts []Option) (*Manager, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, opError("open", "", err)
+	}
+	if err := schema.Migrate(ctx, db); err != nil {
+		return nil, opError("open", "", err)
+	}
+	q, err := sqlitedb.Prepare(ctx, db)
+	if err != nil {
+		return nil, opError("open: prepare statements", "", err)
+	}
+	return &Manager{db: db, q: q, cfg: cfg, done: make(chan struct{})}, nil
+}
+
+// enter starts a call that touches the database; the caller must call
+// m.exit when it returns nil.
+func (m *Manager) enter() error {
+	m.mu.RLock()
+	if m.closed {
+		m.mu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (m *Manager) exit() { m.mu.RUnlock() }
+
+// nowMs is "now" on the Manager's clock in Unix milliseconds.
+func (m *Manager) nowMs() int64 { return m.cfg.now().UnixMilli() }
+
+// Session returns a handle that acquires and releases leases as the
+// session id. Sessions with the same id share their leases: use one id per
+// agent, process or unit of work that must exclude the others.
+func (m *Manager) Session(id string) (*Session, error) {
+	if err := validateSession(id); err != nil {
+		return nil, opError("session", "", err)
+	}
+	if err := m.enter(); err != nil {
+		return nil, opError("session", "", err)
+	}
+	defer m.exit()
+	return &Session{m: m, id: id}, nil
+}
+
+// Holder returns the live lease on entity, or an error wrapping ErrNotHeld
+// when nobody holds it.
+func (m *Manager) Holder(ctx context.Context, entity string) (Lease, error) {
+	if err := validateEntity(entity); err != nil {
+		return Lease{}, opError("holder", entity, err)
+	}
+	if err := m.enter(); err != nil {
+		return Lease{}, opError("holder", entity, err)
+	}
+	defer m.exit()
+	row, err := m.q.Lease(ctx, sqlitedb.LeaseParams{Entity: entity, Now: m.nowMs()})
+	if err != nil {
+		return Lease{}, m.fail(ctx, "holder", entity, err)
+	}
+	return leaseFromRow(row), nil
+}
+
+// Locks returns every live lease, ordered by entity.
+func (m *Manager) Locks(ctx context.Context) ([]Lease, error) {
+	if err := m.enter(); err != nil {
+		return nil, opError("locks", "", err)
+	}
+	defer m.exit()
+	rows, err := m.q.LiveLeases(ctx, m.nowMs())
+	if err != nil {
+		return nil, m.fail(ctx, "locks", "", err)
+	}
+	return leasesFromRows(rows), nil
+}
+
+// ForceRelease removes the lease on entity whoever holds it, live or
+// expired, and reports whether there was one. It is the operator's override
+// for a stuck holder; the next grant of entity gets a greater token, so a
+// fenced resource refuses the evicted holder's late writes.
+func (m *Manager) ForceRelease(ctx context.Context, entity string) (bool, error) {
+	if err := validateEntity(entity); err != nil {
+		return false, opError("force release", entity, err)
+	}
+	if err := m.enter(); err != nil {
+		return false, opError("force release", entity, err)
+	}
+	defer m.exit()
+	n, err := m.q.ForceRelease(ctx, entity)
+	if err != nil {
+		return false, m.fail(ctx, "force release", entity, err)
+	}
+	return n > 0, nil
+}
+
+// PurgeExpired deletes the rows of expired leases and returns how many it
+// deleted. Expired leases are reclaimed by the next grant anyway; purging
+// only keeps the table small. Fencing tokens stay monotonic across it.
+func (m *Manager) PurgeExpired(ctx context.Context) (int, error) {
+	if err := m.enter(); err != nil {
+		return 0, opError("purge expired", "", err)
+	}
+	defer m.exit()
+	n, err := m.q.PurgeExpired(ctx, m.nowMs())
+	if err != nil {
+		return 0, m.fail(ctx, "purge expired", "", err)
+	}
+	return int(n), nil
+}
+
+// Close waits for calls in flight, ends waits in Acquire, and frees the
+// prepared statements; when the Manager came from Open it also closes the
+// database. Leases stay in the database until released or expired. Every
+// call after Close fails with ErrClosed. Close is idempotent.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	close(m.done)
+	err := m.q.Close()
+	if m.ownDB {
+		err = errors.Join(err, m.db.Close())
+	}
+	if m.memName != "" {
+		memdb.Delete(m.memName)
+	}
+	if err != nil {
+		return opError("close", "", err)
+	}
+	return nil
+}
+
+// fail wraps a database error from op. When ctx has ended, the error also
+// satisfies errors.Is(err, ctx.Err()) whatever the driver reported.
+func (m *Manager) fail(ctx context.Context, op, entity string, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		err = fmt.Errorf("%w: %w", cerr, err)
+	}
+	return opError(op, entity, err)
+}

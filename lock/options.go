@@ -1,0 +1,82 @@
+package lock
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// DefaultTTL is how long a grant lasts unless WithTTL says otherwise. Like
+// the module this library replaces, it covers a slow LLM call.
+const DefaultTTL = 120 * time.Second
+
+// DefaultRetry is the policy Acquire follows unless WithRetry says otherwise:
+// three retries after 50 ms, 100 ms and 200 ms, each spread by ±20%.
+var DefaultRetry = RetryPolicy{MaxRetries: 3, BaseDelay: 50 * time.Millisecond, MaxDelay: 2 * time.Second, Jitter: 0.2}
+
+// DefaultBusyTimeout is how long Open lets a statement wait for another
+// connection's write lock before SQLite gives up, unless the DSN sets
+// busy_timeout itself.
+const DefaultBusyTimeout = 10 * time.Second
+
+// An Option configures a Manager; pass options to Open or New. When an
+// option is given twice, the last one wins.
+type Option func(*config)
+
+type config struct {
+	ttl    time.Duration
+	retry  RetryPolicy
+	now    func() time.Time
+	logger *slog.Logger
+}
+
+func defaultConfig() config {
+	return config{
+		ttl:    DefaultTTL,
+		retry:  DefaultRetry,
+		now:    time.Now,
+		logger: slog.New(slog.DiscardHandler),
+	}
+}
+
+// validate reports the first setting that cannot work, wrapping
+// ErrInvalidDuration or ErrInvalidOption.
+func (c *config) validate() error {
+	if err := validateDuration("TTL", c.ttl); err != nil {
+		return err
+	}
+	if c.now == nil {
+		return fmt.Errorf("%w: nil clock", ErrInvalidOption)
+	}
+	if c.logger == nil {
+		return fmt.Errorf("%w: nil logger", ErrInvalidOption)
+	}
+	return c.retry.validate()
+}
+
+// WithTTL sets how long each grant and refresh lasts (default DefaultTTL).
+// It must be at least one millisecond, the resolution leases are stored at.
+func WithTTL(ttl time.Duration) Option {
+	return func(c *config) { c.ttl = ttl }
+}
+
+// WithRetry sets the policy Acquire follows while another session holds the
+// entity (default DefaultRetry).
+func WithRetry(p RetryPolicy) Option {
+	return func(c *config) { c.retry = p }
+}
+
+// WithClock replaces time.Now as the source of "now" for every lease
+// decision. Tests use it to move time without sleeping. The clock's readings
+// are truncated to milliseconds. Every process sharing a database must use
+// clocks that agree, as wall clocks on one machine do.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) { c.now = now }
+}
+
+// WithLogger sets where the Manager logs contention, takeovers of expired
+// leases and lost leases, at debug and info level. Nothing is logged by
+// default.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) { c.logger = l }
+}

@@ -1,0 +1,181 @@
+package lock
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/entitylock/entitylock/db/sqlitedb"
+)
+
+// A Session acquires and releases leases under one session id. It is safe
+// for concurrent use; it holds no state of its own besides the id, so a
+// session that crashed is resumed by asking the Manager for the same id.
+type Session struct {
+	m  *Manager
+	id string
+}
+
+// ID returns the session id.
+func (s *Session) ID() string { return s.id }
+
+// TryAcquire makes one attempt, in one atomic statement, to take entity:
+//   - free, or its lease expired: a new grant with a new fencing token,
+//     AcquiredAt now and ExpiresAt now + TTL;
+//   - live and held by this session: a refresh, ExpiresAt now + TTL, with
+//     token and AcquiredAt unchanged;
+//   - live and held by another session: an error that is a *HeldError
+//     (errors.Is(err, ErrHeld)) naming the holder.
+func (s *Session) TryAcquire(ctx context.Context, entity string) (Lease, error) {
+	if err := validateEntity(entity); err != nil {
+		return Lease{}, opError("acquire", entity, err)
+	}
+	if err := s.m.enter(); err != nil {
+		return Lease{}, opError("acquire", entity, err)
+	}
+	defer s.m.exit()
+	l, err := s.tryAcquire(ctx, entity)
+	if err != nil {
+		return Lease{}, s.m.fail(ctx, "acquire", entity, err)
+	}
+	return l, nil
+}
+
+// Acquire takes entity like TryAcquire and, while another session holds it,
+// retries under the Manager's RetryPolicy. It never waits past the holder's
+// expiry, and returns as soon as ctx ends or the Manager closes, with an
+// error satisfying errors.Is(err, ctx.Err()) or ErrClosed. When the retries
+// run out, the error is the last *HeldError.
+func (s *Session) Acquire(ctx context.Context, entity string) (Lease, error) {
+	if err := validateEntity(entity); err != nil {
+		return Lease{}, opError("acquire", entity, err)
+	}
+	policy := s.m.cfg.retry
+	for attempt := 0; ; attempt++ {
+		if err := s.m.enter(); err != nil {
+			return Lease{}, opError("acquire", entity, err)
+		}
+		l, err := s.tryAcquire(ctx, entity)
+		s.m.exit()
+		var held *HeldError
+		if !errors.As(err, &held) || policy.exhausted(attempt) {
+			if err != nil {
+				return Lease{}, s.m.fail(ctx, "acquire", entity, err)
+			}
+			return l, nil
+		}
+		wait := policy.delay(attempt)
+		if untilExpiry := held.Holder.ExpiresAt.Sub(s.m.cfg.now()); untilExpiry < wait {
+			wait = max(untilExpiry, 0)
+		}
+		if err := s.m.sleep(ctx, wait); err != nil {
+			return Lease{}, opError("acquire", entity, fmt.Errorf("%w (while %v)", err, held))
+		}
+	}
+}
+
+// tryAcquire is one attempt; the caller has validated entity and entered.
+func (s *Session) tryAcquire(ctx context.Context, entity string) (Lease, error) {
+	// The grant statement returns no row when a live lease of another session
+	// stands; the holder is then read in a second statement. Should the holder
+	// vanish in between, the grant is simply tried again.
+	for range 8 {
+		now := s.m.nowMs()
+		row, err := s.m.q.Acquire(ctx, sqlitedb.AcquireParams{
+			Entity:    entity,
+			SessionID: s.id,
+			Now:       now,
+			ExpiresAt: now + s.m.cfg.ttl.Milliseconds(),
+		})
+		if err == nil {
+			return leaseFromRow(row), nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return Lease{}, err
+		}
+		holder, err := s.m.q.Lease(ctx, sqlitedb.LeaseParams{Entity: entity, Now: now})
+		if err == nil {
+			return Lease{}, &HeldError{Holder: leaseFromRow(holder)}
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return Lease{}, err
+		}
+	}
+	return Lease{}, fmt.Errorf("%w: its holder kept changing", ErrHeld)
+}
+
+// Extend pushes back the expiry of this session's live lease on entity by
+// `by`, keeping its token. It fails with ErrNotHeld when the session holds
+// no live lease on entity, including one that expired and was not yet
+// reclaimed: an expired lease is never revived, since another session may
+// have been granted the entity and released it in between.
+func (s *Session) Extend(ctx context.Context, entity string, by time.Duration) (Lease, error) {
+	if err := validateEntity(entity); err != nil {
+		return Lease{}, opError("extend", entity, err)
+	}
+	if err := validateDuration("extension", by); err != nil {
+		return Lease{}, opError("extend", entity, err)
+	}
+	if err := s.m.enter(); err != nil {
+		return Lease{}, opError("extend", entity, err)
+	}
+	defer s.m.exit()
+	row, err := s.m.q.Extend(ctx, sqlitedb.ExtendParams{
+		ByMs:      by.Milliseconds(),
+		Entity:    entity,
+		SessionID: s.id,
+		Now:       s.m.nowMs(),
+	})
+	if err != nil {
+		return Lease{}, s.m.fail(ctx, "extend", entity, err)
+	}
+	return leaseFromRow(row), nil
+}
+
+// Release removes this session's lease on entity, live or expired, and
+// reports whether there was one. It never touches another session's lease.
+func (s *Session) Release(ctx context.Context, entity string) (bool, error) {
+	if err := validateEntity(entity); err != nil {
+		return false, opError("release", entity, err)
+	}
+	if err := s.m.enter(); err != nil {
+		return false, opError("release", entity, err)
+	}
+	defer s.m.exit()
+	n, err := s.m.q.Release(ctx, sqlitedb.ReleaseParams{Entity: entity, SessionID: s.id})
+	if err != nil {
+		return false, s.m.fail(ctx, "release", entity, err)
+	}
+	return n > 0, nil
+}
+
+// ReleaseAll removes every lease of this session, live or expired, and
+// returns how many it removed. Call it when an agent shuts down, so others
+// need not wait for the TTL. Its cost grows with the session's own leases,
+// not with the table.
+func (s *Session) ReleaseAll(ctx context.Context) (int, error) {
+	if err := s.m.enter(); err != nil {
+		return 0, opError("release all", "", err)
+	}
+	defer s.m.exit()
+	n, err := s.m.q.ReleaseSession(ctx, s.id)
+	if err != nil {
+		return 0, s.m.fail(ctx, "release all", "", err)
+	}
+	return int(n), nil
+}
+
+// Locks returns this session's live leases, ordered by entity.
+func (s *Session) Locks(ctx context.Context) ([]Lease, error) {
+	if err := s.m.enter(); err != nil {
+		return nil, opError("locks", "", err)
+	}
+	defer s.m.exit()
+	rows, err := s.m.q.SessionLeases(ctx, sqlitedb.SessionLeasesParams{SessionID: s.id, Now: s.m.nowMs()})
+	if err != nil {
+		return nil, s.m.fail(ctx, "locks", "", err)
+	}
+	return leasesFromRows(rows), nil
+}

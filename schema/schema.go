@@ -1,0 +1,135 @@
+// Package schema holds entitylock's SQLite schema as golang-migrate
+// migrations embedded in the binary, and applies them.
+//
+// The migration version is kept in a table of its own,
+// entitylock_schema_migrations, so the lock tables can live in the host
+// application's database beside that application's own golang-migrate table.
+//
+// All migrations pending at once run in a single BEGIN IMMEDIATE transaction:
+// several processes that open a fresh database file together serialize on
+// SQLite's write lock, the first one migrates, and the others find the schema
+// current. A migration that fails leaves the database exactly as it was.
+package schema
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+
+	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/source/iofs"
+)
+
+// MigrationsTable is the table that records the schema version.
+const MigrationsTable = "entitylock_schema_migrations"
+
+//go:embed *.sql
+var files embed.FS
+
+var (
+	// ErrTooNew reports a database whose schema version is newer than any
+	// migration this code knows: it was migrated by a newer release.
+	ErrTooNew = errors.New("database schema is newer than this code")
+	// ErrDirty reports a database whose last migration was marked as failed
+	// half-way (by another tool); it needs an operator's attention.
+	ErrDirty = errors.New("database schema is marked dirty")
+)
+
+// Latest returns the highest migration version embedded in this build.
+func Latest() uint {
+	var latest uint
+	entries, _ := fs.ReadDir(files, ".") // an embed.FS root always reads
+	for _, e := range entries {
+		head, _, ok := strings.Cut(e.Name(), "_")
+		if !ok {
+			continue
+		}
+		if v, err := strconv.ParseUint(head, 10, 64); err == nil && uint(v) > latest {
+			latest = uint(v)
+		}
+	}
+	return latest
+}
+
+// Version reports the schema version recorded in db (0 when the database was
+// never migrated) and whether it is marked dirty. It only reads.
+func Version(ctx context.Context, db *sql.DB) (version uint, dirty bool, err error) {
+	v, dirty, err := readVersion(ctx, db)
+	if err != nil {
+		return 0, false, fmt.Errorf("schema: read version: %w", err)
+	}
+	if v < 0 {
+		return 0, dirty, nil
+	}
+	return uint(v), dirty, nil
+}
+
+// Migrate brings db's schema up to Latest. It is a read and nothing more
+// when the schema is already current, so it works on read-only files too.
+// It returns an error wrapping ErrTooNew or ErrDirty, and changes nothing,
+// when the recorded version is newer than this code or marked dirty.
+func Migrate(ctx context.Context, db *sql.DB) error {
+	return run(ctx, db, func(m *migrate.Migrate) error { return m.Up() })
+}
+
+// MigrateDown reverts every migration, dropping the lock tables (and the
+// leases in them). It is meant for operators and tests.
+func MigrateDown(ctx context.Context, db *sql.DB) error {
+	return run(ctx, db, func(m *migrate.Migrate) error { return m.Down() })
+}
+
+func run(ctx context.Context, db *sql.DB, step func(*migrate.Migrate) error) error {
+	if db == nil {
+		return errors.New("schema: migrate: nil *sql.DB")
+	}
+	v, dirty, err := Version(ctx, db)
+	if err != nil {
+		return err
+	}
+	if err := checkVersion(v, dirty); err != nil {
+		return fmt.Errorf("schema: migrate: %w", err)
+	}
+
+	src, err := iofs.New(files, ".")
+	if err != nil {
+		return fmt.Errorf("schema: migrate: open embedded migrations: %w", err)
+	}
+	drv := &driver{ctx: ctx, db: db}
+	m, err := migrate.NewWithInstance("iofs", src, "entitylock", drv)
+	if err != nil {
+		return fmt.Errorf("schema: migrate: %w", err)
+	}
+	// m.Close would close the driver's connection and the source; the caller
+	// owns db, and the driver releases its own *sql.Conn in Unlock.
+	defer src.Close()
+
+	err = step(m)
+	var dirtyErr migrate.ErrDirty
+	switch {
+	case err == nil, errors.Is(err, migrate.ErrNoChange):
+		return nil
+	case errors.As(err, &dirtyErr):
+		return fmt.Errorf("schema: migrate: version %d: %w", dirtyErr.Version, ErrDirty)
+	case errors.Is(err, fs.ErrNotExist):
+		// Another process moved the version past ours between our first read
+		// and the locked one.
+		return fmt.Errorf("schema: migrate: %w (this code knows up to version %d)", ErrTooNew, Latest())
+	default:
+		return fmt.Errorf("schema: migrate: %w", err)
+	}
+}
+
+func checkVersion(v uint, dirty bool) error {
+	if dirty {
+		return fmt.Errorf("version %d: %w", v, ErrDirty)
+	}
+	if v > Latest() {
+		return fmt.Errorf("version %d: %w (this code knows up to version %d)", v, ErrTooNew, Latest())
+	}
+	return nil
+}
