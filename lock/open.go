@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/ncruces/go-sqlite3"
 	"github.com/ncruces/go-sqlite3/driver"
 	"github.com/ncruces/go-sqlite3/vfs/memdb"
 )
@@ -26,7 +29,7 @@ import (
 // driver's default), so a transaction that writes never fails half-way with
 // SQLITE_BUSY.
 func Open(ctx context.Context, dsn string, opts ...Option) (*Manager, error) {
-	uri, memName, err := buildDSN(dsn)
+	uri, memName, wal, err := buildDSN(dsn)
 	if err != nil {
 		return nil, opError("open", "", err)
 	}
@@ -34,7 +37,15 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Manager, error) {
 	if err != nil {
 		return nil, opError("open", "", err)
 	}
-	m, err := newManager(ctx, db, opts)
+	if wal {
+		if err = enableWAL(ctx, db); err != nil {
+			err = opError("open", "", err)
+		}
+	}
+	var m *Manager
+	if err == nil {
+		m, err = newManager(ctx, db, opts)
+	}
 	if err != nil {
 		db.Close()
 		if memName != "" {
@@ -47,24 +58,25 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Manager, error) {
 }
 
 // buildDSN turns Open's dsn into a "file:" URI for the ncruces driver, with
-// the default pragmas added where the caller set none. memName is the name
-// of the in-memory database created for ":memory:", to delete on Close.
-func buildDSN(dsn string) (uri, memName string, err error) {
+// the default per-connection pragmas added where the caller set none.
+// memName is the name of the in-memory database created for ":memory:", to
+// delete on Close; wal says whether Open should switch the file to WAL.
+func buildDSN(dsn string) (uri, memName string, wal bool, err error) {
 	var u *url.URL
 	switch {
 	case dsn == "":
-		return "", "", fmt.Errorf("%w: empty DSN", ErrInvalidOption)
+		return "", "", false, fmt.Errorf("%w: empty DSN", ErrInvalidOption)
 	case dsn == ":memory:":
 		memName = "/entitylock-" + rand.Text()
 		memdb.Create(memName, nil)
 		u = &url.URL{Scheme: "file", OmitHost: true, Path: memName, RawQuery: "vfs=memdb"}
 	case strings.HasPrefix(dsn, "file:"):
 		if u, err = url.Parse(dsn); err != nil {
-			return "", "", fmt.Errorf("%w: DSN: %v", ErrInvalidOption, err)
+			return "", "", false, fmt.Errorf("%w: DSN: %v", ErrInvalidOption, err)
 		}
 	default:
 		if fi, err := os.Stat(dsn); err == nil && fi.IsDir() {
-			return "", "", fmt.Errorf("%w: %q is a directory, not a database file", ErrInvalidOption, dsn)
+			return "", "", false, fmt.Errorf("%w: %q is a directory, not a database file", ErrInvalidOption, dsn)
 		}
 		u = &url.URL{Scheme: "file", OmitHost: true, Path: dsn}
 	}
@@ -86,16 +98,40 @@ func buildDSN(dsn string) (uri, memName string, err error) {
 	// WAL needs shared memory that memdb lacks, and a read-only connection
 	// cannot switch journal modes.
 	if q.Get("vfs") != "memdb" && q.Get("mode") != "ro" {
-		if !has("journal_mode") {
-			add = append(add, "journal_mode(wal)")
-		}
+		wal = !has("journal_mode")
 		if !has("synchronous") {
 			add = append(add, "synchronous(normal)")
 		}
 	}
 	q["_pragma"] = append(add, q["_pragma"]...)
 	u.RawQuery = q.Encode()
-	return u.String(), memName, nil
+	return u.String(), memName, wal, nil
+}
+
+// enableWAL switches the database file to WAL, which persists in the file.
+// It is done once here rather than as a per-connection DSN pragma because
+// the switch needs an exclusive lock, and SQLite reports SQLITE_BUSY at once,
+// without the busy handler, when several processes opening a fresh file try
+// it together; so the switch is retried until it succeeds or ctx ends.
+func enableWAL(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(DefaultBusyTimeout)
+	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
+		var mode string
+		err := db.QueryRowContext(ctx, "PRAGMA journal_mode=wal").Scan(&mode)
+		if err == nil || errors.Is(err, sqlite3.READONLY) {
+			// A read-only file keeps its mode; so does a file system
+			// without WAL support, which reports its mode without error.
+			return nil
+		}
+		if !errors.Is(err, sqlite3.BUSY) && !errors.Is(err, sqlite3.LOCKED) || time.Now().After(deadline) {
+			return fmt.Errorf("set journal_mode=wal: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("set journal_mode=wal: %w", ctx.Err())
+		case <-time.After(delay):
+		}
+	}
 }
 
 // New returns a Manager over db, a database opened with the

@@ -1,0 +1,190 @@
+package lock_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/entitylock/entitylock/lock"
+)
+
+// dumpLeases reads the lease and fence tables behind the library's back, so
+// a test can check that a rejected call left them as they were.
+func dumpLeases(t *testing.T, path string) []string {
+	t.Helper()
+	db := rawDB(t, path)
+	rows, err := db.Query(`SELECT entity || '|' || session_id || '|' || token || '|' ||
+		acquired_at || '|' || expires_at FROM entitylock_leases
+		UNION ALL SELECT 'fence|' || last_token FROM entitylock_fence ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
+	clk := newTestClock()
+	path := filepath.Join(t.TempDir(), "locks.db")
+	m := mustOpenPath(t, path, lock.WithClock(clk.Now))
+	s := mustSession(t, m, "session-a")
+	mustAcquire(t, s, "entity::held")
+	before := dumpLeases(t, path)
+
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+
+	long := strings.Repeat("e", lock.MaxEntityLen+1)
+	tests := []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"empty entity", func() error { _, err := s.TryAcquire(t.Context(), ""); return err }, lock.ErrInvalidEntity},
+		{"oversized entity", func() error { _, err := s.Acquire(t.Context(), long); return err }, lock.ErrInvalidEntity},
+		{"NUL in entity", func() error { _, err := s.TryAcquire(t.Context(), "a\x00b"); return err }, lock.ErrInvalidEntity},
+		{"invalid UTF-8 entity", func() error { _, err := s.TryAcquire(t.Context(), "a\xffb"); return err }, lock.ErrInvalidEntity},
+		{"extend empty entity", func() error { _, err := s.Extend(t.Context(), "", time.Second); return err }, lock.ErrInvalidEntity},
+		{"release NUL entity", func() error { _, err := s.Release(t.Context(), "\x00"); return err }, lock.ErrInvalidEntity},
+		{"holder empty entity", func() error { _, err := m.Holder(t.Context(), ""); return err }, lock.ErrInvalidEntity},
+		{"force release oversized", func() error { _, err := m.ForceRelease(t.Context(), long); return err }, lock.ErrInvalidEntity},
+		{"empty session", func() error { _, err := m.Session(""); return err }, lock.ErrInvalidSession},
+		{"oversized session", func() error { _, err := m.Session(strings.Repeat("s", lock.MaxSessionLen+1)); return err }, lock.ErrInvalidSession},
+		{"NUL in session", func() error { _, err := m.Session("s\x00"); return err }, lock.ErrInvalidSession},
+		{"invalid UTF-8 session", func() error { _, err := m.Session("\xc3\x28"); return err }, lock.ErrInvalidSession},
+		{"zero extension", func() error { _, err := s.Extend(t.Context(), "entity::held", 0); return err }, lock.ErrInvalidDuration},
+		{"negative extension", func() error { _, err := s.Extend(t.Context(), "entity::held", -time.Second); return err }, lock.ErrInvalidDuration},
+		{"sub-millisecond extension", func() error { _, err := s.Extend(t.Context(), "entity::held", time.Microsecond); return err }, lock.ErrInvalidDuration},
+		{"cancelled ctx acquire", func() error { _, err := s.TryAcquire(cancelled, "entity::new"); return err }, context.Canceled},
+		{"cancelled ctx release", func() error { _, err := s.Release(cancelled, "entity::held"); return err }, context.Canceled},
+		{"cancelled ctx purge", func() error { _, err := m.PurgeExpired(cancelled); return err }, context.Canceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("got err %v, want %v", err, tt.want)
+			}
+			if diff := cmp.Diff(before, dumpLeases(t, path)); diff != "" {
+				t.Errorf("database changed (-before +after):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBoundaryNamesAreAccepted(t *testing.T) {
+	m := mustOpen(t)
+	s := mustSession(t, m, strings.Repeat("s", lock.MaxSessionLen))
+	for _, entity := range []string{
+		strings.Repeat("e", lock.MaxEntityLen),
+		"'; DROP TABLE entitylock_leases; --",
+		"entité::Ünïcode 🔒",
+		"x",
+	} {
+		l := mustAcquire(t, s, entity)
+		got, err := m.Holder(t.Context(), entity)
+		if err != nil {
+			t.Fatalf("Holder(%q): %v", entity, err)
+		}
+		if got.Entity != entity || l.Entity != entity {
+			t.Errorf("entity not stored byte for byte: got %q and %q, want %q", got.Entity, l.Entity, entity)
+		}
+	}
+}
+
+func TestInvalidOptions(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		dsn  string
+		opts []lock.Option
+		want error
+	}{
+		{"zero TTL", "a.db", []lock.Option{lock.WithTTL(0)}, lock.ErrInvalidDuration},
+		{"negative TTL", "a.db", []lock.Option{lock.WithTTL(-time.Second)}, lock.ErrInvalidDuration},
+		{"negative base delay", "a.db", []lock.Option{lock.WithRetry(lock.RetryPolicy{BaseDelay: -1})}, lock.ErrInvalidDuration},
+		{"jitter above 1", "a.db", []lock.Option{lock.WithRetry(lock.RetryPolicy{Jitter: 1.5})}, lock.ErrInvalidOption},
+		{"nil clock", "a.db", []lock.Option{lock.WithClock(nil)}, lock.ErrInvalidOption},
+		{"nil logger", "a.db", []lock.Option{lock.WithLogger(nil)}, lock.ErrInvalidOption},
+		{"empty DSN", "", nil, lock.ErrInvalidOption},
+		{"directory", ".", nil, lock.ErrInvalidOption},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dsn := tt.dsn
+			if dsn != "" {
+				dsn = filepath.Join(dir, dsn)
+			}
+			m, err := lock.Open(t.Context(), dsn, tt.opts...)
+			if err == nil {
+				m.Close()
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Open: got err %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if _, err := lock.New(t.Context(), nil); !errors.Is(err, lock.ErrInvalidOption) {
+		t.Errorf("New(nil): got err %v, want ErrInvalidOption", err)
+	}
+}
+
+func TestCallsAfterCloseFail(t *testing.T) {
+	m, err := lock.Open(t.Context(), filepath.Join(t.TempDir(), "locks.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustSession(t, m, "session-a")
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	calls := map[string]func() error{
+		"Session":       func() error { _, err := m.Session("b"); return err },
+		"TryAcquire":    func() error { _, err := s.TryAcquire(t.Context(), "e"); return err },
+		"Acquire":       func() error { _, err := s.Acquire(t.Context(), "e"); return err },
+		"Extend":        func() error { _, err := s.Extend(t.Context(), "e", time.Second); return err },
+		"Release":       func() error { _, err := s.Release(t.Context(), "e"); return err },
+		"ReleaseAll":    func() error { _, err := s.ReleaseAll(t.Context()); return err },
+		"Session.Locks": func() error { _, err := s.Locks(t.Context()); return err },
+		"Locks":         func() error { _, err := m.Locks(t.Context()); return err },
+		"Holder":        func() error { _, err := m.Holder(t.Context(), "e"); return err },
+		"ForceRelease":  func() error { _, err := m.ForceRelease(t.Context(), "e"); return err },
+		"PurgeExpired":  func() error { _, err := m.PurgeExpired(t.Context()); return err },
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			if err := call(); !errors.Is(err, lock.ErrClosed) {
+				t.Errorf("got err %v, want ErrClosed", err)
+			}
+		})
+	}
+}
+
+func TestErrorsNameOperationAndEntity(t *testing.T) {
+	m := mustOpen(t, lock.WithRetry(lock.RetryPolicy{}))
+	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
+	mustAcquire(t, a, "entity::Foo")
+	_, err := b.Acquire(t.Context(), "entity::Foo")
+	if got, wantPrefix := err.Error(), `lock: acquire "entity::Foo": `; !strings.HasPrefix(got, wantPrefix) {
+		t.Errorf("error %q does not start with %q", got, wantPrefix)
+	}
+}

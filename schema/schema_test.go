@@ -1,0 +1,168 @@
+package schema_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ncruces/go-sqlite3/driver"
+
+	"github.com/entitylock/entitylock/schema"
+)
+
+func openDB(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := driver.Open("file:" + path + "?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// objects lists the schema objects and the version rows, to compare states.
+func objects(t *testing.T, db *sql.DB) []string {
+	t.Helper()
+	rows, err := db.Query(`SELECT type || ' ' || name FROM sqlite_schema ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var exists bool
+	db.QueryRow(`SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = ?)`, schema.MigrationsTable).Scan(&exists)
+	if exists {
+		vrows, err := db.Query(`SELECT version, dirty FROM ` + schema.MigrationsTable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer vrows.Close()
+		for vrows.Next() {
+			var v, d int
+			if err := vrows.Scan(&v, &d); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("version %d dirty %d", v, d))
+		}
+	}
+	return out
+}
+
+func TestMigrateUpIsIdempotentAndDownReverts(t *testing.T) {
+	ctx := t.Context()
+	db := openDB(t, filepath.Join(t.TempDir(), "m.db"))
+	if _, err := db.Exec(`CREATE TABLE app (id INTEGER PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	empty := objects(t, db)
+
+	if err := schema.Migrate(ctx, db); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	migrated := objects(t, db)
+	if err := schema.Migrate(ctx, db); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+	if diff := cmp.Diff(migrated, objects(t, db)); diff != "" {
+		t.Errorf("second Migrate changed the schema (-first +second):\n%s", diff)
+	}
+	v, dirty, err := schema.Version(ctx, db)
+	if err != nil || v != schema.Latest() || dirty {
+		t.Fatalf("Version = %d, %v, %v; want %d, false, nil", v, dirty, err, schema.Latest())
+	}
+
+	if err := schema.MigrateDown(ctx, db); err != nil {
+		t.Fatalf("MigrateDown: %v", err)
+	}
+	// The host application's table survives; only the version table remains
+	// of ours, with no row.
+	want := append(empty, "table "+schema.MigrationsTable)
+	if diff := cmp.Diff(want, objects(t, db)); diff != "" {
+		t.Errorf("after down (-want +got):\n%s", diff)
+	}
+}
+
+func TestUnusableSchemaIsLeftUntouched(t *testing.T) {
+	tests := []struct {
+		name    string
+		version int
+		dirty   bool
+		want    error
+	}{
+		{"newer than code", int(schema.Latest()) + 1, false, schema.ErrTooNew},
+		{"dirty", int(schema.Latest()), true, schema.ErrDirty},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := openDB(t, filepath.Join(t.TempDir(), "m.db"))
+			if err := schema.Migrate(t.Context(), db); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(`UPDATE `+schema.MigrationsTable+` SET version = ?, dirty = ?`, tt.version, tt.dirty); err != nil {
+				t.Fatal(err)
+			}
+			before := objects(t, db)
+			if err := schema.Migrate(t.Context(), db); !errors.Is(err, tt.want) {
+				t.Fatalf("Migrate: got err %v, want %v", err, tt.want)
+			}
+			if diff := cmp.Diff(before, objects(t, db)); diff != "" {
+				t.Errorf("database changed (-before +after):\n%s", diff)
+			}
+		})
+	}
+}
+
+// Eight pools open the same fresh file at once: all succeed and the schema
+// is migrated once, to one clean version row.
+func TestConcurrentMigrate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.db")
+	const n = 8
+	dbs := make([]*sql.DB, n)
+	for i := range dbs {
+		dbs[i] = openDB(t, path)
+	}
+	start := make(chan struct{})
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, db := range dbs {
+		wg.Go(func() {
+			<-start
+			errs[i] = schema.Migrate(context.Background(), db)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Migrate %d: %v", i, err)
+		}
+	}
+	got := objects(t, dbs[0])
+	want := []string{
+		"index entitylock_leases_session",
+		"table entitylock_fence",
+		"table entitylock_leases",
+		"table " + schema.MigrationsTable,
+		"trigger entitylock_leases_fence_insert",
+		"trigger entitylock_leases_fence_update",
+		fmt.Sprintf("version %d dirty 0", schema.Latest()),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("schema after concurrent Migrate (-want +got):\n%s", diff)
+	}
+}
