@@ -86,3 +86,16 @@ func rawDB(tb testing.TB, path string) *sql.DB {
 	tb.Cleanup(func() { db.Close() })
 	return db
 }
+
+// waitFor polls cond until it holds, failing the test after 10s. It waits
+// for background work (renewals, sweeps), never for a TTL.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

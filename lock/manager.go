@@ -35,7 +35,11 @@ type Manager struct {
 	// exclusively by Close, so Close waits for calls in flight.
 	mu     sync.RWMutex
 	closed bool
-	done   chan struct{} // closed by Close; ends waits
+	done   chan struct{} // closed by Close; ends waits and the sweeper
+	bg     sync.WaitGroup // the sweeper
+
+	queues waitQueues
+	stats  counters
 }
 
 func newManager(ctx context.Context, db *sql.DB, opts []Option) (*Manager, error) {
@@ -55,7 +59,11 @@ func newManager(ctx context.Context, db *sql.DB, opts []Option) (*Manager, error
 	if err != nil {
 		return nil, opError("open: prepare statements", "", err)
 	}
-	return &Manager{db: db, q: q, cfg: cfg, done: make(chan struct{})}, nil
+	m := &Manager{db: db, q: q, cfg: cfg, done: make(chan struct{})}
+	if cfg.sweep > 0 {
+		m.bg.Go(m.sweep)
+	}
+	return m, nil
 }
 
 // enter starts a call that touches the database; the caller must call
@@ -73,6 +81,11 @@ func (m *Manager) exit() { m.mu.RUnlock() }
 
 // nowMs is "now" on the Manager's clock in Unix milliseconds.
 func (m *Manager) nowMs() int64 { return m.cfg.now().UnixMilli() }
+
+// DB returns the database handle the Manager uses, for the application's
+// own tables in the same database: a transaction begun on it can be checked
+// with Guard. The Manager owns it when it came from Open; do not close it.
+func (m *Manager) DB() *sql.DB { return m.db }
 
 // Session returns a handle that acquires and releases leases as the
 // session id. Sessions with the same id share their leases: use one id per
@@ -134,6 +147,9 @@ func (m *Manager) ForceRelease(ctx context.Context, entity string) (bool, error)
 	if err != nil {
 		return false, m.fail(ctx, "force release", entity, err)
 	}
+	if n > 0 {
+		m.released(entity)
+	}
 	return n > 0, nil
 }
 
@@ -149,6 +165,7 @@ func (m *Manager) PurgeExpired(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, m.fail(ctx, "purge expired", "", err)
 	}
+	m.stats.purged.Add(n)
 	return int(n), nil
 }
 
@@ -164,6 +181,9 @@ func (m *Manager) Close() error {
 	}
 	m.closed = true
 	close(m.done)
+	m.mu.Unlock()
+	m.bg.Wait() // the sweeper may be waiting for mu
+	m.mu.Lock()
 	err := m.q.Close()
 	if m.ownDB {
 		err = errors.Join(err, m.db.Close())

@@ -28,6 +28,10 @@ type config struct {
 	retry  RetryPolicy
 	now    func() time.Time
 	logger *slog.Logger
+	sweep  time.Duration // 0: no sweeper
+	renew  time.Duration // 0: TTL/3
+	margin    time.Duration
+	marginSet bool // false: TTL/10
 }
 
 func defaultConfig() config {
@@ -37,6 +41,23 @@ func defaultConfig() config {
 		now:    time.Now,
 		logger: slog.New(slog.DiscardHandler),
 	}
+}
+
+// renewEvery is how often Do renews a lease.
+func (c *config) renewEvery() time.Duration {
+	if c.renew > 0 {
+		return c.renew
+	}
+	return c.ttl / 3
+}
+
+// safetyMargin is how long before its expiry Do gives a lease up as lost
+// when it could not renew it.
+func (c *config) safetyMargin() time.Duration {
+	if c.marginSet {
+		return c.margin
+	}
+	return c.ttl / 10
 }
 
 // validate reports the first setting that cannot work, wrapping
@@ -50,6 +71,19 @@ func (c *config) validate() error {
 	}
 	if c.logger == nil {
 		return fmt.Errorf("%w: nil logger", ErrInvalidOption)
+	}
+	if c.sweep < 0 {
+		return fmt.Errorf("%w: sweep interval %v is negative", ErrInvalidDuration, c.sweep)
+	}
+	if c.renew < 0 || c.renewEvery() >= c.ttl || c.renewEvery() <= 0 {
+		return fmt.Errorf("%w: renewal interval %v must be positive and under the TTL %v", ErrInvalidDuration, c.renewEvery(), c.ttl)
+	}
+	if c.safetyMargin() < 0 {
+		return fmt.Errorf("%w: safety margin %v is negative", ErrInvalidDuration, c.safetyMargin())
+	}
+	if c.renewEvery()+c.safetyMargin() >= c.ttl {
+		return fmt.Errorf("%w: renewal interval %v plus safety margin %v must be under the TTL %v",
+			ErrInvalidDuration, c.renewEvery(), c.safetyMargin(), c.ttl)
 	}
 	return c.retry.validate()
 }
@@ -79,4 +113,27 @@ func WithClock(now func() time.Time) Option {
 // default.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.logger = l }
+}
+
+// WithSweepInterval makes the Manager purge expired rows in the background
+// every d until it closes (off by default). Fencing tokens stay monotonic
+// across purges.
+func WithSweepInterval(d time.Duration) Option {
+	return func(c *config) { c.sweep = d }
+}
+
+// WithRenewInterval sets how often Do renews its lease while its function
+// runs (default TTL/3). Together with the safety margin it must stay under
+// the TTL.
+func WithRenewInterval(d time.Duration) Option {
+	return func(c *config) { c.renew = d }
+}
+
+// WithSafetyMargin sets how long before a lease's expiry, counted from the
+// start of the last successful renewal, Do cancels its function's context
+// when renewals have not got through (default TTL/10). It absorbs the
+// difference between clocks and the time a cancelled function needs to
+// stop writing.
+func WithSafetyMargin(d time.Duration) Option {
+	return func(c *config) { c.margin, c.marginSet = d, true }
 }

@@ -44,36 +44,30 @@ func (s *Session) TryAcquire(ctx context.Context, entity string) (Lease, error) 
 }
 
 // Acquire takes entity like TryAcquire and, while another session holds it,
-// retries under the Manager's RetryPolicy. It never waits past the holder's
-// expiry, and returns as soon as ctx ends or the Manager closes, with an
-// error satisfying errors.Is(err, ctx.Err()) or ErrClosed. When the retries
-// run out, the error is the last *HeldError.
+// waits and retries under the Manager's RetryPolicy. It never waits past the
+// holder's expiry; a release through the same Manager wakes it at once, and
+// waiters of one Manager are served in arrival order. It returns as soon as
+// ctx ends or the Manager closes, with an error satisfying
+// errors.Is(err, ctx.Err()) or ErrClosed. When the retries run out, the
+// error is the last *HeldError.
 func (s *Session) Acquire(ctx context.Context, entity string) (Lease, error) {
 	if err := validateEntity(entity); err != nil {
 		return Lease{}, opError("acquire", entity, err)
 	}
-	policy := s.m.cfg.retry
-	for attempt := 0; ; attempt++ {
+	var l Lease
+	err := s.m.retry(ctx, func() error {
 		if err := s.m.enter(); err != nil {
-			return Lease{}, opError("acquire", entity, err)
+			return err
 		}
-		l, err := s.tryAcquire(ctx, entity)
-		s.m.exit()
-		var held *HeldError
-		if !errors.As(err, &held) || policy.exhausted(attempt) {
-			if err != nil {
-				return Lease{}, s.m.fail(ctx, "acquire", entity, err)
-			}
-			return l, nil
-		}
-		wait := policy.delay(attempt)
-		if untilExpiry := held.Holder.ExpiresAt.Sub(s.m.cfg.now()); untilExpiry < wait {
-			wait = max(untilExpiry, 0)
-		}
-		if err := s.m.sleep(ctx, wait); err != nil {
-			return Lease{}, opError("acquire", entity, fmt.Errorf("%w (while %v)", err, held))
-		}
+		defer s.m.exit()
+		var err error
+		l, err = s.tryAcquire(ctx, entity)
+		return err
+	})
+	if err != nil {
+		return Lease{}, s.m.fail(ctx, "acquire", entity, err)
 	}
+	return l, nil
 }
 
 // tryAcquire is one attempt; the caller has validated entity and entered.
@@ -90,14 +84,16 @@ func (s *Session) tryAcquire(ctx context.Context, entity string) (Lease, error) 
 			ExpiresAt: now + s.m.cfg.ttl.Milliseconds(),
 		})
 		if err == nil {
-			return leaseFromRow(row), nil
+			l := leaseFromRow(row)
+			s.m.granted(l, now, row.Reclaimed != 0)
+			return l, nil
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return Lease{}, err
 		}
 		holder, err := s.m.q.Lease(ctx, sqlitedb.LeaseParams{Entity: entity, Now: now})
 		if err == nil {
-			return Lease{}, &HeldError{Holder: leaseFromRow(holder)}
+			return Lease{}, s.m.refused(s.id, leaseFromRow(holder))
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return Lease{}, err
@@ -131,6 +127,7 @@ func (s *Session) Extend(ctx context.Context, entity string, by time.Duration) (
 	if err != nil {
 		return Lease{}, s.m.fail(ctx, "extend", entity, err)
 	}
+	s.m.stats.extends.Add(1)
 	return leaseFromRow(row), nil
 }
 
@@ -148,6 +145,9 @@ func (s *Session) Release(ctx context.Context, entity string) (bool, error) {
 	if err != nil {
 		return false, s.m.fail(ctx, "release", entity, err)
 	}
+	if n > 0 {
+		s.m.released(entity)
+	}
 	return n > 0, nil
 }
 
@@ -160,11 +160,14 @@ func (s *Session) ReleaseAll(ctx context.Context) (int, error) {
 		return 0, opError("release all", "", err)
 	}
 	defer s.m.exit()
-	n, err := s.m.q.ReleaseSession(ctx, s.id)
+	entities, err := s.m.q.ReleaseSession(ctx, s.id)
 	if err != nil {
 		return 0, s.m.fail(ctx, "release all", "", err)
 	}
-	return int(n), nil
+	for _, e := range entities {
+		s.m.released(e)
+	}
+	return len(entities), nil
 }
 
 // Locks returns this session's live leases, ordered by entity.

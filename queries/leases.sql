@@ -45,15 +45,32 @@ SET expires_at = expires_at + @by_ms
 WHERE entity = @entity AND session_id = @session_id AND expires_at > @now
 RETURNING entity, session_id, token, acquired_at, expires_at, reclaimed;
 
+-- name: Renew :one
+-- Sets a new expiry on exactly this grant (@entity, @session_id, @token)
+-- while it is live. No row: the lease expired, was released, or was taken.
+-- A renewal never shortens a lease that Extend pushed further.
+UPDATE entitylock_leases
+SET expires_at = max(expires_at, CAST(@expires_at AS INTEGER))
+WHERE entity = @entity AND session_id = @session_id AND token = @token
+  AND expires_at > @now
+RETURNING entity, session_id, token, acquired_at, expires_at, reclaimed;
+
 -- name: Release :execrows
 -- Removes @session_id's lease on @entity, live or expired.
 DELETE FROM entitylock_leases
 WHERE entity = @entity AND session_id = @session_id;
 
--- name: ReleaseSession :execrows
--- Removes every lease of @session_id (seeks the session index).
+-- name: ReleaseGrant :execrows
+-- Removes exactly this grant, live or expired, and nothing newer.
 DELETE FROM entitylock_leases
-WHERE session_id = @session_id;
+WHERE entity = @entity AND session_id = @session_id AND token = @token;
+
+-- name: ReleaseSession :many
+-- Removes every lease of @session_id (seeks the session index) and names
+-- the entities freed.
+DELETE FROM entitylock_leases
+WHERE session_id = @session_id
+RETURNING entity;
 
 -- name: ForceRelease :execrows
 -- Removes the lease on @entity whoever holds it.

@@ -48,8 +48,14 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.releaseStmt, err = db.PrepareContext(ctx, release); err != nil {
 		return nil, fmt.Errorf("error preparing query Release: %w", err)
 	}
+	if q.releaseGrantStmt, err = db.PrepareContext(ctx, releaseGrant); err != nil {
+		return nil, fmt.Errorf("error preparing query ReleaseGrant: %w", err)
+	}
 	if q.releaseSessionStmt, err = db.PrepareContext(ctx, releaseSession); err != nil {
 		return nil, fmt.Errorf("error preparing query ReleaseSession: %w", err)
+	}
+	if q.renewStmt, err = db.PrepareContext(ctx, renew); err != nil {
+		return nil, fmt.Errorf("error preparing query Renew: %w", err)
 	}
 	if q.sessionLeasesStmt, err = db.PrepareContext(ctx, sessionLeases); err != nil {
 		return nil, fmt.Errorf("error preparing query SessionLeases: %w", err)
@@ -99,9 +105,19 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing releaseStmt: %w", cerr)
 		}
 	}
+	if q.releaseGrantStmt != nil {
+		if cerr := q.releaseGrantStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing releaseGrantStmt: %w", cerr)
+		}
+	}
 	if q.releaseSessionStmt != nil {
 		if cerr := q.releaseSessionStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing releaseSessionStmt: %w", cerr)
+		}
+	}
+	if q.renewStmt != nil {
+		if cerr := q.renewStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing renewStmt: %w", cerr)
 		}
 	}
 	if q.sessionLeasesStmt != nil {
@@ -156,7 +172,9 @@ type Queries struct {
 	liveLeasesStmt     *sql.Stmt
 	purgeExpiredStmt   *sql.Stmt
 	releaseStmt        *sql.Stmt
+	releaseGrantStmt   *sql.Stmt
 	releaseSessionStmt *sql.Stmt
+	renewStmt          *sql.Stmt
 	sessionLeasesStmt  *sql.Stmt
 }
 
@@ -172,7 +190,9 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		liveLeasesStmt:     q.liveLeasesStmt,
 		purgeExpiredStmt:   q.purgeExpiredStmt,
 		releaseStmt:        q.releaseStmt,
+		releaseGrantStmt:   q.releaseGrantStmt,
 		releaseSessionStmt: q.releaseSessionStmt,
+		renewStmt:          q.renewStmt,
 		sessionLeasesStmt:  q.sessionLeasesStmt,
 	}
 }

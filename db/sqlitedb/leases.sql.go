@@ -241,18 +241,94 @@ func (q *Queries) Release(ctx context.Context, arg ReleaseParams) (int64, error)
 	return result.RowsAffected()
 }
 
-const releaseSession = `-- name: ReleaseSession :execrows
+const releaseGrant = `-- name: ReleaseGrant :execrows
 DELETE FROM entitylock_leases
-WHERE session_id = ?1
+WHERE entity = ?1 AND session_id = ?2 AND token = ?3
 `
 
-// Removes every lease of @session_id (seeks the session index).
-func (q *Queries) ReleaseSession(ctx context.Context, sessionID string) (int64, error) {
-	result, err := q.exec(ctx, q.releaseSessionStmt, releaseSession, sessionID)
+type ReleaseGrantParams struct {
+	Entity    string
+	SessionID string
+	Token     int64
+}
+
+// Removes exactly this grant, live or expired, and nothing newer.
+func (q *Queries) ReleaseGrant(ctx context.Context, arg ReleaseGrantParams) (int64, error) {
+	result, err := q.exec(ctx, q.releaseGrantStmt, releaseGrant, arg.Entity, arg.SessionID, arg.Token)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected()
+}
+
+const releaseSession = `-- name: ReleaseSession :many
+DELETE FROM entitylock_leases
+WHERE session_id = ?1
+RETURNING entity
+`
+
+// Removes every lease of @session_id (seeks the session index) and names
+// the entities freed.
+func (q *Queries) ReleaseSession(ctx context.Context, sessionID string) ([]string, error) {
+	rows, err := q.query(ctx, q.releaseSessionStmt, releaseSession, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var entity string
+		if err := rows.Scan(&entity); err != nil {
+			return nil, err
+		}
+		items = append(items, entity)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const renew = `-- name: Renew :one
+UPDATE entitylock_leases
+SET expires_at = max(expires_at, CAST(?1 AS INTEGER))
+WHERE entity = ?2 AND session_id = ?3 AND token = ?4
+  AND expires_at > ?5
+RETURNING entity, session_id, token, acquired_at, expires_at, reclaimed
+`
+
+type RenewParams struct {
+	ExpiresAt int64
+	Entity    string
+	SessionID string
+	Token     int64
+	Now       int64
+}
+
+// Sets a new expiry on exactly this grant (@entity, @session_id, @token)
+// while it is live. No row: the lease expired, was released, or was taken.
+// A renewal never shortens a lease that Extend pushed further.
+func (q *Queries) Renew(ctx context.Context, arg RenewParams) (EntitylockLease, error) {
+	row := q.queryRow(ctx, q.renewStmt, renew,
+		arg.ExpiresAt,
+		arg.Entity,
+		arg.SessionID,
+		arg.Token,
+		arg.Now,
+	)
+	var i EntitylockLease
+	err := row.Scan(
+		&i.Entity,
+		&i.SessionID,
+		&i.Token,
+		&i.AcquiredAt,
+		&i.ExpiresAt,
+		&i.Reclaimed,
+	)
+	return i, err
 }
 
 const sessionLeases = `-- name: SessionLeases :many

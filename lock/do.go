@@ -1,0 +1,230 @@
+package lock
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/entitylock/entitylock/db/sqlitedb"
+)
+
+// ErrLeaseLost means a lease ended while its holder was still working under
+// it: a renewal found it taken (by expiry takeover or ForceRelease), or no
+// renewal got through before the holder's local deadline. The error is a
+// *LeaseLostError naming the lease.
+var ErrLeaseLost = errors.New("lease lost")
+
+// errNotRenewed is the cause of a loss noticed on the holder's own clock.
+var errNotRenewed = errors.New("not renewed before the local deadline")
+
+// LeaseLostError reports the lease Do lost and why. errors.Is(err,
+// ErrLeaseLost) holds for it; Unwrap gives the cause: ErrNotHeld when a
+// renewal found the lease gone, or a deadline error when renewals did not
+// get through in time.
+type LeaseLostError struct {
+	Lease Lease
+	Cause error
+}
+
+// Error names the entity and token of the lost lease.
+func (e *LeaseLostError) Error() string {
+	return fmt.Sprintf("%s: %q token %d: %v", ErrLeaseLost, e.Lease.Entity, e.Lease.Token, e.Cause)
+}
+
+// Is makes errors.Is(err, ErrLeaseLost) true.
+func (e *LeaseLostError) Is(target error) bool { return target == ErrLeaseLost }
+
+// Unwrap returns the cause.
+func (e *LeaseLostError) Unwrap() error { return e.Cause }
+
+// Do acquires entity under the Manager's retry policy, runs fn while holding
+// it, and releases it when fn returns or panics (the panic goes on after the
+// release, which runs even when ctx was cancelled).
+//
+// While fn runs the lease is renewed in the background every renewal
+// interval (WithRenewInterval, default TTL/3); transient failures of a
+// renewal are retried. fn's ctx is cancelled as soon as the lease is lost:
+// when a renewal finds another holder or no lease (ForceRelease), or when
+// the local deadline passes without a successful renewal: the start of the
+// last successful renewal + TTL − safety margin (WithSafetyMargin, default
+// TTL/10), on the Manager's clock. The deadline can only fire before the
+// lease expires in the database, so fn is told to stop before anyone else
+// can be granted entity. fn should still guard its writes (Manager.Guard):
+// a cancelled ctx asks fn to stop, it cannot take back a write in flight.
+//
+// Do returns fn's error. When the lease was lost, the error also satisfies
+// errors.Is(err, ErrLeaseLost) and errors.As gives the *LeaseLostError.
+func (s *Session) Do(ctx context.Context, entity string, fn func(ctx context.Context, l Lease) error) (err error) {
+	if fn == nil {
+		return opError("do", entity, fmt.Errorf("%w: nil function", ErrInvalidOption))
+	}
+	l, err := s.Acquire(ctx, entity)
+	if err != nil {
+		return err
+	}
+	k := s.keep(ctx, l)
+	defer func() {
+		lost := k.stop()
+		// Release even when the caller's ctx is done; a lost lease may still
+		// be ours in the database (renewals failed, nobody took it yet).
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.cfg.ttl)
+		defer cancel()
+		relErr := s.releaseGrant(rctx, l)
+		switch {
+		case lost != nil && err != nil:
+			err = fmt.Errorf("%w (%w)", err, lost)
+		case lost != nil:
+			err = opError("do", entity, lost)
+		case err == nil && relErr != nil:
+			err = relErr
+		}
+	}()
+	return fn(k.ctx, l)
+}
+
+// releaseGrant removes exactly grant l, nothing the session got since.
+func (s *Session) releaseGrant(ctx context.Context, l Lease) error {
+	if err := s.m.enter(); err != nil {
+		return opError("release", l.Entity, err)
+	}
+	defer s.m.exit()
+	n, err := s.m.q.ReleaseGrant(ctx, sqlitedb.ReleaseGrantParams{Entity: l.Entity, SessionID: l.SessionID, Token: l.Token})
+	if err != nil {
+		return s.m.fail(ctx, "release", l.Entity, err)
+	}
+	if n > 0 {
+		s.m.released(l.Entity)
+	}
+	return nil
+}
+
+// keeper renews one lease in the background and watches its local deadline.
+type keeper struct {
+	s      *Session
+	lease  Lease
+	ctx    context.Context // fn's
+	cancel context.CancelCauseFunc
+
+	deadline atomic.Int64 // Unix nanoseconds on the Manager's clock
+	lostErr  atomic.Pointer[LeaseLostError]
+	quit     chan struct{}
+	wg       sync.WaitGroup
+}
+
+func (s *Session) keep(ctx context.Context, l Lease) *keeper {
+	k := &keeper{s: s, lease: l, quit: make(chan struct{})}
+	k.ctx, k.cancel = context.WithCancelCause(ctx)
+	// The grant (or refresh) set ExpiresAt to its start + TTL.
+	k.deadline.Store(l.ExpiresAt.Add(-s.m.cfg.safetyMargin()).UnixNano())
+	k.wg.Go(k.renew)
+	k.wg.Go(k.watch)
+	return k
+}
+
+// stop ends renewal and returns the loss, if the lease was lost.
+func (k *keeper) stop() *LeaseLostError {
+	close(k.quit)
+	k.wg.Wait()
+	k.cancel(context.Canceled)
+	return k.lostErr.Load()
+}
+
+func (k *keeper) lose(cause error) {
+	e := &LeaseLostError{Lease: k.lease, Cause: cause}
+	if k.lostErr.CompareAndSwap(nil, e) {
+		k.s.m.lost(k.lease, cause)
+		k.cancel(e)
+	}
+}
+
+func (k *keeper) lostAlready() bool { return k.lostErr.Load() != nil }
+
+// renew refreshes the lease every renewal interval until stopped or lost.
+func (k *keeper) renew() {
+	m := k.s.m
+	every := m.cfg.renewEvery()
+	retryIn := max(every/8, time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := context.AfterFunc(k.ctx, cancel) // fn's ctx done: stop renewing
+	defer stop()
+
+	t := time.NewTimer(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-k.quit:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := m.cfg.now()
+		err := k.renewOnce(ctx, start, every)
+		switch {
+		case err == nil:
+			k.deadline.Store(start.Add(m.cfg.ttl - m.cfg.safetyMargin()).UnixNano())
+			t.Reset(every)
+		case errors.Is(err, sql.ErrNoRows):
+			k.lose(ErrNotHeld)
+			return
+		case ctx.Err() != nil || errors.Is(err, ErrClosed):
+			return
+		default: // busy, interrupted by the per-attempt timeout, I/O: try again soon
+			m.cfg.logger.Debug("entitylock: renewal failed; retrying",
+				slog.String("entity", k.lease.Entity), slog.Any("err", err))
+			t.Reset(retryIn)
+		}
+	}
+}
+
+func (k *keeper) renewOnce(ctx context.Context, start time.Time, timeout time.Duration) error {
+	m := k.s.m
+	if err := m.enter(); err != nil {
+		return err
+	}
+	defer m.exit()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := m.q.Renew(ctx, sqlitedb.RenewParams{
+		ExpiresAt: start.UnixMilli() + m.cfg.ttl.Milliseconds(),
+		Entity:    k.lease.Entity,
+		SessionID: k.lease.SessionID,
+		Token:     k.lease.Token,
+		Now:       start.UnixMilli(),
+	})
+	if err == nil {
+		m.stats.renewals.Add(1)
+	}
+	return err
+}
+
+// watch cancels fn's ctx when the local deadline passes. It re-reads the
+// Manager's clock at least every renewal interval, so an injected clock that
+// jumps is noticed too.
+func (k *keeper) watch() {
+	m := k.s.m
+	every := m.cfg.renewEvery()
+	t := time.NewTimer(every)
+	defer t.Stop()
+	for !k.lostAlready() {
+		left := time.Duration(k.deadline.Load() - m.cfg.now().UnixNano())
+		if left <= 0 {
+			k.lose(errNotRenewed)
+			return
+		}
+		t.Reset(min(left, every))
+		select {
+		case <-k.quit:
+			return
+		case <-k.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

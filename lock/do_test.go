@@ -1,0 +1,296 @@
+package lock_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/entitylock/entitylock/lock"
+)
+
+// doOpts gives Do a one-minute TTL on a test clock with renewals every few
+// real milliseconds, so renewals happen while the clock stands still.
+func doOpts(clk *testClock) []lock.Option {
+	return []lock.Option{
+		lock.WithClock(clk.Now), lock.WithTTL(time.Minute),
+		lock.WithRenewInterval(5 * time.Millisecond), lock.WithRetry(fastRetry),
+	}
+}
+
+func TestDoRunsUnderLeaseAndReleases(t *testing.T) {
+	clk := newTestClock()
+	m := mustOpen(t, doOpts(clk)...)
+	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
+	errWork := errors.New("work failed")
+
+	var inside lock.Lease
+	err := a.Do(t.Context(), "entity::Foo", func(ctx context.Context, l lock.Lease) error {
+		inside = l
+		if _, err := b.TryAcquire(ctx, "entity::Foo"); !errors.Is(err, lock.ErrHeld) {
+			t.Errorf("inside Do: b got err %v, want ErrHeld", err)
+		}
+		return errWork
+	})
+	if !errors.Is(err, errWork) || errors.Is(err, lock.ErrLeaseLost) {
+		t.Fatalf("Do = %v; want fn's error, not ErrLeaseLost", err)
+	}
+	if inside.Entity != "entity::Foo" || inside.SessionID != "a" {
+		t.Errorf("fn got lease %+v", inside)
+	}
+	if _, err := m.Holder(t.Context(), "entity::Foo"); !errors.Is(err, lock.ErrNotHeld) {
+		t.Errorf("after Do: Holder err = %v, want ErrNotHeld", err)
+	}
+}
+
+func TestDoReleasesWhenFnPanics(t *testing.T) {
+	m := mustOpen(t, doOpts(newTestClock())...)
+	a := mustSession(t, m, "a")
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("recovered %v, want the panic to go on", r)
+			}
+		}()
+		a.Do(t.Context(), "entity::Foo", func(context.Context, lock.Lease) error { panic("boom") })
+	}()
+	if _, err := m.Holder(t.Context(), "entity::Foo"); !errors.Is(err, lock.ErrNotHeld) {
+		t.Errorf("after panic: Holder err = %v, want ErrNotHeld", err)
+	}
+}
+
+func TestDoReleasesWhenCallerCtxIsCancelled(t *testing.T) {
+	m := mustOpen(t, doOpts(newTestClock())...)
+	a := mustSession(t, m, "a")
+	ctx, cancel := context.WithCancel(t.Context())
+	err := a.Do(ctx, "entity::Foo", func(ctx context.Context, _ lock.Lease) error {
+		cancel()
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do = %v, want context.Canceled", err)
+	}
+	if _, err := m.Holder(t.Context(), "entity::Foo"); !errors.Is(err, lock.ErrNotHeld) {
+		t.Errorf("Holder err = %v, want ErrNotHeld", err)
+	}
+}
+
+// The lease outlives its TTL while fn runs, because Do renews it.
+func TestDoRenews(t *testing.T) {
+	clk := newTestClock()
+	m := mustOpen(t, doOpts(clk)...)
+	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
+	err := a.Do(t.Context(), "entity::Foo", func(ctx context.Context, l lock.Lease) error {
+		for range 5 { // five times 40s: well past the one-minute TTL
+			before := m.Stats().Renewals
+			clk.Advance(40 * time.Second)
+			waitFor(t, "a renewal", func() bool { return m.Stats().Renewals > before })
+		}
+		h, err := m.Holder(ctx, "entity::Foo")
+		if err != nil {
+			return err
+		}
+		if h.Token != l.Token || !h.ExpiresAt.After(clk.Now()) {
+			t.Errorf("holder %+v; want token %d live at %v", h, l.Token, clk.Now())
+		}
+		if _, err := b.TryAcquire(ctx, "entity::Foo"); !errors.Is(err, lock.ErrHeld) {
+			t.Errorf("b got err %v, want ErrHeld", err)
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		t.Fatalf("Do: %v", err)
+	}
+}
+
+func TestDoCancelsWhenLeaseIsForceReleased(t *testing.T) {
+	clk := newTestClock()
+	m := mustOpen(t, doOpts(clk)...)
+	a := mustSession(t, m, "a")
+	var lease lock.Lease
+	err := a.Do(t.Context(), "entity::Foo", func(ctx context.Context, l lock.Lease) error {
+		lease = l
+		mustForce(t, m, "entity::Foo")
+		select {
+		case <-ctx.Done():
+			return errors.New("stopped")
+		case <-time.After(10 * time.Second):
+			return errors.New("ctx not cancelled after ForceRelease")
+		}
+	})
+	var lost *lock.LeaseLostError
+	if !errors.As(err, &lost) || !errors.Is(err, lock.ErrLeaseLost) || !errors.Is(err, lock.ErrNotHeld) {
+		t.Fatalf("Do = %v; want a *LeaseLostError caused by ErrNotHeld", err)
+	}
+	if diff := cmp.Diff(lease, lost.Lease); diff != "" {
+		t.Errorf("lost lease (-want +got):\n%s", diff)
+	}
+	if got := m.Stats().LostLeases; got != 1 {
+		t.Errorf("Stats().LostLeases = %d, want 1", got)
+	}
+}
+
+// When the database stops answering (another connection holds its write
+// lock), renewals fail; fn's ctx is cancelled at the local deadline, which
+// comes before the lease expires on the holder's clock.
+func TestDoCancelsBeforeExpiryWhenRenewalsStall(t *testing.T) {
+	clk := newTestClock()
+	path := filepath.Join(t.TempDir(), "locks.db")
+	m := mustOpenPath(t, path, doOpts(clk)...)
+	a := mustSession(t, m, "a")
+	raw := rawDB(t, path)
+
+	err := a.Do(t.Context(), "entity::Foo", func(ctx context.Context, l lock.Lease) error {
+		conn, err := raw.Conn(context.Background())
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+			return err
+		}
+		defer conn.ExecContext(context.Background(), "ROLLBACK")
+
+		// The clock stood still since the grant, so the last renewal began
+		// at clk.Now(): the deadline is TTL − margin (6s) away.
+		clk.Advance(time.Minute - 6*time.Second)
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+			return errors.New("ctx not cancelled at the local deadline")
+		}
+		if !clk.Now().Before(l.ExpiresAt) {
+			t.Errorf("cancelled at %v, not before the expiry %v", clk.Now(), l.ExpiresAt)
+		}
+		return context.Cause(ctx)
+	})
+	if !errors.Is(err, lock.ErrLeaseLost) || errors.Is(err, lock.ErrNotHeld) {
+		t.Fatalf("Do = %v; want ErrLeaseLost from the local deadline", err)
+	}
+}
+
+func TestGuardRejectsStaleHolder(t *testing.T) {
+	clk := newTestClock()
+	path := filepath.Join(t.TempDir(), "locks.db")
+	m := mustOpenPath(t, path, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+	app := rawDB(t, path)
+	if _, err := app.Exec(`CREATE TABLE docs (entity TEXT PRIMARY KEY, body TEXT, token INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
+
+	// write updates the document under l, checked by Guard in the same tx.
+	write := func(l lock.Lease, body string) error {
+		tx, err := app.BeginTx(t.Context(), nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if err := m.Guard(t.Context(), tx, l); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(`INSERT INTO docs VALUES (?, ?, ?) ON CONFLICT (entity) DO UPDATE SET body = excluded.body, token = excluded.token`,
+			l.Entity, body, l.Token); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}
+	read := func() (body string) {
+		if err := app.QueryRow(`SELECT body FROM docs WHERE entity = 'doc::1'`).Scan(&body); err != nil {
+			t.Fatal(err)
+		}
+		return body
+	}
+
+	la := mustAcquire(t, a, "doc::1")
+	if err := write(la, "from a"); err != nil {
+		t.Fatalf("a's guarded write while holding: %v", err)
+	}
+	clk.Advance(time.Minute) // a's lease lapses; b takes over
+	lb := mustAcquire(t, b, "doc::1")
+	if err := write(lb, "from b"); err != nil {
+		t.Fatalf("b's guarded write: %v", err)
+	}
+	if err := write(la, "late write from a"); !errors.Is(err, lock.ErrNotHeld) {
+		t.Fatalf("stale holder's write: got err %v, want ErrNotHeld", err)
+	}
+	if got := read(); got != "from b" {
+		t.Errorf("document = %q, want %q", got, "from b")
+	}
+	// A lease with the right session but an old token is stale too.
+	stale := lb
+	stale.Token--
+	if err := write(stale, "old token"); !errors.Is(err, lock.ErrNotHeld) {
+		t.Errorf("old token: got err %v, want ErrNotHeld", err)
+	}
+	if err := m.Guard(t.Context(), nil, lb); !errors.Is(err, lock.ErrInvalidOption) {
+		t.Errorf("nil tx: got err %v, want ErrInvalidOption", err)
+	}
+}
+
+func TestAcquireAll(t *testing.T) {
+	clk := newTestClock()
+	m := mustOpen(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute), lock.WithRetry(fastRetry))
+	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
+	ctx := t.Context()
+
+	mine := mustAcquire(t, a, "e::2") // refreshed, not re-granted
+	clk.Advance(time.Second)
+	got, err := a.AcquireAll(ctx, "e::3", "e::1", "e::2", "e::1")
+	if err != nil {
+		t.Fatalf("AcquireAll: %v", err)
+	}
+	exp := clk.Now().Add(time.Minute)
+	want := []lock.Lease{
+		{Entity: "e::1", SessionID: "a", Token: mine.Token + 1, AcquiredAt: clk.Now(), ExpiresAt: exp},
+		{Entity: "e::2", SessionID: "a", Token: mine.Token, AcquiredAt: mine.AcquiredAt, ExpiresAt: exp},
+		{Entity: "e::3", SessionID: "a", Token: mine.Token + 2, AcquiredAt: clk.Now(), ExpiresAt: exp},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("AcquireAll (-want +got):\n%s", diff)
+	}
+
+	// b wants e::0 (free), e::2 (a's) and e::9 (free): nothing may stick.
+	_, err = b.AcquireAll(ctx, "e::9", "e::0", "e::2")
+	var he *lock.HeldError
+	if !errors.As(err, &he) || he.Holder.Entity != "e::2" || he.Holder.SessionID != "a" {
+		t.Fatalf("got err %v; want a *HeldError for e::2 held by a", err)
+	}
+	bs, err := b.Locks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]lock.Lease{}, bs); diff != "" {
+		t.Errorf("b's leases after a refused AcquireAll (-want +got):\n%s", diff)
+	}
+	for _, bad := range [][]string{nil, {"ok", ""}} {
+		if _, err := b.AcquireAll(ctx, bad...); !errors.Is(err, lock.ErrInvalidEntity) {
+			t.Errorf("AcquireAll(%q): got err %v, want ErrInvalidEntity", bad, err)
+		}
+	}
+}
+
+func TestAcquireAllWaitsForBlockingEntity(t *testing.T) {
+	m := mustOpen(t, lock.WithRetry(lock.RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour}))
+	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
+	mustAcquire(t, a, "e::2")
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.AcquireAll(context.Background(), "e::1", "e::2")
+		done <- err
+	}()
+	waitFor(t, "b to be refused", func() bool { return m.Stats().Contended >= 1 })
+	mustRelease(t, a, "e::2") // wakes b despite the one-hour backoff
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("AcquireAll: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("AcquireAll not woken by the release")
+	}
+}

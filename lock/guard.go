@@ -1,0 +1,61 @@
+package lock
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/entitylock/entitylock/db/sqlitedb"
+)
+
+// Guard checks, inside the caller's transaction tx on the Manager's
+// database (begun on Manager.DB or any other handle on the same file), that l is still the live lease: same entity, session and token,
+// not expired on the Manager's clock. It fails with ErrNotHeld otherwise.
+//
+// On SQLite a write transaction holds the database's write lock from BEGIN
+// IMMEDIATE (the default of Open's connections and of the ncruces driver)
+// to COMMIT, and every grant needs that lock too. So a write made in tx
+// after a successful Guard commits only if the lease was still held: the
+// fence is enforced by the database, not by the holder's timing.
+//
+//	tx, err := db.BeginTx(ctx, nil)
+//	...
+//	defer tx.Rollback()
+//	if err := m.Guard(ctx, tx, lease); err != nil {
+//		return err // lost the entity: write nothing
+//	}
+//	// ... writes ...
+//	return tx.Commit()
+//
+// With a deferred transaction the guard still holds: a grant committed
+// after Guard's read makes tx's first write fail with SQLITE_BUSY.
+func (m *Manager) Guard(ctx context.Context, tx *sql.Tx, l Lease) error {
+	if tx == nil {
+		return opError("guard", l.Entity, fmt.Errorf("%w: nil *sql.Tx", ErrInvalidOption))
+	}
+	if err := validateEntity(l.Entity); err != nil {
+		return opError("guard", l.Entity, err)
+	}
+	if err := validateSession(l.SessionID); err != nil {
+		return opError("guard", l.Entity, err)
+	}
+	if err := m.enter(); err != nil {
+		return opError("guard", l.Entity, err)
+	}
+	defer m.exit()
+	// Not the Manager's prepared statement: tx may come from another
+	// *sql.DB handle on the same database file.
+	live, err := sqlitedb.New(tx).IsLive(ctx, sqlitedb.IsLiveParams{
+		Entity:    l.Entity,
+		SessionID: l.SessionID,
+		Token:     l.Token,
+		Now:       m.nowMs(),
+	})
+	if err != nil {
+		return m.fail(ctx, "guard", l.Entity, err)
+	}
+	if !live {
+		return opError("guard", l.Entity, ErrNotHeld)
+	}
+	return nil
+}

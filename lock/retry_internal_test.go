@@ -1,0 +1,80 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A waiter woken by releases that then loses the entity again (to another
+// process, say) does not use up its retries: only backoff steps count.
+func TestWakeUpsDoNotCountAsRetries(t *testing.T) {
+	m, err := Open(t.Context(), filepath.Join(t.TempDir(), "l.db"),
+		WithRetry(RetryPolicy{MaxRetries: 1, BaseDelay: time.Hour}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+
+	var attempts atomic.Int32
+	refused := func() error {
+		attempts.Add(1)
+		return &HeldError{Holder: Lease{Entity: "e", SessionID: "other", ExpiresAt: time.Now().Add(time.Hour)}}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.retry(ctx, refused) }()
+
+	const wakes = 5
+	for i := range wakes {
+		deadline := time.Now().Add(10 * time.Second)
+		for attempts.Load() != int32(i+1) {
+			if time.Now().After(deadline) {
+				t.Fatalf("after %d wake-ups: %d attempts", i, attempts.Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		m.queues.wake("e")
+	}
+	for attempts.Load() != wakes+1 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("retry gave up after %d wake-ups with MaxRetries 1: %v", wakes, err)
+	default:
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got err %v, want context.Canceled", err)
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	p := RetryPolicy{BaseDelay: 50 * time.Millisecond, MaxDelay: 300 * time.Millisecond}
+	tests := []struct {
+		n    int
+		want time.Duration
+	}{
+		{0, 50 * time.Millisecond}, {1, 100 * time.Millisecond}, {2, 200 * time.Millisecond},
+		{3, 300 * time.Millisecond}, {1000, 300 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		if got := p.delay(tt.n); got != tt.want {
+			t.Errorf("delay(%d) = %v, want %v", tt.n, got, tt.want)
+		}
+	}
+	uncapped := RetryPolicy{BaseDelay: time.Second}
+	if got := uncapped.delay(10_000); got <= 0 {
+		t.Errorf("uncapped delay overflowed: %v", got)
+	}
+	jittered := RetryPolicy{BaseDelay: 100 * time.Millisecond, Jitter: 0.2}
+	for range 1000 {
+		if d := jittered.delay(0); d < 80*time.Millisecond || d > 120*time.Millisecond {
+			t.Fatalf("jittered delay %v outside ±20%% of 100ms", d)
+		}
+	}
+}
