@@ -35,7 +35,7 @@ type Manager struct {
 	// exclusively by Close, so Close waits for calls in flight.
 	mu     sync.RWMutex
 	closed bool
-	done   chan struct{} // closed by Close; ends waits and the sweeper
+	done   chan struct{}  // closed by Close; ends waits and the sweeper
 	bg     sync.WaitGroup // the sweeper
 
 	queues waitQueues

@@ -24,12 +24,12 @@ const DefaultBusyTimeout = 10 * time.Second
 type Option func(*config)
 
 type config struct {
-	ttl    time.Duration
-	retry  RetryPolicy
-	now    func() time.Time
-	logger *slog.Logger
-	sweep  time.Duration // 0: no sweeper
-	renew  time.Duration // 0: TTL/3
+	ttl       time.Duration
+	retry     RetryPolicy
+	now       func() time.Time
+	logger    *slog.Logger
+	sweep     time.Duration // 0: no sweeper
+	renew     time.Duration // 0: TTL/3
 	margin    time.Duration
 	marginSet bool // false: TTL/10
 }
