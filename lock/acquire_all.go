@@ -29,7 +29,7 @@ func (s *Session) AcquireAll(ctx context.Context, entities ...string) ([]Lease, 
 	}
 	names := slices.Compact(slices.Sorted(slices.Values(entities)))
 	var leases []Lease
-	err := s.m.retry(ctx, func() error {
+	err := s.retry(ctx, func() error {
 		if err := s.m.enter(); err != nil {
 			return err
 		}
@@ -62,7 +62,6 @@ func (s *Session) tryAcquireAll(ctx context.Context, names []string) (_ []Lease,
 	q := s.m.q.WithTx(tx)
 	now := s.m.nowMs()
 	leases := make([]Lease, len(names))
-	reclaimed := make([]bool, len(names))
 	for i, e := range names {
 		row, err := q.Acquire(ctx, sqlitedb.AcquireParams{
 			Entity:    e,
@@ -76,18 +75,18 @@ func (s *Session) tryAcquireAll(ctx context.Context, names []string) (_ []Lease,
 			if err != nil {
 				return nil, err
 			}
-			return nil, s.m.refused(s.id, leaseFromRow(holder))
+			return nil, s.refused(leaseFromRow(holder))
 		}
 		if err != nil {
 			return nil, err
 		}
-		leases[i], reclaimed[i] = leaseFromRow(row), row.Reclaimed != 0
+		leases[i] = leaseFromRow(row)
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
-	for i, l := range leases {
-		s.m.granted(l, now, reclaimed[i])
+	for _, l := range leases {
+		s.granted(l, now)
 	}
 	return leases, nil
 }

@@ -98,7 +98,7 @@ func (s *Session) releaseGrant(ctx context.Context, l Lease) error {
 		return s.m.fail(ctx, "release", l.Entity, err)
 	}
 	if n > 0 {
-		s.m.released(l.Entity)
+		s.m.released(s, l.Entity)
 	}
 	return nil
 }
@@ -137,7 +137,7 @@ func (k *keeper) stop() *LeaseLostError {
 func (k *keeper) lose(cause error) {
 	e := &LeaseLostError{Lease: k.lease, Cause: cause}
 	if k.lostErr.CompareAndSwap(nil, e) {
-		k.s.m.lost(k.lease, cause)
+		k.s.lost(k.lease, cause)
 		k.cancel(e)
 	}
 }
@@ -199,7 +199,7 @@ func (k *keeper) renewOnce(ctx context.Context, start time.Time, timeout time.Du
 		Now:       start.UnixMilli(),
 	})
 	if err == nil {
-		m.stats.renewals.Add(1)
+		m.count(k.s, func(c *counters) { c.renewals.Add(1) })
 	}
 	return err
 }

@@ -6,41 +6,51 @@ import (
 	"time"
 )
 
-// granted records a successful acquisition made at nowMs.
-func (m *Manager) granted(l Lease, nowMs int64, reclaimed bool) {
+// count applies f to the Manager's counters and, for calls made through a
+// Session, to the Session's.
+func (m *Manager) count(s *Session, f func(*counters)) {
+	f(&m.stats)
+	if s != nil {
+		f(&s.stats)
+	}
+}
+
+// granted records a successful acquisition by s made at nowMs.
+func (s *Session) granted(l Lease, nowMs int64) {
 	if l.AcquiredAt.UnixMilli() != nowMs { // a refresh keeps AcquiredAt
-		m.stats.refreshes.Add(1)
+		s.m.count(s, func(c *counters) { c.refreshes.Add(1) })
 		return
 	}
-	m.stats.grants.Add(1)
-	if reclaimed {
-		m.stats.takeovers.Add(1)
-		m.cfg.logger.Info("entitylock: reclaimed expired lease",
+	s.m.count(s, func(c *counters) { c.grants.Add(1) })
+	if l.Reclaimed {
+		s.m.count(s, func(c *counters) { c.takeovers.Add(1) })
+		s.m.cfg.logger.Info("entitylock: reclaimed expired lease",
 			slog.String("entity", l.Entity), slog.String("session", l.SessionID),
 			slog.Int64("token", l.Token))
 	}
 }
 
-// refused records an attempt by session that found holder's live lease and
+// refused records an attempt by s that found holder's live lease and
 // returns the error that says so.
-func (m *Manager) refused(session string, holder Lease) *HeldError {
-	m.stats.contended.Add(1)
-	m.cfg.logger.Debug("entitylock: entity held",
-		slog.String("entity", holder.Entity), slog.String("session", session),
+func (s *Session) refused(holder Lease) *HeldError {
+	s.m.count(s, func(c *counters) { c.contended.Add(1) })
+	s.m.cfg.logger.Debug("entitylock: entity held",
+		slog.String("entity", holder.Entity), slog.String("session", s.id),
 		slog.String("holder", holder.SessionID), slog.Time("until", holder.ExpiresAt))
 	return &HeldError{Holder: holder}
 }
 
-// released records a removed lease and wakes this Manager's next waiter.
-func (m *Manager) released(entity string) {
-	m.stats.releases.Add(1)
+// released records a lease removed through s (nil: by ForceRelease) and
+// wakes this Manager's next waiter for entity.
+func (m *Manager) released(s *Session, entity string) {
+	m.count(s, func(c *counters) { c.releases.Add(1) })
 	m.queues.wake(entity)
 }
 
 // lost records a lease that Do found lost.
-func (m *Manager) lost(l Lease, cause error) {
-	m.stats.lost.Add(1)
-	m.cfg.logger.Info("entitylock: lease lost",
+func (s *Session) lost(l Lease, cause error) {
+	s.m.count(s, func(c *counters) { c.lost.Add(1) })
+	s.m.cfg.logger.Info("entitylock: lease lost",
 		slog.String("entity", l.Entity), slog.String("session", l.SessionID),
 		slog.Int64("token", l.Token), slog.Any("cause", cause))
 }

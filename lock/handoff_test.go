@@ -99,6 +99,14 @@ func TestStatsAndLogs(t *testing.T) {
 	if got.Waits.Total <= 0 {
 		t.Errorf("Waits.Total = %v, want > 0", got.Waits.Total)
 	}
+	// b's handle saw its own calls only: one wait (two refusals), one
+	// grant that was a takeover, one release.
+	gotB := b.Stats()
+	gotB.Waits = lock.WaitStats{Count: gotB.Waits.Count}
+	wantB := lock.Stats{Grants: 1, Contended: 2, Takeovers: 1, Releases: 1, Waits: lock.WaitStats{Count: 1}}
+	if diff := cmp.Diff(wantB, gotB); diff != "" {
+		t.Errorf("b.Stats (-want +got):\n%s", diff)
+	}
 	logs := buf.String()
 	for _, msg := range []string{"level=DEBUG msg=\"entitylock: entity held\"", "level=INFO msg=\"entitylock: reclaimed expired lease\""} {
 		if !strings.Contains(logs, msg) {

@@ -22,6 +22,10 @@ type Lease struct {
 	AcquiredAt time.Time
 	// ExpiresAt is when the lease lapses: it is live while now < ExpiresAt.
 	ExpiresAt time.Time
+	// Reclaimed reports that this grant began by taking over an expired
+	// lease: its holder crashed or stalled, and may have left the entity's
+	// data half-updated.
+	Reclaimed bool
 }
 
 // Live reports whether the lease is still live at now.
@@ -34,6 +38,7 @@ func leaseFromRow(r sqlitedb.EntitylockLease) Lease {
 		Token:      r.Token,
 		AcquiredAt: time.UnixMilli(r.AcquiredAt).UTC(),
 		ExpiresAt:  time.UnixMilli(r.ExpiresAt).UTC(),
+		Reclaimed:  r.Reclaimed != 0,
 	}
 }
 

@@ -89,7 +89,7 @@ func TestExpiredLeaseIsReclaimedByNewSession(t *testing.T) {
 		t.Fatalf("at expiry: TryAcquire: %v", err)
 	}
 	want := lock.Lease{Entity: "entity::Bar", SessionID: "session-b", Token: old.Token + 1,
-		AcquiredAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Minute)}
+		AcquiredAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Minute), Reclaimed: true}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("reclaimed lease mismatch (-want +got):\n%s", diff)
 	}
@@ -215,7 +215,7 @@ func TestRefreshOfExpiredOwnLeaseIsANewGrant(t *testing.T) {
 	clk.Advance(time.Minute)
 	got := mustAcquire(t, a, "entity::Foo")
 	want := lock.Lease{Entity: "entity::Foo", SessionID: "session-a", Token: first.Token + 1,
-		AcquiredAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Minute)}
+		AcquiredAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Minute), Reclaimed: true}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}

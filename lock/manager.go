@@ -148,7 +148,7 @@ func (m *Manager) ForceRelease(ctx context.Context, entity string) (bool, error)
 		return false, m.fail(ctx, "force release", entity, err)
 	}
 	if n > 0 {
-		m.released(entity)
+		m.released(nil, entity)
 	}
 	return n > 0, nil
 }
@@ -165,7 +165,7 @@ func (m *Manager) PurgeExpired(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, m.fail(ctx, "purge expired", "", err)
 	}
-	m.stats.purged.Add(n)
+	m.count(nil, func(c *counters) { c.purged.Add(n) })
 	return int(n), nil
 }
 

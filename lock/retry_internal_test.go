@@ -19,6 +19,10 @@ func TestWakeUpsDoNotCountAsRetries(t *testing.T) {
 	}
 	t.Cleanup(func() { m.Close() })
 
+	s, err := m.Session("waiter")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var attempts atomic.Int32
 	refused := func() error {
 		attempts.Add(1)
@@ -26,7 +30,7 @@ func TestWakeUpsDoNotCountAsRetries(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- m.retry(ctx, refused) }()
+	go func() { done <- s.retry(ctx, refused) }()
 
 	const wakes = 5
 	for i := range wakes {

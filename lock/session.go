@@ -11,11 +11,12 @@ import (
 )
 
 // A Session acquires and releases leases under one session id. It is safe
-// for concurrent use; it holds no state of its own besides the id, so a
-// session that crashed is resumed by asking the Manager for the same id.
+// for concurrent use. Its leases live in the database under its id alone,
+// so a session that crashed is resumed by asking a Manager for the same id.
 type Session struct {
-	m  *Manager
-	id string
+	m     *Manager
+	id    string
+	stats counters
 }
 
 // ID returns the session id.
@@ -55,7 +56,7 @@ func (s *Session) Acquire(ctx context.Context, entity string) (Lease, error) {
 		return Lease{}, opError("acquire", entity, err)
 	}
 	var l Lease
-	err := s.m.retry(ctx, func() error {
+	err := s.retry(ctx, func() error {
 		if err := s.m.enter(); err != nil {
 			return err
 		}
@@ -85,7 +86,7 @@ func (s *Session) tryAcquire(ctx context.Context, entity string) (Lease, error) 
 		})
 		if err == nil {
 			l := leaseFromRow(row)
-			s.m.granted(l, now, row.Reclaimed != 0)
+			s.granted(l, now)
 			return l, nil
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
@@ -93,7 +94,7 @@ func (s *Session) tryAcquire(ctx context.Context, entity string) (Lease, error) 
 		}
 		holder, err := s.m.q.Lease(ctx, sqlitedb.LeaseParams{Entity: entity, Now: now})
 		if err == nil {
-			return Lease{}, s.m.refused(s.id, leaseFromRow(holder))
+			return Lease{}, s.refused(leaseFromRow(holder))
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return Lease{}, err
@@ -127,7 +128,7 @@ func (s *Session) Extend(ctx context.Context, entity string, by time.Duration) (
 	if err != nil {
 		return Lease{}, s.m.fail(ctx, "extend", entity, err)
 	}
-	s.m.stats.extends.Add(1)
+	s.m.count(s, func(c *counters) { c.extends.Add(1) })
 	return leaseFromRow(row), nil
 }
 
@@ -146,7 +147,7 @@ func (s *Session) Release(ctx context.Context, entity string) (bool, error) {
 		return false, s.m.fail(ctx, "release", entity, err)
 	}
 	if n > 0 {
-		s.m.released(entity)
+		s.m.released(s, entity)
 	}
 	return n > 0, nil
 }
@@ -165,7 +166,7 @@ func (s *Session) ReleaseAll(ctx context.Context) (int, error) {
 		return 0, s.m.fail(ctx, "release all", "", err)
 	}
 	for _, e := range entities {
-		s.m.released(e)
+		s.m.released(s, e)
 	}
 	return len(entities), nil
 }

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// Stats counts what a Manager did since it was opened. Counters cover the
-// calls made through this Manager only, not other processes'.
+// Stats counts what a Manager, or a Session, did since it was made.
+// Counters cover calls made through it only, not other processes'.
 type Stats struct {
 	Grants     int64 // new grants (each with a new fencing token)
 	Refreshes  int64 // acquisitions of a lease the session already held
@@ -80,9 +80,15 @@ func (c *counters) wait(d time.Duration) {
 	c.waitBuckets[i].Add(1)
 }
 
-// Stats returns a snapshot of the Manager's counters. It works after Close.
-func (m *Manager) Stats() Stats {
-	c := &m.stats
+// Stats returns a snapshot of the Manager's counters: every call made
+// through it and its sessions. It works after Close.
+func (m *Manager) Stats() Stats { return m.stats.snapshot() }
+
+// Stats returns a snapshot of the counters of the calls made through this
+// Session handle (not through other handles with the same id).
+func (s *Session) Stats() Stats { return s.stats.snapshot() }
+
+func (c *counters) snapshot() Stats {
 	s := Stats{
 		Grants:     c.grants.Load(),
 		Refreshes:  c.refreshes.Load(),

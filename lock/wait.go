@@ -23,7 +23,8 @@ import (
 //     the entity's line, which tries at once; when the head leaves the line,
 //     the next waiter is woken the same way. A woken attempt that fails (the
 //     entity went to another process first) does not count as a retry.
-func (m *Manager) retry(ctx context.Context, attempt func() error) error {
+func (s *Session) retry(ctx context.Context, attempt func() error) error {
+	m := s.m
 	policy := m.cfg.retry
 	var held *HeldError
 	err := attempt()
@@ -33,7 +34,10 @@ func (m *Manager) retry(ctx context.Context, attempt func() error) error {
 	w := m.queues.join(held.Holder.Entity)
 	defer func() { m.queues.leave(w) }()
 	began := time.Now()
-	defer func() { m.stats.wait(time.Since(began)) }()
+	defer func() {
+		d := time.Since(began)
+		m.count(s, func(c *counters) { c.wait(d) })
+	}()
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
