@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/entitylock/entitylock/db/sqlitedb"
 	"github.com/entitylock/entitylock/schema"
@@ -130,6 +131,25 @@ func (m *Manager) Locks(ctx context.Context) ([]Lease, error) {
 	}
 	return leasesFromRows(rows), nil
 }
+
+// AllLeases returns every lease row, live or expired (not yet reclaimed or
+// purged), ordered by entity. It is meant for operators; use Lease.Live to
+// tell them apart.
+func (m *Manager) AllLeases(ctx context.Context) ([]Lease, error) {
+	if err := m.enter(); err != nil {
+		return nil, opError("all leases", "", err)
+	}
+	defer m.exit()
+	rows, err := m.q.AllLeases(ctx)
+	if err != nil {
+		return nil, m.fail(ctx, "all leases", "", err)
+	}
+	return leasesFromRows(rows), nil
+}
+
+// Now returns the Manager's clock reading, truncated to milliseconds as
+// lease times are.
+func (m *Manager) Now() time.Time { return time.UnixMilli(m.nowMs()).UTC() }
 
 // ForceRelease removes the lease on entity whoever holds it, live or
 // expired, and reports whether there was one. It is the operator's override

@@ -100,3 +100,9 @@ SELECT EXISTS (
     WHERE entity = @entity AND session_id = @session_id
       AND token = @token AND expires_at > @now
 ) AS live;
+
+-- name: AllLeases :many
+-- Every row, live or expired, for operators.
+SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
+FROM entitylock_leases
+ORDER BY entity;

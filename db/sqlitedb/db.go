@@ -27,6 +27,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.acquireStmt, err = db.PrepareContext(ctx, acquire); err != nil {
 		return nil, fmt.Errorf("error preparing query Acquire: %w", err)
 	}
+	if q.allLeasesStmt, err = db.PrepareContext(ctx, allLeases); err != nil {
+		return nil, fmt.Errorf("error preparing query AllLeases: %w", err)
+	}
 	if q.extendStmt, err = db.PrepareContext(ctx, extend); err != nil {
 		return nil, fmt.Errorf("error preparing query Extend: %w", err)
 	}
@@ -68,6 +71,11 @@ func (q *Queries) Close() error {
 	if q.acquireStmt != nil {
 		if cerr := q.acquireStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing acquireStmt: %w", cerr)
+		}
+	}
+	if q.allLeasesStmt != nil {
+		if cerr := q.allLeasesStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing allLeasesStmt: %w", cerr)
 		}
 	}
 	if q.extendStmt != nil {
@@ -165,6 +173,7 @@ type Queries struct {
 	db                 DBTX
 	tx                 *sql.Tx
 	acquireStmt        *sql.Stmt
+	allLeasesStmt      *sql.Stmt
 	extendStmt         *sql.Stmt
 	forceReleaseStmt   *sql.Stmt
 	isLiveStmt         *sql.Stmt
@@ -183,6 +192,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		db:                 tx,
 		tx:                 tx,
 		acquireStmt:        q.acquireStmt,
+		allLeasesStmt:      q.allLeasesStmt,
 		extendStmt:         q.extendStmt,
 		forceReleaseStmt:   q.forceReleaseStmt,
 		isLiveStmt:         q.isLiveStmt,

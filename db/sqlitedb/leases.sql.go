@@ -70,6 +70,43 @@ func (q *Queries) Acquire(ctx context.Context, arg AcquireParams) (EntitylockLea
 	return i, err
 }
 
+const allLeases = `-- name: AllLeases :many
+SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
+FROM entitylock_leases
+ORDER BY entity
+`
+
+// Every row, live or expired, for operators.
+func (q *Queries) AllLeases(ctx context.Context) ([]EntitylockLease, error) {
+	rows, err := q.query(ctx, q.allLeasesStmt, allLeases)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []EntitylockLease{}
+	for rows.Next() {
+		var i EntitylockLease
+		if err := rows.Scan(
+			&i.Entity,
+			&i.SessionID,
+			&i.Token,
+			&i.AcquiredAt,
+			&i.ExpiresAt,
+			&i.Reclaimed,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const extend = `-- name: Extend :one
 UPDATE entitylock_leases
 SET expires_at = expires_at + ?1

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/entitylock/entitylock/lock"
+)
+
+// The demo's application tables, in the same database as the leases.
+//   - demo_entities: the records agents update; updates counts the writes,
+//     each a read-modify-write whose read happens outside the write's
+//     transaction, so two holders at once would lose an update.
+//   - demo_grants: one row per grant, written by the agent that held it, for
+//     the independent check.
+//   - demo_agents: per-agent counters, flushed while the demo runs.
+const demoSchema = `
+CREATE TABLE IF NOT EXISTS demo_entities (
+    entity     TEXT PRIMARY KEY,
+    updates    INTEGER NOT NULL DEFAULT 0,
+    last_token INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE TABLE IF NOT EXISTS demo_grants (
+    entity     TEXT    NOT NULL,
+    token      INTEGER NOT NULL,
+    agent      TEXT    NOT NULL,
+    asked_ns   INTEGER NOT NULL, -- Acquire called
+    enter_ns   INTEGER NOT NULL, -- lease in hand
+    exit_ns    INTEGER NOT NULL, -- work done, about to release (a crash: the lease's expiry)
+    wrote      INTEGER NOT NULL, -- the guarded write committed
+    crashed    INTEGER NOT NULL,
+    reclaimed  INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS demo_agents (
+    agent     TEXT PRIMARY KEY,
+    proc      INTEGER NOT NULL,
+    grants    INTEGER NOT NULL DEFAULT 0,
+    waits     INTEGER NOT NULL DEFAULT 0,
+    gave_up   INTEGER NOT NULL DEFAULT 0,
+    takeovers INTEGER NOT NULL DEFAULT 0,
+    lost      INTEGER NOT NULL DEFAULT 0,
+    rejected  INTEGER NOT NULL DEFAULT 0,
+    crashed   INTEGER NOT NULL DEFAULT 0
+) STRICT;
+`
+
+// agentSpec is what an agent needs to run, in this process or a worker.
+type agentSpec struct {
+	name     string
+	proc     int
+	entities int
+	until    time.Time
+	crashAt  time.Time // zero: never crashes
+	seed     uint64
+}
+
+// agentCounts are the per-agent figures of the summary.
+type agentCounts struct {
+	Agent     string `json:"agent"`
+	Proc      int    `json:"proc"`
+	Grants    int64  `json:"grants"`
+	Waits     int64  `json:"waits"`
+	GaveUp    int64  `json:"gave_up"`
+	Takeovers int64  `json:"takeovers"`
+	Lost      int64  `json:"lost"`
+	Rejected  int64  `json:"rejected"`
+	Crashed   int64  `json:"crashed"`
+}
+
+func entityName(i int) string { return fmt.Sprintf("entity::%03d", i) }
+
+// runAgent takes skewed-random entities until spec.until, updating each
+// under a lease with Do and a write checked by Guard, and records every
+// grant. An agent due to crash takes one more entity at crashAt and walks
+// away: no renewal, no release, so others wait for the TTL.
+func runAgent(ctx context.Context, m *lock.Manager, spec agentSpec) error {
+	s, err := m.Session(spec.name)
+	if err != nil {
+		return err
+	}
+	db := m.DB()
+	rng := rand.New(rand.NewPCG(spec.seed, 0x5eed))
+	zipf := rand.NewZipf(rng, 1.2, 1, uint64(spec.entities-1))
+	c := agentCounts{Agent: spec.name, Proc: spec.proc}
+	lastFlush := time.Now()
+	defer func() { flushCounts(context.WithoutCancel(ctx), db, s, &c) }()
+
+	for ctx.Err() == nil && time.Now().Before(spec.until) {
+		entity := entityName(int(zipf.Uint64()))
+		asked := time.Now()
+		if !spec.crashAt.IsZero() && asked.After(spec.crashAt) {
+			return crash(ctx, db, s, entity, asked, &c)
+		}
+		var g grantRow
+		err := s.Do(ctx, entity, func(ctx context.Context, l lock.Lease) error {
+			g = grantRow{entity: entity, token: l.Token, agent: spec.name, asked: asked, enter: time.Now(), reclaimed: l.Reclaimed}
+			werr := update(ctx, m, l, rng)
+			g.exit = time.Now()
+			g.wrote = werr == nil
+			return werr
+		})
+		if g.token != 0 {
+			if err := g.insert(context.WithoutCancel(ctx), db); err != nil {
+				return err
+			}
+		}
+		switch {
+		case err == nil:
+			c.Grants++
+		case errors.Is(err, lock.ErrLeaseLost):
+			c.Grants++
+			c.Lost++
+		case errors.Is(err, lock.ErrNotHeld): // Guard refused a stale write
+			c.Grants++
+			c.Rejected++
+		case errors.Is(err, lock.ErrHeld):
+			c.GaveUp++
+		case ctx.Err() != nil:
+			return nil
+		default:
+			return fmt.Errorf("%s: %w", spec.name, err)
+		}
+		if g.reclaimed {
+			c.Takeovers++
+		}
+		if time.Since(lastFlush) > 200*time.Millisecond {
+			if err := flushCounts(ctx, db, s, &c); err != nil && ctx.Err() == nil {
+				return err
+			}
+			lastFlush = time.Now()
+		}
+	}
+	return nil
+}
+
+// update is the agent's work on entity under lease l: read the record, "think"
+// for up to 2ms (standing in for an LLM call), then write it back in a
+// transaction checked by Guard.
+func update(ctx context.Context, m *lock.Manager, l lock.Lease, rng *rand.Rand) error {
+	db := m.DB()
+	var n int64
+	if err := db.QueryRowContext(ctx, `SELECT updates FROM demo_entities WHERE entity = ?`, l.Entity).Scan(&n); err != nil {
+		return err
+	}
+	select {
+	case <-time.After(time.Duration(rng.Int64N(int64(2 * time.Millisecond)))):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := m.Guard(ctx, tx, l); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE demo_entities SET updates = ?, last_token = ? WHERE entity = ?`,
+		n+1, l.Token, l.Entity); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// crash takes entity and abandons the lease, as an agent process that died.
+func crash(ctx context.Context, db *sql.DB, s *lock.Session, entity string, asked time.Time, c *agentCounts) error {
+	l, err := s.Acquire(ctx, entity)
+	if err != nil {
+		return nil // could not even take it: crash without holding anything
+	}
+	c.Grants++
+	c.Crashed = 1
+	if l.Reclaimed {
+		c.Takeovers++
+	}
+	g := grantRow{entity: entity, token: l.Token, agent: s.ID(), asked: asked, enter: time.Now(),
+		exit: l.ExpiresAt, crashed: true, reclaimed: l.Reclaimed}
+	return g.insert(ctx, db)
+}
+
+type grantRow struct {
+	entity                    string
+	token                     int64
+	agent                     string
+	asked, enter, exit        time.Time
+	wrote, crashed, reclaimed bool
+}
+
+func (g grantRow) insert(ctx context.Context, db *sql.DB) error {
+	_, err := db.ExecContext(ctx, `INSERT INTO demo_grants
+		(entity, token, agent, asked_ns, enter_ns, exit_ns, wrote, crashed, reclaimed)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		g.entity, g.token, g.agent, g.asked.UnixNano(), g.enter.UnixNano(), g.exit.UnixNano(),
+		g.wrote, g.crashed, g.reclaimed)
+	return err
+}
+
+// flushCounts stores the agent's counters; waits come from its session.
+func flushCounts(ctx context.Context, db *sql.DB, s *lock.Session, c *agentCounts) error {
+	c.Waits = s.Stats().Waits.Count
+	_, err := db.ExecContext(ctx, `INSERT INTO demo_agents
+		(agent, proc, grants, waits, gave_up, takeovers, lost, rejected, crashed)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (agent) DO UPDATE SET grants = excluded.grants, waits = excluded.waits,
+		gave_up = excluded.gave_up, takeovers = excluded.takeovers, lost = excluded.lost,
+		rejected = excluded.rejected, crashed = excluded.crashed`,
+		c.Agent, c.Proc, c.Grants, c.Waits, c.GaveUp, c.Takeovers, c.Lost, c.Rejected, c.Crashed)
+	return err
+}
