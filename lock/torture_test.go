@@ -1,0 +1,374 @@
+package lock_test
+
+import (
+	"bufio"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/entitylock/entitylock/lock"
+)
+
+// long reports whether the long versions run (make torture).
+func long() bool { return os.Getenv("ENTITYLOCK_TORTURE") == "long" }
+
+// scale picks the CI or the long figure.
+func scale[T any](ci, long_ T) T {
+	if long() {
+		return long_
+	}
+	return ci
+}
+
+// newTortureDB makes a database file with the lock schema and the torture
+// tables, with counters for hot entities.
+func newTortureDB(t *testing.T, hot int) (string, *sql.DB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "torture.db")
+	m := mustOpenPath(t, path)
+	if _, err := m.DB().Exec(tortureSchema); err != nil {
+		t.Fatal(err)
+	}
+	for i := range hot {
+		if _, err := m.DB().Exec(`INSERT INTO torture_counters VALUES (?, 0)`, fmt.Sprintf("hot::%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path, rawDB(t, path)
+}
+
+type logRow struct {
+	entity, session string
+	token           int64
+	enter, exit     int64
+}
+
+// checkTorture is the independent checker: it reads the application tables
+// only. Counters must equal the logged grants; per entity, tokens strictly
+// increase in grant order and no two hold intervals overlap; no worker saw
+// an error. It returns the number of grants.
+func checkTorture(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	var errs []string
+	rows, err := db.Query(`SELECT session || ': ' || err FROM torture_errors`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		rows.Scan(&s)
+		errs = append(errs, s)
+	}
+	rows.Close()
+	if len(errs) > 0 {
+		t.Errorf("%d worker errors (BUSY, LOCKED or other), first: %s", len(errs), errs[0])
+	}
+
+	var mismatch int
+	if err := db.QueryRow(`SELECT count(*) FROM torture_counters c
+		WHERE c.n <> (SELECT count(*) FROM torture_log l WHERE l.entity = c.entity)`).Scan(&mismatch); err != nil {
+		t.Fatal(err)
+	}
+	if mismatch > 0 {
+		t.Errorf("%d counters differ from their logged grants: lost updates", mismatch)
+	}
+
+	rows, err = db.Query(`SELECT entity, session, token, enter_ns, exit_ns FROM torture_log ORDER BY entity, enter_ns`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var log []logRow
+	for rows.Next() {
+		var r logRow
+		if err := rows.Scan(&r.entity, &r.session, &r.token, &r.enter, &r.exit); err != nil {
+			t.Fatal(err)
+		}
+		log = append(log, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	violations := 0
+	for i := 1; i < len(log); i++ {
+		prev, cur := log[i-1], log[i]
+		if prev.entity != cur.entity {
+			continue
+		}
+		if cur.token <= prev.token {
+			violations++
+			t.Errorf("%s: token %d (%s) after %d (%s)", cur.entity, cur.token, cur.session, prev.token, prev.session)
+		}
+		if cur.enter < prev.exit {
+			violations++
+			t.Errorf("%s: %s entered %v before %s left: two holders at once", cur.entity, cur.session,
+				time.Duration(prev.exit-cur.enter), prev.session)
+		}
+	}
+	t.Logf("checked %d grants: %d violations, most holders of one entity at once: %d", len(log), violations, maxConcurrent(log))
+	return len(log)
+}
+
+// maxConcurrent sweeps the hold intervals of each entity and returns the
+// largest number that were open at one instant.
+func maxConcurrent(log []logRow) int {
+	type edge struct {
+		at    int64
+		delta int
+	}
+	byEntity := map[string][]edge{}
+	for _, r := range log {
+		byEntity[r.entity] = append(byEntity[r.entity], edge{r.enter, +1}, edge{r.exit, -1})
+	}
+	most := 0
+	for _, edges := range byEntity {
+		// At equal instants, leaving sorts before entering: a handoff at the
+		// same nanosecond is not an overlap.
+		slices.SortFunc(edges, func(a, b edge) int {
+			if a.at != b.at {
+				return int(a.at - b.at)
+			}
+			return a.delta - b.delta
+		})
+		open := 0
+		for _, e := range edges {
+			open += e.delta
+			most = max(most, open)
+		}
+	}
+	return most
+}
+
+// Several processes × several goroutines, each with its own session,
+// contend for a few hot entities on one WAL file.
+func TestTortureMutualExclusion(t *testing.T) {
+	procs, goroutines, hot := scale(3, 6), scale(4, 8), 3
+	duration := scale(3*time.Second, 60*time.Second)
+	path, db := newTortureDB(t, hot)
+	until := time.Now().Add(duration)
+
+	cmds := make([]interface{ Wait() error }, procs)
+	for p := range procs {
+		cmd := startWorker(t, "torture",
+			"ENTITYLOCK_DB="+path, fmt.Sprintf("ENTITYLOCK_SESSION_PREFIX=p%d", p),
+			fmt.Sprintf("ENTITYLOCK_GOROUTINES=%d", goroutines), fmt.Sprintf("ENTITYLOCK_HOT=%d", hot),
+			fmt.Sprintf("ENTITYLOCK_UNTIL=%d", until.UnixNano()))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds[p] = cmd
+	}
+	for p, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("worker %d: %v", p, err)
+		}
+	}
+	grants := checkTorture(t, db)
+	if grants < procs*goroutines {
+		t.Errorf("only %d grants in %v: the workers made no progress", grants, duration)
+	}
+	t.Logf("%d processes × %d goroutines, %d hot entities, %v: %d grants", procs, goroutines, hot, duration, grants)
+}
+
+// Worker processes are killed with SIGKILL at random moments, many in the
+// middle of a write transaction. After each kill the file is intact, the
+// victim's leases are neither granted before their expiry nor refused at
+// it, and the survivor keeps going.
+func TestTortureKill9(t *testing.T) {
+	kills := scale(6, 40)
+	const ttl = 2 * time.Second
+	path, db := newTortureDB(t, 2)
+	ttlEnv := fmt.Sprintf("ENTITYLOCK_TTL_MS=%d", ttl.Milliseconds())
+	until := time.Now().Add(time.Hour) // the survivor runs until stopped
+	survivor := startWorker(t, "torture", "ENTITYLOCK_DB="+path, "ENTITYLOCK_SESSION_PREFIX=survivor",
+		"ENTITYLOCK_GOROUTINES=2", "ENTITYLOCK_HOT=2", "ENTITYLOCK_GUARDED=1", ttlEnv,
+		fmt.Sprintf("ENTITYLOCK_UNTIL=%d", until.UnixNano()))
+	if err := survivor.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { survivor.Process.Kill(); survivor.Wait() })
+
+	checker := mustOpenPath(t, path, lock.WithTTL(ttl))
+	rng := rand.New(rand.NewPCG(1, 2))
+	grantsBefore, checked := 0, 0
+	for k := range kills {
+		prefix := fmt.Sprintf("victim%d", k)
+		victim := startWorker(t, "torture", "ENTITYLOCK_DB="+path, "ENTITYLOCK_SESSION_PREFIX="+prefix,
+			"ENTITYLOCK_GOROUTINES=3", "ENTITYLOCK_HOT=2", "ENTITYLOCK_GUARDED=1", ttlEnv,
+			fmt.Sprintf("ENTITYLOCK_UNTIL=%d", until.UnixNano()))
+		out, err := victim.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := victim.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if line, _ := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+			t.Fatalf("victim %d did not start: %q", k, line)
+		}
+		time.Sleep(time.Duration(5+rng.IntN(60)) * time.Millisecond)
+		victim.Process.Signal(syscall.SIGKILL)
+		victim.Wait()
+
+		var integrity string
+		if err := db.QueryRow(`PRAGMA integrity_check`).Scan(&integrity); err != nil || integrity != "ok" {
+			t.Fatalf("after kill %d: integrity_check = %q, %v", k, integrity, err)
+		}
+		checked += checkVictimLeases(t, checker, prefix)
+	}
+	if checked == 0 {
+		t.Errorf("no kill left a live lease behind: the expiry checks never ran")
+	}
+	if err := db.QueryRow(`SELECT count(*) FROM torture_log WHERE session LIKE 'survivor%'`).Scan(&grantsBefore); err != nil {
+		t.Fatal(err)
+	}
+	// The survivor carries on after the last kill.
+	waitFor(t, "the survivor's next grants", func() bool {
+		var n int
+		db.QueryRow(`SELECT count(*) FROM torture_log WHERE session LIKE 'survivor%'`).Scan(&n)
+		return n > grantsBefore+5
+	})
+	survivor.Process.Kill()
+	survivor.Wait()
+	grants := checkTorture(t, db)
+	t.Logf("%d kills survived, %d leases left by killed workers checked at their expiry; %d grants logged", kills, checked, grants)
+}
+
+// checkVictimLeases checks each live lease a killed worker left: refused
+// 1ms before its expiry, granted at it. The checker's clock is moved to
+// those instants; its grant is released at once. It returns how many
+// leases it checked.
+func checkVictimLeases(t *testing.T, checker *lock.Manager, prefix string) int {
+	t.Helper()
+	all, err := checker.AllLeases(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, l := range all {
+		if !strings.HasPrefix(l.SessionID, prefix+"-") || !l.Live(time.Now()) {
+			continue
+		}
+		checked++
+		for _, tc := range []struct {
+			at      time.Time
+			granted bool
+		}{{l.ExpiresAt.Add(-time.Millisecond), false}, {l.ExpiresAt, true}} {
+			m := mustOpenPath(t, strings.TrimPrefix(dbPath(t, checker), "file:"),
+				lock.WithClock(func() time.Time { return tc.at }), lock.WithTTL(time.Millisecond))
+			s := mustSession(t, m, "checker")
+			got, err := s.TryAcquire(t.Context(), l.Entity)
+			var he *lock.HeldError
+			switch {
+			case !tc.granted && !(errors.As(err, &he) && he.Holder.Token == l.Token):
+				t.Errorf("%s: 1ms before its expiry, checker got %+v, %v; want ErrHeld by token %d", l.Entity, got, err, l.Token)
+			case tc.granted && err != nil:
+				t.Errorf("%s: at its expiry, checker got err %v; want a grant", l.Entity, err)
+			case tc.granted:
+				if got.Token <= l.Token {
+					t.Errorf("%s: token %d after %d", l.Entity, got.Token, l.Token)
+				}
+				s.Release(t.Context(), l.Entity)
+			}
+			m.Close()
+		}
+	}
+	return checked
+}
+
+// dbPath recovers the file behind a Manager, for opening more Managers on it.
+func dbPath(t *testing.T, m *lock.Manager) string {
+	t.Helper()
+	var seq int
+	var name, file string
+	if err := m.DB().QueryRow(`PRAGMA database_list`).Scan(&seq, &name, &file); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// Eight processes open the same fresh file at the same moment: all succeed,
+// and the schema is migrated once, to one clean version row.
+func TestConcurrentStartProcesses(t *testing.T) {
+	const n = 8
+	path := filepath.Join(t.TempDir(), "fresh.db")
+	start := time.Now().Add(500 * time.Millisecond)
+	outs := make([]*strings.Builder, n)
+	cmds := make([]interface{ Wait() error }, n)
+	for i := range n {
+		cmd := startWorker(t, "open", "ENTITYLOCK_DB="+path, fmt.Sprintf("ENTITYLOCK_START=%d", start.UnixNano()))
+		outs[i] = &strings.Builder{}
+		cmd.Stdout = outs[i]
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds[i] = cmd
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil || outs[i].String() != "ok\n" {
+			t.Errorf("process %d: %v, %q", i, err, outs[i].String())
+		}
+	}
+	db := rawDB(t, path)
+	var versions []string
+	rows, err := db.Query(`SELECT version || ',' || dirty FROM entitylock_schema_migrations`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v string
+		rows.Scan(&v)
+		versions = append(versions, v)
+	}
+	var fences int
+	db.QueryRow(`SELECT count(*) FROM entitylock_fence`).Scan(&fences)
+	if !slices.Equal(versions, []string{"1,0"}) || fences != 1 {
+		t.Errorf("after 8 concurrent opens: versions %q, %d fence rows; want one clean version 1 and one fence row", versions, fences)
+	}
+}
+
+// A schema newer than the code, or marked dirty, stops Open with a clear
+// error and leaves the file as it was.
+func TestOpenRefusesUnusableSchema(t *testing.T) {
+	for _, tc := range []struct {
+		name, update string
+		want         error
+	}{
+		{"newer", `UPDATE entitylock_schema_migrations SET version = version + 1`, lock.ErrSchemaTooNew},
+		{"dirty", `UPDATE entitylock_schema_migrations SET dirty = 1`, lock.ErrSchemaDirty},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "s.db")
+			m, err := lock.Open(t.Context(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Close()
+			raw := rawDB(t, path)
+			if _, err := raw.Exec(tc.update); err != nil {
+				t.Fatal(err)
+			}
+			before := dumpLeases(t, path)
+			var v0, d0 int
+			raw.QueryRow(`SELECT version, dirty FROM entitylock_schema_migrations`).Scan(&v0, &d0)
+			if _, err := lock.Open(t.Context(), path); !errors.Is(err, tc.want) {
+				t.Fatalf("Open: got err %v, want %v", err, tc.want)
+			}
+			var v1, d1 int
+			raw.QueryRow(`SELECT version, dirty FROM entitylock_schema_migrations`).Scan(&v1, &d1)
+			if v0 != v1 || d0 != d1 || !slices.Equal(before, dumpLeases(t, path)) {
+				t.Errorf("database changed: version %d,%d -> %d,%d", v0, d0, v1, d1)
+			}
+		})
+	}
+}
+
