@@ -1,14 +1,17 @@
 package lock_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ncruces/go-sqlite3"
 
 	"github.com/entitylock/entitylock/lock"
 )
@@ -49,6 +52,66 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 
 	cancelled, cancel := context.WithCancel(t.Context())
 	cancel()
+	expired, cancel2 := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
+	defer cancel2()
+
+	// A second Manager on the same file, closed before use.
+	closed := mustOpenPath(t, path)
+	closedSession := mustSession(t, closed, "session-a")
+	closed.Close()
+
+	// The same file opened read-only.
+	ro := mustOpenPath(t, "file:"+path+"?mode=ro")
+	roSession := mustSession(t, ro, "session-ro")
+
+	// The same file with a short busy timeout, for when another process
+	// holds the write lock.
+	short := mustOpenPath(t, "file:"+path+"?_pragma=busy_timeout(300)")
+	shortSession := mustSession(t, short, "session-short")
+	locked := func(call func(ctx context.Context) error) func() error {
+		return func() error {
+			holder := startWorker(t, "holdlock", "ENTITYLOCK_DB="+path)
+			stdin, err := holder.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := holder.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := holder.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer holder.Wait()
+			defer stdin.Close()
+			if line, _ := bufio.NewReader(out).ReadString('\n'); line != "locked\n" {
+				t.Fatalf("lock holder: %q", line)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // a hang fails here
+			defer cancel()
+			start := time.Now()
+			err = call(ctx)
+			if waited := time.Since(start); waited < 250*time.Millisecond || ctx.Err() != nil {
+				t.Errorf("returned after %v (ctx %v); want about the 300ms busy timeout", waited, ctx.Err())
+			}
+			return err
+		}
+	}
+
+	dir := t.TempDir()
+	notDB := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(notDB, []byte(strings.Repeat("not a database\n", 20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	openErr := func(dsn string, opts ...lock.Option) func() error {
+		return func() error {
+			m, err := lock.Open(t.Context(), dsn, opts...)
+			if err == nil {
+				m.Close()
+			}
+			return err
+		}
+	}
 
 	long := strings.Repeat("e", lock.MaxEntityLen+1)
 	tests := []struct {
@@ -74,6 +137,28 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 		{"cancelled ctx acquire", func() error { _, err := s.TryAcquire(cancelled, "entity::new"); return err }, context.Canceled},
 		{"cancelled ctx release", func() error { _, err := s.Release(cancelled, "entity::held"); return err }, context.Canceled},
 		{"cancelled ctx purge", func() error { _, err := m.PurgeExpired(cancelled); return err }, context.Canceled},
+		{"expired ctx acquire", func() error { _, err := s.Acquire(expired, "entity::new"); return err }, context.DeadlineExceeded},
+		{"expired ctx extend", func() error { _, err := s.Extend(expired, "entity::held", time.Hour); return err }, context.DeadlineExceeded},
+		{"zero TTL", openErr(path, lock.WithTTL(0)), lock.ErrInvalidDuration},
+		{"negative TTL", openErr(path, lock.WithTTL(-time.Minute)), lock.ErrInvalidDuration},
+		{"acquire after Close", func() error { _, err := closedSession.TryAcquire(t.Context(), "entity::new"); return err }, lock.ErrClosed},
+		{"release all after Close", func() error { _, err := closedSession.ReleaseAll(t.Context()); return err }, lock.ErrClosed},
+		{"nil *sql.DB", func() error { _, err := lock.New(t.Context(), nil); return err }, lock.ErrInvalidOption},
+		{"path is a directory", openErr(dir), lock.ErrInvalidOption},
+		{"file is not SQLite", openErr(notDB), sqlite3.NOTADB},
+		{"read-only database", func() error { _, err := roSession.TryAcquire(t.Context(), "entity::new"); return err }, sqlite3.READONLY},
+		{"read-only database release", func() error { _, err := roSession.ReleaseAll(t.Context()); return err }, sqlite3.READONLY},
+		{"locked by another process", locked(func(ctx context.Context) error {
+			_, err := shortSession.TryAcquire(ctx, "entity::new")
+			return err
+		}), sqlite3.BUSY},
+		{"locked by another process, release", locked(func(ctx context.Context) error {
+			_, err := shortSession.Release(ctx, "entity::held")
+			return err
+		}), sqlite3.BUSY},
+	}
+	if len(tests) < 25 {
+		t.Fatalf("only %d cases", len(tests))
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

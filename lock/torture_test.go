@@ -371,4 +371,3 @@ func TestOpenRefusesUnusableSchema(t *testing.T) {
 		})
 	}
 }
-
