@@ -40,3 +40,11 @@ lint: ## go vet and staticcheck (pinned), plus a cgo-free build.
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	CGO_ENABLED=0 $(GO) build ./...
+
+.PHONY: fuzz
+fuzz: ## Run the model-based fuzzer FuzzLockOps for FUZZTIME (default 30s).
+	$(GO) test -run '^$$' -fuzz FuzzLockOps -fuzztime $(FUZZTIME) ./lock/
+
+.PHONY: torture
+torture: ## The long torture runs: 6 processes × 8 goroutines for 60s, 40 kill -9s.
+	ENTITYLOCK_TORTURE=long $(GO) test -race -count=1 -timeout 30m -v -run 'Torture|ConcurrentStart' ./lock/

@@ -1,0 +1,179 @@
+package lock_test
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/entitylock/entitylock/lock"
+)
+
+// model is the lock semantics in a few lines, to check the real thing
+// against: one row per entity, a global token high-water mark, times in ms.
+type model struct {
+	now, ttl, fence int64
+	rows            map[string]modelRow
+}
+
+type modelRow struct {
+	session                  string
+	token, acquired, expires int64
+	reclaimed                bool
+}
+
+func (m *model) lease(e string) lock.Lease {
+	r := m.rows[e]
+	return lock.Lease{Entity: e, SessionID: r.session, Token: r.token,
+		AcquiredAt: time.UnixMilli(r.acquired).UTC(), ExpiresAt: time.UnixMilli(r.expires).UTC(), Reclaimed: r.reclaimed}
+}
+
+func (m *model) live(e string) bool {
+	r, ok := m.rows[e]
+	return ok && r.expires > m.now
+}
+
+func (m *model) tryAcquire(s, e string) (lock.Lease, error) {
+	r, ok := m.rows[e]
+	switch {
+	case m.live(e) && r.session != s:
+		return lock.Lease{}, &lock.HeldError{Holder: m.lease(e)}
+	case m.live(e): // refresh
+		r.expires = m.now + m.ttl
+	default:
+		m.fence++
+		r = modelRow{session: s, token: m.fence, acquired: m.now, expires: m.now + m.ttl, reclaimed: ok}
+	}
+	m.rows[e] = r
+	return m.lease(e), nil
+}
+
+func (m *model) extend(s, e string, by int64) (lock.Lease, error) {
+	r := m.rows[e]
+	if !m.live(e) || r.session != s {
+		return lock.Lease{}, lock.ErrNotHeld
+	}
+	r.expires += by
+	m.rows[e] = r
+	return m.lease(e), nil
+}
+
+func (m *model) removeIf(keep func(string, modelRow) bool) int {
+	n := 0
+	for e, r := range m.rows {
+		if !keep(e, r) {
+			delete(m.rows, e)
+			n++
+		}
+	}
+	return n
+}
+
+func (m *model) locks(session string) []lock.Lease {
+	out := []lock.Lease{}
+	for _, e := range slices.Sorted(maps.Keys(m.rows)) {
+		if m.live(e) && (session == "" || m.rows[e].session == session) {
+			out = append(out, m.lease(e))
+		}
+	}
+	return out
+}
+
+// FuzzLockOps decodes its input, four bytes an operation, into calls by
+// three sessions on three entities, with the clock moved by the input, and
+// checks every result against the model.
+func FuzzLockOps(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 1, 0, 0, 6, 0, 0, 80, 0, 1, 0, 0})                     // grant, contend, expire, take over
+	f.Add([]byte{0, 0, 1, 0, 1, 0, 1, 5, 6, 0, 0, 60, 1, 0, 1, 9, 0, 2, 1, 0})         // extend pushes expiry past a takeover
+	f.Add([]byte{0, 1, 2, 0, 4, 0, 2, 0, 0, 2, 2, 0, 5, 0, 0, 0, 3, 2, 0, 0})          // force release, re-grant, purge, release all
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 3, 0, 0, 0, 7, 0, 0, 0, 8, 0, 0}) // release all, holder, locks
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		if len(ops) > 4*64 {
+			ops = ops[:4*64]
+		}
+		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+		md := &model{now: start, ttl: 1000, rows: map[string]modelRow{}}
+		m, err := lock.Open(t.Context(), ":memory:", lock.WithTTL(time.Second),
+			lock.WithClock(func() time.Time { return time.UnixMilli(md.now) }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		sessions := make([]*lock.Session, 3)
+		for i := range sessions {
+			sessions[i], _ = m.Session(fmt.Sprintf("s%d", i))
+		}
+		ctx := t.Context()
+		for i := 0; i+3 < len(ops); i += 4 {
+			op, si, e, arg := ops[i]%9, int(ops[i+1]%3), fmt.Sprintf("e%d", ops[i+2]%3), int64(ops[i+3])
+			s, sid := sessions[si], fmt.Sprintf("s%d", si)
+			check := func(name string, got, want any, gotErr, wantErr error) {
+				t.Helper()
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Fatalf("op %d %s(%s, %s) at %d (-model +real):\n%s", i/4, name, sid, e, md.now-start, diff)
+				}
+				var gh, wh *lock.HeldError
+				switch {
+				case errors.As(wantErr, &wh):
+					if !errors.As(gotErr, &gh) || gh.Holder != wh.Holder {
+						t.Fatalf("op %d %s(%s, %s): got err %v, want %v", i/4, name, sid, e, gotErr, wantErr)
+					}
+				case !errors.Is(gotErr, wantErr):
+					t.Fatalf("op %d %s(%s, %s): got err %v, want %v", i/4, name, sid, e, gotErr, wantErr)
+				}
+			}
+			switch op {
+			case 0:
+				got, err := s.TryAcquire(ctx, e)
+				want, werr := md.tryAcquire(sid, e)
+				check("TryAcquire", got, want, err, werr)
+			case 1:
+				by := (arg + 1) * 7
+				got, err := s.Extend(ctx, e, time.Duration(by)*time.Millisecond)
+				want, werr := md.extend(sid, e, by)
+				check("Extend", got, want, err, werr)
+			case 2:
+				got, err := s.Release(ctx, e)
+				r, ok := md.rows[e]
+				want := ok && r.session == sid
+				if want {
+					delete(md.rows, e)
+				}
+				check("Release", got, want, err, nil)
+			case 3:
+				got, err := s.ReleaseAll(ctx)
+				want := md.removeIf(func(_ string, r modelRow) bool { return r.session != sid })
+				check("ReleaseAll", got, want, err, nil)
+			case 4:
+				got, err := m.ForceRelease(ctx, e)
+				want := md.removeIf(func(k string, _ modelRow) bool { return k != e }) == 1
+				check("ForceRelease", got, want, err, nil)
+			case 5:
+				got, err := m.PurgeExpired(ctx)
+				want := md.removeIf(func(_ string, r modelRow) bool { return r.expires > md.now })
+				check("PurgeExpired", got, want, err, nil)
+			case 6:
+				md.now += arg * 13 // up to 3.3s: past the 1s TTL
+			case 7:
+				got, err := m.Holder(ctx, e)
+				var want lock.Lease
+				var werr error
+				if md.live(e) {
+					want = md.lease(e)
+				} else {
+					werr = lock.ErrNotHeld
+				}
+				check("Holder", got, want, err, werr)
+			case 8:
+				got, err := m.Locks(ctx)
+				check("Locks", got, md.locks(""), err, nil)
+				got, err = s.Locks(ctx)
+				check("Session.Locks", got, md.locks(sid), err, nil)
+			}
+		}
+	})
+}
