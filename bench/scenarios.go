@@ -1,0 +1,616 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	sqlite "github.com/ncruces/go-sqlite3/driver"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/entitylock/entitylock/lock"
+)
+
+var dbSeq atomic.Int32
+
+// freshPath names a new database file in the run's directory.
+func freshPath(o options, name string) string {
+	return filepath.Join(o.dir, fmt.Sprintf("%02d-%s.db", dbSeq.Add(1), name))
+}
+
+// The same settings for every SQLite database: WAL, synchronous=NORMAL,
+// default page size (4096) and cache, a 10s busy timeout.
+func openSeedNcruces(o options, name string) (*sql.DB, error) {
+	return sqlite.Open("file:" + freshPath(o, name) +
+		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(wal)&_pragma=synchronous(normal)")
+}
+
+func openSeedMattn(o options, name string) (*sql.DB, error) {
+	return sql.Open("sqlite3-mattn", "file:"+freshPath(o, name)+
+		"?_busy_timeout=10000&_journal_mode=WAL&_synchronous=NORMAL")
+}
+
+func openOurs(ctx context.Context, o options, name string, opts ...lock.Option) (*lock.Manager, error) {
+	return lock.Open(ctx, freshPath(o, name), opts...)
+}
+
+// P1: uncontended TryAcquire+Release pairs.
+func benchPairs(ctx context.Context, o options, rep *report) error {
+	m, err := openOurs(ctx, o, "ours-pairs")
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	s, _ := m.Session("bench")
+	r, err := timeOps(o.pairs, func(int) error {
+		if _, err := s.TryAcquire(ctx, "entity::bench"); err != nil {
+			return err
+		}
+		_, err := s.Release(ctx, "entity::bench")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	r.id, r.name = "P1-ours", "lock API TryAcquire+Release (ncruces, pure Go)"
+	rep.add(r)
+
+	for _, v := range []struct {
+		id, name string
+		open     func(options, string) (*sql.DB, error)
+		prepared bool
+	}{
+		{"P1-seed", "seed SQL as written (ncruces)", openSeedNcruces, false},
+		{"P1-seed-prep", "seed SQL, prepared (ncruces)", openSeedNcruces, true},
+		{"P1-mattn", "seed SQL as written (mattn, cgo)", openSeedMattn, false},
+		{"P1-mattn-prep", "seed SQL, prepared (mattn, cgo)", openSeedMattn, true},
+	} {
+		db, err := v.open(o, v.id)
+		if err != nil {
+			return err
+		}
+		st, err := newSeedStore(ctx, db, v.prepared)
+		if err != nil {
+			db.Close()
+			return err
+		}
+		r, err := timeOps(o.pairs, func(int) error {
+			ok, err := st.tryAcquire(ctx, "entity::bench", "bench")
+			if err == nil && !ok {
+				err = errors.New("seed refused an uncontended acquire")
+			}
+			if err != nil {
+				return err
+			}
+			return st.releaseOne(ctx, "entity::bench", "bench")
+		})
+		db.Close()
+		if err != nil {
+			return err
+		}
+		r.id, r.name = v.id, v.name
+		rep.add(r)
+	}
+	if err := benchPostgresPairs(ctx, o, rep); err != nil {
+		rep.notes = append(rep.notes, "PostgreSQL baseline skipped: "+err.Error())
+	}
+	if err := benchRedisPairs(ctx, o, rep); err != nil {
+		rep.notes = append(rep.notes, "Redis baseline skipped: "+err.Error())
+	}
+	rep.ratio("P1a", "lock API vs seed SQL, same driver (ops/s ratio)", "P1-ours", "P1-seed", 1.3)
+	rep.ratio("P1b", "lock API (pure Go) vs seed SQL on mattn (cgo)", "P1-ours", "P1-mattn", 1.0)
+	return nil
+}
+
+func benchPostgresPairs(ctx context.Context, o options, rep *report) error {
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, o.pgDSN)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	const key = 4242
+	r, err := timeOps(o.pairs, func(int) error {
+		var ok bool
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&ok); err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("advisory lock refused")
+		}
+		return conn.QueryRow(ctx, "SELECT pg_advisory_unlock($1)", key).Scan(&ok)
+	})
+	if err != nil {
+		return err
+	}
+	r.id, r.name, r.note = "P1-pg", "pg_try_advisory_lock + unlock (PostgreSQL, loopback)", "session locks: no TTL, no fencing"
+	rep.add(r)
+	return nil
+}
+
+func benchRedisPairs(ctx context.Context, o options, rep *report) error {
+	c := redis.NewClient(&redis.Options{Addr: o.redis, DialTimeout: 2 * time.Second})
+	defer c.Close()
+	if err := c.Ping(ctx).Err(); err != nil {
+		return err
+	}
+	r, err := timeOps(o.pairs, func(int) error {
+		ok, err := c.SetNX(ctx, "entitylock:bench", "bench", 120*time.Second).Result()
+		if err == nil && !ok {
+			err = errors.New("SET NX refused")
+		}
+		if err != nil {
+			return err
+		}
+		return c.Del(ctx, "entitylock:bench").Err()
+	})
+	if err != nil {
+		return err
+	}
+	r.id, r.name, r.note = "P1-redis", "SET NX PX + DEL (Redis, loopback)", "no fencing; DEL is not owner-checked"
+	rep.add(r)
+	return nil
+}
+
+// P2: in-process handoff. A waiter is blocked; after a random 0–50 ms the
+// holder releases; latency runs from the release to the waiter's grant.
+func benchHandoff(ctx context.Context, o options, rep *report) error {
+	rng := rand.New(rand.NewPCG(1, 2))
+	delays := make([]time.Duration, o.handoffs)
+	for i := range delays {
+		delays[i] = time.Duration(rng.Int64N(int64(50 * time.Millisecond)))
+	}
+
+	m, err := openOurs(ctx, o, "ours-handoff")
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	holder, _ := m.Session("holder")
+	waiter, _ := m.Session("waiter")
+	r := row{id: "P2-ours", name: "handoff, lock API (default retry policy)"}
+	for _, d := range delays {
+		if _, err := holder.TryAcquire(ctx, "hot"); err != nil {
+			return err
+		}
+		before := m.Stats().Contended
+		got := make(chan error, 1)
+		var granted time.Time
+		go func() {
+			_, err := waiter.Acquire(ctx, "hot")
+			granted = time.Now()
+			got <- err
+		}()
+		for m.Stats().Contended == before {
+			time.Sleep(20 * time.Microsecond)
+		}
+		time.Sleep(d)
+		released := time.Now()
+		if _, err := holder.Release(ctx, "hot"); err != nil {
+			return err
+		}
+		if err := <-got; err != nil {
+			return err
+		}
+		r.lat = append(r.lat, granted.Sub(released))
+		r.total += granted.Sub(released)
+		if _, err := waiter.Release(ctx, "hot"); err != nil {
+			return err
+		}
+	}
+	rep.add(r)
+
+	db, err := openSeedNcruces(o, "seed-handoff")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, err := newSeedStore(ctx, db, false)
+	if err != nil {
+		return err
+	}
+	rs := row{id: "P2-seed", name: "handoff, seed policy (sleep 50/100/200 ms, then give up)"}
+	gaveUp := 0
+	for _, d := range delays {
+		if ok, err := st.tryAcquire(ctx, "hot", "holder"); err != nil || !ok {
+			return fmt.Errorf("seed holder: %v, %v", ok, err)
+		}
+		firstTry := make(chan struct{})
+		got := make(chan time.Time, 1)
+		go func() {
+			for attempt := 0; attempt <= 3; attempt++ {
+				ok, err := st.tryAcquire(ctx, "hot", "waiter")
+				if attempt == 0 {
+					close(firstTry)
+				}
+				if err == nil && ok {
+					got <- time.Now()
+					return
+				}
+				if attempt < 3 {
+					time.Sleep(50 * time.Millisecond << attempt)
+				}
+			}
+			got <- time.Time{}
+		}()
+		<-firstTry
+		time.Sleep(d)
+		released := time.Now()
+		if err := st.releaseOne(ctx, "hot", "holder"); err != nil {
+			return err
+		}
+		g := <-got
+		if g.IsZero() {
+			gaveUp++
+			continue
+		}
+		rs.lat = append(rs.lat, g.Sub(released))
+		rs.total += g.Sub(released)
+		if err := st.releaseOne(ctx, "hot", "waiter"); err != nil {
+			return err
+		}
+	}
+	rs.note = fmt.Sprintf("%d of %d gave up", gaveUp, len(delays))
+	rep.add(rs)
+	r.note = "ops/s column: 1/mean latency"
+	if ours, ok := rep.find("P2-ours"); ok {
+		rep.targets = append(rep.targets,
+			target{id: "P2a", what: "handoff p50, lock API (ms)", got: ms(ours.quantile(0.5)), want: 2, atMost: true},
+			target{id: "P2b", what: "handoff p99, lock API (ms)", got: ms(ours.quantile(0.99)), want: 10, atMost: true})
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// fillOurs inserts n live leases of 1,000 other sessions, behind the API.
+func fillOurs(ctx context.Context, m *lock.Manager, n int) error {
+	now := time.Now().UnixMilli()
+	_, err := m.DB().ExecContext(ctx, `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?)
+		INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at)
+		SELECT 'bulk::' || i, 'bulk-' || (i % 1000), i, ?, ? FROM c`, n, now, now+3_600_000)
+	return err
+}
+
+// P3: cost against table size.
+func benchScale(ctx context.Context, o options, rep *report) error {
+	probe := func(m *lock.Manager, id, name string) error {
+		s, _ := m.Session("probe")
+		n := max(o.pairs/4, 100)
+		r := row{id: id, name: name}
+		start := time.Now()
+		for i := range n {
+			e := "probe::" + strconv.Itoa(i)
+			t0 := time.Now()
+			if _, err := s.TryAcquire(ctx, e); err != nil {
+				return err
+			}
+			r.lat = append(r.lat, time.Since(t0))
+			if _, err := s.Release(ctx, e); err != nil {
+				return err
+			}
+		}
+		r.total = time.Since(start) // includes the releases; see p50
+		r.note = "latency of TryAcquire alone"
+		rep.add(r)
+		return nil
+	}
+	small, err := openOurs(ctx, o, "ours-1k")
+	if err != nil {
+		return err
+	}
+	defer small.Close()
+	if err := fillOurs(ctx, small, 1000); err != nil {
+		return err
+	}
+	if err := probe(small, "P3-1k", "TryAcquire among 1,000 live leases"); err != nil {
+		return err
+	}
+	large, err := openOurs(ctx, o, "ours-large")
+	if err != nil {
+		return err
+	}
+	defer large.Close()
+	if err := fillOurs(ctx, large, o.rows); err != nil {
+		return err
+	}
+	if err := probe(large, "P3-large", fmt.Sprintf("TryAcquire among %d live leases", o.rows)); err != nil {
+		return err
+	}
+	a, _ := rep.find("P3-large")
+	b, _ := rep.find("P3-1k")
+	rep.targets = append(rep.targets, target{id: "P3a", what: "TryAcquire p50, large table / 1,000 rows",
+		got: float64(a.quantile(0.5)) / float64(b.quantile(0.5)), want: 1.5, atMost: true})
+
+	seedDB, err := openSeedNcruces(o, "seed-large")
+	if err != nil {
+		return err
+	}
+	defer seedDB.Close()
+	seed, err := newSeedStore(ctx, seedDB, false)
+	if err != nil {
+		return err
+	}
+	if err := seed.fill(ctx, o.rows); err != nil {
+		return err
+	}
+	for _, k := range []int{10, 1000} {
+		reps := 5
+		if k == 10 {
+			reps = 20
+		}
+		ours := row{id: fmt.Sprintf("P3-rel%d", k), name: fmt.Sprintf("ReleaseAll of %d leases among %d rows, lock API", k, o.rows)}
+		s, _ := large.Session(fmt.Sprintf("mine-%d", k))
+		for range reps {
+			names := make([]string, k)
+			for i := range names {
+				names[i] = fmt.Sprintf("mine-%d::%d", k, i)
+			}
+			if _, err := s.AcquireAll(ctx, names...); err != nil {
+				return err
+			}
+			t0 := time.Now()
+			n, err := s.ReleaseAll(ctx)
+			d := time.Since(t0)
+			if err != nil || n != k {
+				return fmt.Errorf("ReleaseAll = %d, %v", n, err)
+			}
+			ours.lat, ours.total = append(ours.lat, d), ours.total+d
+		}
+		rep.add(ours)
+
+		theirs := row{id: fmt.Sprintf("P3-seedrel%d", k), name: fmt.Sprintf("ReleaseAll of %d leases among %d rows, seed SQL", k, o.rows)}
+		for range reps {
+			tx, err := seedDB.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			for i := range k {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO entity_advisory_locks VALUES (?, ?, datetime('now'), datetime('now', '+120 seconds'))`,
+					fmt.Sprintf("mine-%d::%d", k, i), fmt.Sprintf("mine-%d", k)); err != nil {
+					tx.Rollback()
+					return err
+				}
+			}
+			if err := tx.Commit(); err != nil {
+				return err
+			}
+			t0 := time.Now()
+			n, err := seed.releaseAll(ctx, fmt.Sprintf("mine-%d", k))
+			d := time.Since(t0)
+			if err != nil || n != int64(k) {
+				return fmt.Errorf("seed release_all = %d, %v", n, err)
+			}
+			theirs.lat, theirs.total = append(theirs.lat, d), theirs.total+d
+		}
+		rep.add(theirs)
+		want := 100.0
+		if k == 1000 {
+			want = 4
+		}
+		rep.targets = append(rep.targets, target{id: fmt.Sprintf("P3-%d", k),
+			what: fmt.Sprintf("ReleaseAll of %d among %d rows: seed p50 / lock API p50", k, o.rows),
+			got:  float64(theirs.quantile(0.5)) / float64(ours.quantile(0.5)), want: want})
+	}
+	return nil
+}
+
+// P4: AcquireAll of 100 entities against 100 sequential Acquire calls.
+func benchAcquireAll(ctx context.Context, o options, rep *report) error {
+	names := make([]string, 100)
+	for i := range names {
+		names[i] = fmt.Sprintf("entity::%03d", i)
+	}
+	reps := max(o.pairs/100, 20)
+	for _, v := range []struct {
+		id, name string
+		do       func(*lock.Session) error
+	}{
+		{"P4-all", "AcquireAll of 100 entities", func(s *lock.Session) error {
+			_, err := s.AcquireAll(ctx, names...)
+			return err
+		}},
+		{"P4-seq", "100 sequential Acquire calls", func(s *lock.Session) error {
+			for _, n := range names {
+				if _, err := s.Acquire(ctx, n); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	} {
+		m, err := openOurs(ctx, o, v.id)
+		if err != nil {
+			return err
+		}
+		s, _ := m.Session("bench")
+		r := row{id: v.id, name: v.name}
+		for range reps {
+			t0 := time.Now()
+			if err := v.do(s); err != nil {
+				m.Close()
+				return err
+			}
+			d := time.Since(t0)
+			r.lat, r.total = append(r.lat, d), r.total+d
+			if _, err := s.ReleaseAll(ctx); err != nil {
+				m.Close()
+				return err
+			}
+		}
+		m.Close()
+		rep.add(r)
+	}
+	rep.ratio("P4", "AcquireAll(100) vs 100 × Acquire", "P4-all", "P4-seq", 20)
+	return nil
+}
+
+// P5: 8 sessions in one process contending for 16 entities.
+func benchContended(ctx context.Context, o options, rep *report) error {
+	const sessions, entities = 8, 16
+	d := 3 * time.Second
+	if o.quick {
+		d = time.Second
+	}
+	workload := func(id, name string, grant func(s int, e string) (bool, error), release func(s int, e string) error) error {
+		var (
+			mu  sync.Mutex
+			lat []time.Duration
+			wg  sync.WaitGroup
+			bad atomic.Value
+		)
+		until := time.Now().Add(d)
+		start := time.Now()
+		for s := range sessions {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(s), 7))
+				for time.Now().Before(until) {
+					e := "e" + strconv.Itoa(rng.IntN(entities))
+					t0 := time.Now()
+					ok, err := grant(s, e)
+					if err != nil {
+						bad.Store(err)
+						return
+					}
+					if !ok {
+						continue
+					}
+					l := time.Since(t0)
+					if err := release(s, e); err != nil {
+						bad.Store(err)
+						return
+					}
+					mu.Lock()
+					lat = append(lat, l)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if err, _ := bad.Load().(error); err != nil {
+			return err
+		}
+		rep.add(row{id: id, name: name, lat: lat, total: time.Since(start), note: "ops/s = grants/s; latency = time to a grant"})
+		return nil
+	}
+
+	m, err := openOurs(ctx, o, "ours-contended")
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	ss := make([]*lock.Session, sessions)
+	for i := range ss {
+		ss[i], _ = m.Session("s" + strconv.Itoa(i))
+	}
+	err = workload("P5-ours", "8 sessions × 16 entities, lock API", func(s int, e string) (bool, error) {
+		_, err := ss[s].Acquire(ctx, e)
+		if errors.Is(err, lock.ErrHeld) {
+			return false, nil
+		}
+		return err == nil, err
+	}, func(s int, e string) error {
+		_, err := ss[s].Release(ctx, e)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+
+	db, err := openSeedNcruces(o, "seed-contended")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, err := newSeedStore(ctx, db, false)
+	if err != nil {
+		return err
+	}
+	err = workload("P5-seed", "8 sessions × 16 entities, seed SQL and policy", func(s int, e string) (bool, error) {
+		for attempt := 0; attempt <= 3; attempt++ {
+			ok, err := st.tryAcquire(ctx, e, "s"+strconv.Itoa(s))
+			if err != nil || ok {
+				return ok, err
+			}
+			if attempt < 3 {
+				time.Sleep(50 * time.Millisecond << attempt)
+			}
+		}
+		return false, nil
+	}, func(s int, e string) error {
+		return st.releaseOne(ctx, e, "s"+strconv.Itoa(s))
+	})
+	if err != nil {
+		return err
+	}
+	rep.ratio("P5", "contended grants/s, lock API vs seed (reported, no goal)", "P5-ours", "P5-seed", 0)
+	return nil
+}
+
+// Memory: allocations per TryAcquire and the resident memory a Manager
+// with its default pool adds.
+func benchMemory(ctx context.Context, o options, rep *report) error {
+	m, err := openOurs(ctx, o, "ours-mem")
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	s, _ := m.Session("bench")
+	res := testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.TryAcquire(ctx, "entity::bench"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	rep.notes = append(rep.notes, fmt.Sprintf("TryAcquire (a refresh): %d B/op, %d allocs/op, %v/op",
+		res.AllocedBytesPerOp(), res.AllocsPerOp(), time.Duration(res.NsPerOp())))
+
+	runtime.GC()
+	before := rss()
+	m2, err := openOurs(ctx, o, "ours-rss")
+	if err != nil {
+		return err
+	}
+	s2, _ := m2.Session("rss")
+	var wg sync.WaitGroup
+	for i := range 4 { // put a few connections in the pool
+		wg.Go(func() { s2.TryAcquire(ctx, "e"+strconv.Itoa(i)) })
+	}
+	wg.Wait()
+	runtime.GC()
+	after := rss()
+	m2.Close()
+	rep.notes = append(rep.notes, fmt.Sprintf("resident memory added by a Manager (default pool, after 4 concurrent calls): %.1f MiB",
+		float64(after-before)/(1<<20)))
+	return nil
+}
+
+// rss reads this process's resident set size from /proc (0 elsewhere).
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
