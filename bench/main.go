@@ -29,6 +29,7 @@ type options struct {
 	quick    bool
 	pgDSN    string
 	redis    string
+	only     string
 }
 
 func main() {
@@ -38,6 +39,7 @@ func main() {
 	flag.IntVar(&o.handoffs, "handoffs", 300, "handoffs measured per handoff row")
 	flag.IntVar(&o.rows, "rows", 1_000_000, "live leases in the large table of the scale rows")
 	flag.BoolVar(&o.quick, "quick", false, "small counts, for a smoke run")
+	flag.StringVar(&o.only, "only", "", "run only the steps whose name starts with this (P1, P2, ..., memory)")
 	flag.StringVar(&o.pgDSN, "postgres", envOr("ENTITYLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL DSN for its baseline")
 	flag.StringVar(&o.redis, "redis", "127.0.0.1:6379", "Redis address for its baseline")
 	flag.Parse()
@@ -135,6 +137,9 @@ func run(ctx context.Context, o options) error {
 		{"memory", benchMemory},
 	}
 	for _, s := range steps {
+		if !strings.HasPrefix(s.name, o.only) {
+			continue
+		}
 		fmt.Fprintf(os.Stderr, "%s...\n", s.name)
 		if err := s.fn(ctx, o, rep); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)

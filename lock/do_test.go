@@ -245,10 +245,11 @@ func TestAcquireAll(t *testing.T) {
 		t.Fatalf("AcquireAll: %v", err)
 	}
 	exp := clk.Now().Add(time.Minute)
+	// Tokens are per entity: the new rows start above the fence floor (0).
 	want := []lock.Lease{
-		{Entity: "e::1", SessionID: "a", Token: mine.Token + 1, AcquiredAt: clk.Now(), ExpiresAt: exp},
+		{Entity: "e::1", SessionID: "a", Token: 1, AcquiredAt: clk.Now(), ExpiresAt: exp},
 		{Entity: "e::2", SessionID: "a", Token: mine.Token, AcquiredAt: mine.AcquiredAt, ExpiresAt: exp},
-		{Entity: "e::3", SessionID: "a", Token: mine.Token + 2, AcquiredAt: clk.Now(), ExpiresAt: exp},
+		{Entity: "e::3", SessionID: "a", Token: 1, AcquiredAt: clk.Now(), ExpiresAt: exp},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("AcquireAll (-want +got):\n%s", diff)

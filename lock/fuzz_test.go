@@ -14,7 +14,8 @@ import (
 )
 
 // model is the lock semantics in a few lines, to check the real thing
-// against: one row per entity, a global token high-water mark, times in ms.
+// against: one row per entity, kept with expires 0 when released; tokens per
+// entity, new rows starting above a floor that purges raise; times in ms.
 type model struct {
 	now, ttl, fence int64
 	rows            map[string]modelRow
@@ -44,9 +45,10 @@ func (m *model) tryAcquire(s, e string) (lock.Lease, error) {
 		return lock.Lease{}, &lock.HeldError{Holder: m.lease(e)}
 	case m.live(e): // refresh
 		r.expires = m.now + m.ttl
+	case ok: // released or expired: the next token of this entity
+		r = modelRow{session: s, token: r.token + 1, acquired: m.now, expires: m.now + m.ttl, reclaimed: r.expires > 0}
 	default:
-		m.fence++
-		r = modelRow{session: s, token: m.fence, acquired: m.now, expires: m.now + m.ttl, reclaimed: ok}
+		r = modelRow{session: s, token: m.fence + 1, acquired: m.now, expires: m.now + m.ttl}
 	}
 	m.rows[e] = r
 	return m.lease(e), nil
@@ -62,10 +64,26 @@ func (m *model) extend(s, e string, by int64) (lock.Lease, error) {
 	return m.lease(e), nil
 }
 
-func (m *model) removeIf(keep func(string, modelRow) bool) int {
+// release marks the unreleased rows that match as released; it returns how
+// many.
+func (m *model) release(match func(string, modelRow) bool) int {
 	n := 0
 	for e, r := range m.rows {
-		if !keep(e, r) {
+		if r.expires != 0 && match(e, r) {
+			r.expires = 0
+			m.rows[e] = r
+			n++
+		}
+	}
+	return n
+}
+
+// purge deletes released and expired rows, raising the fence floor.
+func (m *model) purge() int {
+	n := 0
+	for e, r := range m.rows {
+		if r.expires <= m.now {
+			m.fence = max(m.fence, r.token)
 			delete(m.rows, e)
 			n++
 		}
@@ -138,23 +156,19 @@ func FuzzLockOps(f *testing.F) {
 				check("Extend", got, want, err, werr)
 			case 2:
 				got, err := s.Release(ctx, e)
-				r, ok := md.rows[e]
-				want := ok && r.session == sid
-				if want {
-					delete(md.rows, e)
-				}
+				want := md.release(func(k string, r modelRow) bool { return k == e && r.session == sid }) == 1
 				check("Release", got, want, err, nil)
 			case 3:
 				got, err := s.ReleaseAll(ctx)
-				want := md.removeIf(func(_ string, r modelRow) bool { return r.session != sid })
+				want := md.release(func(_ string, r modelRow) bool { return r.session == sid })
 				check("ReleaseAll", got, want, err, nil)
 			case 4:
 				got, err := m.ForceRelease(ctx, e)
-				want := md.removeIf(func(k string, _ modelRow) bool { return k != e }) == 1
+				want := md.release(func(k string, _ modelRow) bool { return k == e }) == 1
 				check("ForceRelease", got, want, err, nil)
 			case 5:
 				got, err := m.PurgeExpired(ctx)
-				want := md.removeIf(func(_ string, r modelRow) bool { return r.expires > md.now })
+				want := md.purge()
 				check("PurgeExpired", got, want, err, nil)
 			case 6:
 				md.now += arg * 13 // up to 3.3s: past the 1s TTL
@@ -174,6 +188,15 @@ func FuzzLockOps(f *testing.F) {
 				got, err = s.Locks(ctx)
 				check("Session.Locks", got, md.locks(sid), err, nil)
 			}
+		}
+		// The owners table mirrors the leases' holders exactly.
+		var consistent bool
+		err = m.DB().QueryRowContext(ctx, `SELECT
+			(SELECT count(*) FROM entitylock_leases) = (SELECT count(*) FROM entitylock_owners)
+			AND NOT EXISTS (SELECT 1 FROM entitylock_leases AS l WHERE NOT EXISTS (
+				SELECT 1 FROM entitylock_owners AS o WHERE o.session_id = l.session_id AND o.entity = l.entity))`).Scan(&consistent)
+		if err != nil || !consistent {
+			t.Fatalf("entitylock_owners out of step with entitylock_leases (%v)", err)
 		}
 	})
 }

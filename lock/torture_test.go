@@ -202,7 +202,7 @@ func TestTortureKill9(t *testing.T) {
 	for k := range kills {
 		prefix := fmt.Sprintf("victim%d", k)
 		victim := startWorker(t, "torture", "ENTITYLOCK_DB="+path, "ENTITYLOCK_SESSION_PREFIX="+prefix,
-			"ENTITYLOCK_GOROUTINES=3", "ENTITYLOCK_HOT=2", "ENTITYLOCK_GUARDED=1", ttlEnv,
+			"ENTITYLOCK_GOROUTINES=3", "ENTITYLOCK_HOT=2", "ENTITYLOCK_GUARDED=1", "ENTITYLOCK_HOLD_US=3000", ttlEnv,
 			fmt.Sprintf("ENTITYLOCK_UNTIL=%d", until.UnixNano()))
 		out, err := victim.StdoutPipe()
 		if err != nil {

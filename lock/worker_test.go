@@ -73,7 +73,7 @@ CREATE TABLE IF NOT EXISTS torture_errors (session TEXT NOT NULL, err TEXT NOT N
 
 // tortureWorker runs ENTITYLOCK_GOROUTINES goroutines, each with its own
 // session, that take one of ENTITYLOCK_HOT entities until ENTITYLOCK_UNTIL
-// (Unix ns). Inside each grant:
+// (Unix ns). Inside each grant, after ENTITYLOCK_HOLD_US of "work":
 //   - plain mode: an unprotected read-modify-write of the entity's counter,
 //     one statement each with a pause between, so an overlap loses an
 //     update; then the grant is logged;
@@ -90,6 +90,7 @@ func tortureWorker(ctx context.Context) error {
 	until := time.Unix(0, int64(envInt("ENTITYLOCK_UNTIL", 0)))
 	guarded := os.Getenv("ENTITYLOCK_GUARDED") == "1"
 	ttl := time.Duration(envInt("ENTITYLOCK_TTL_MS", 2000)) * time.Millisecond
+	hold := time.Duration(envInt("ENTITYLOCK_HOLD_US", 0)) * time.Microsecond
 
 	m, err := lock.Open(ctx, path, lock.WithTTL(ttl),
 		lock.WithRetry(lock.RetryPolicy{MaxRetries: -1, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond, Jitter: 0.5}))
@@ -124,6 +125,7 @@ func tortureWorker(ctx context.Context) error {
 					return
 				}
 				enter := time.Now()
+				time.Sleep(hold) // work under the lease, where a kill leaves it behind
 				if guarded {
 					err = guardedIncrement(ctx, m, l, enter)
 				} else {

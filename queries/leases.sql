@@ -1,23 +1,28 @@
+-- Every time is Unix milliseconds from the caller's clock (@now); the
+-- database clock is never read. A row whose expires_at is 0 is a released
+-- lease kept for its token.
+
 -- name: Acquire :one
--- One atomic statement; times are Unix milliseconds from the caller's clock.
--- A free entity, or one whose lease expired, is granted
--- to @session_id with a new fencing token; a live lease already held by
--- @session_id is refreshed (new expiry, same token and acquired_at). A live
+-- One atomic statement. A free entity (no row, a released row, or an expired
+-- lease) is granted to @session_id with a new fencing token: the row's token
+-- + 1, or for a new row the fence floor + 1. A live lease already held by
+-- @session_id is refreshed: new expiry, same token and acquired_at. A live
 -- lease held by another session is left alone and no row is returned.
--- reclaimed is 1 when the grant took over an expired lease.
-INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at)
+-- reclaimed is 1 when the grant took over an expired (not released) lease.
+INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at, reclaimed)
 VALUES (
     @entity,
     @session_id,
     (SELECT f.last_token + 1 FROM entitylock_fence AS f WHERE f.id = 1),
     @now,
-    @expires_at
+    @expires_at,
+    0
 )
 ON CONFLICT (entity) DO UPDATE SET
     token = CASE
         WHEN entitylock_leases.session_id = excluded.session_id
          AND entitylock_leases.expires_at > excluded.acquired_at
-        THEN entitylock_leases.token ELSE excluded.token END,
+        THEN entitylock_leases.token ELSE entitylock_leases.token + 1 END,
     acquired_at = CASE
         WHEN entitylock_leases.session_id = excluded.session_id
          AND entitylock_leases.expires_at > excluded.acquired_at
@@ -25,7 +30,8 @@ ON CONFLICT (entity) DO UPDATE SET
     reclaimed = CASE
         WHEN entitylock_leases.session_id = excluded.session_id
          AND entitylock_leases.expires_at > excluded.acquired_at
-        THEN entitylock_leases.reclaimed ELSE entitylock_leases.expires_at <= excluded.acquired_at END,
+        THEN entitylock_leases.reclaimed
+        ELSE entitylock_leases.expires_at > 0 AND entitylock_leases.expires_at <= excluded.acquired_at END,
     session_id = excluded.session_id,
     expires_at = excluded.expires_at
 WHERE entitylock_leases.expires_at <= excluded.acquired_at
@@ -56,28 +62,30 @@ WHERE entity = @entity AND session_id = @session_id AND token = @token
 RETURNING entity, session_id, token, acquired_at, expires_at, reclaimed;
 
 -- name: Release :execrows
--- Removes @session_id's lease on @entity, live or expired.
-DELETE FROM entitylock_leases
-WHERE entity = @entity AND session_id = @session_id;
+-- Releases @session_id's lease on @entity, live or expired.
+UPDATE entitylock_leases SET expires_at = 0
+WHERE entity = @entity AND session_id = @session_id AND expires_at <> 0;
 
 -- name: ReleaseGrant :execrows
--- Removes exactly this grant, live or expired, and nothing newer.
-DELETE FROM entitylock_leases
-WHERE entity = @entity AND session_id = @session_id AND token = @token;
+-- Releases exactly this grant, live or expired, and nothing newer.
+UPDATE entitylock_leases SET expires_at = 0
+WHERE entity = @entity AND session_id = @session_id AND token = @token AND expires_at <> 0;
 
 -- name: ReleaseSession :many
--- Removes every lease of @session_id (seeks the session index) and names
--- the entities freed.
-DELETE FROM entitylock_leases
-WHERE session_id = @session_id
+-- Releases every lease of @session_id, found through entitylock_owners, and
+-- names the entities freed.
+UPDATE entitylock_leases SET expires_at = 0
+WHERE entity IN (SELECT o.entity FROM entitylock_owners AS o WHERE o.session_id = @session_id)
+  AND session_id = @session_id AND expires_at <> 0
 RETURNING entity;
 
 -- name: ForceRelease :execrows
--- Removes the lease on @entity whoever holds it.
-DELETE FROM entitylock_leases
-WHERE entity = @entity;
+-- Releases the lease on @entity whoever holds it.
+UPDATE entitylock_leases SET expires_at = 0
+WHERE entity = @entity AND expires_at <> 0;
 
 -- name: PurgeExpired :execrows
+-- Deletes released and expired rows; the trigger raises the fence floor.
 DELETE FROM entitylock_leases
 WHERE expires_at <= @now;
 
@@ -90,7 +98,8 @@ ORDER BY entity;
 -- name: SessionLeases :many
 SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
 FROM entitylock_leases
-WHERE session_id = @session_id AND expires_at > @now
+WHERE entity IN (SELECT o.entity FROM entitylock_owners AS o WHERE o.session_id = @session_id)
+  AND session_id = @session_id AND expires_at > @now
 ORDER BY entity;
 
 -- name: IsLive :one
@@ -102,7 +111,8 @@ SELECT EXISTS (
 ) AS live;
 
 -- name: AllLeases :many
--- Every row, live or expired, for operators.
+-- Every unreleased row, live or expired, for operators.
 SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
 FROM entitylock_leases
+WHERE expires_at > 0
 ORDER BY entity;

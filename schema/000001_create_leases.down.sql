@@ -1,5 +1,6 @@
-DROP TRIGGER IF EXISTS entitylock_leases_fence_update;
-DROP TRIGGER IF EXISTS entitylock_leases_fence_insert;
+DROP TRIGGER IF EXISTS entitylock_leases_delete;
+DROP TRIGGER IF EXISTS entitylock_owners_update;
+DROP TRIGGER IF EXISTS entitylock_owners_insert;
 DROP TABLE IF EXISTS entitylock_fence;
-DROP INDEX IF EXISTS entitylock_leases_session;
+DROP TABLE IF EXISTS entitylock_owners;
 DROP TABLE IF EXISTS entitylock_leases;

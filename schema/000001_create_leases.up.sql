@@ -1,6 +1,9 @@
--- Leases: one row per entity that is, or recently was, locked.
--- Times are Unix milliseconds (INTEGER), bound by the caller so that tests can
--- move the clock. A lease is live while now < expires_at.
+-- Leases: one row per entity that is, or was, locked. Times are Unix
+-- milliseconds (INTEGER), bound by the caller so that tests can move the
+-- clock. A lease is live while now < expires_at. Releasing a lease sets
+-- expires_at to 0 and keeps the row, with its token, so the next grant of the
+-- entity takes token + 1 without any other write; PurgeExpired deletes such
+-- rows and expired ones.
 CREATE TABLE entitylock_leases (
     entity      TEXT    NOT NULL PRIMARY KEY,
     session_id  TEXT    NOT NULL,
@@ -12,16 +15,38 @@ CREATE TABLE entitylock_leases (
     CHECK (length(entity) > 0),
     CHECK (length(session_id) > 0),
     CHECK (token > 0),
-    CHECK (expires_at > acquired_at)
+    CHECK (expires_at >= 0)
 ) STRICT, WITHOUT ROWID;
 
--- Per-session operations (ReleaseAll, Session.Locks) seek this index instead
--- of scanning the table: O(k log n) for a session holding k of n rows.
-CREATE INDEX entitylock_leases_session ON entitylock_leases (session_id, entity);
+-- Who holds which row, for per-session operations (ReleaseAll,
+-- Session.Locks): they seek here instead of scanning the leases, O(k log n)
+-- for a session with k of n rows. Triggers keep it equal to the leases'
+-- (session_id, entity) pairs, writing it only when a row's holder changes,
+-- so a session that re-locks an entity writes one page, not two.
+CREATE TABLE entitylock_owners (
+    session_id TEXT NOT NULL,
+    entity     TEXT NOT NULL,
+    PRIMARY KEY (session_id, entity)
+) STRICT, WITHOUT ROWID;
 
--- The fencing high-water mark: the largest token ever granted. It survives
--- Release, ForceRelease and PurgeExpired deleting rows, so a new grant of any
--- entity always gets a token greater than any that entity ever had.
+CREATE TRIGGER entitylock_owners_insert
+AFTER INSERT ON entitylock_leases
+BEGIN
+    INSERT INTO entitylock_owners (session_id, entity) VALUES (NEW.session_id, NEW.entity);
+END;
+
+CREATE TRIGGER entitylock_owners_update
+AFTER UPDATE OF session_id ON entitylock_leases
+WHEN NEW.session_id <> OLD.session_id
+BEGIN
+    DELETE FROM entitylock_owners WHERE session_id = OLD.session_id AND entity = OLD.entity;
+    INSERT INTO entitylock_owners (session_id, entity) VALUES (NEW.session_id, NEW.entity);
+END;
+
+-- The fencing floor: the largest token of any deleted row. A new row's first
+-- token is last_token + 1, so an entity whose row was purged still gets a
+-- token greater than any it had. Only deletes (PurgeExpired, or an operator
+-- by hand) write it, through the trigger, in the deleting statement.
 CREATE TABLE entitylock_fence (
     id         INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
     last_token INTEGER NOT NULL
@@ -29,20 +54,10 @@ CREATE TABLE entitylock_fence (
 
 INSERT INTO entitylock_fence (id, last_token) VALUES (1, 0);
 
--- Every new grant takes last_token + 1 (see queries/leases.sql); these
--- triggers advance the mark inside the same statement, so the grant and the
--- mark commit or roll back together.
-CREATE TRIGGER entitylock_leases_fence_insert
-AFTER INSERT ON entitylock_leases
+CREATE TRIGGER entitylock_leases_delete
+AFTER DELETE ON entitylock_leases
 BEGIN
-    UPDATE entitylock_fence SET last_token = NEW.token
-    WHERE id = 1 AND last_token < NEW.token;
-END;
-
-CREATE TRIGGER entitylock_leases_fence_update
-AFTER UPDATE OF token ON entitylock_leases
-WHEN NEW.token <> OLD.token
-BEGIN
-    UPDATE entitylock_fence SET last_token = NEW.token
-    WHERE id = 1 AND last_token < NEW.token;
+    UPDATE entitylock_fence SET last_token = OLD.token
+    WHERE id = 1 AND last_token < OLD.token;
+    DELETE FROM entitylock_owners WHERE session_id = OLD.session_id AND entity = OLD.entity;
 END;

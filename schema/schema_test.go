@@ -154,12 +154,13 @@ func TestConcurrentMigrate(t *testing.T) {
 	}
 	got := objects(t, dbs[0])
 	want := []string{
-		"index entitylock_leases_session",
 		"table entitylock_fence",
 		"table entitylock_leases",
+		"table entitylock_owners",
 		"table " + schema.MigrationsTable,
-		"trigger entitylock_leases_fence_insert",
-		"trigger entitylock_leases_fence_update",
+		"trigger entitylock_leases_delete",
+		"trigger entitylock_owners_insert",
+		"trigger entitylock_owners_update",
 		fmt.Sprintf("version %d dirty 0", schema.Latest()),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

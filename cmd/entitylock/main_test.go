@@ -217,7 +217,7 @@ func TestOperatorCommands(t *testing.T) {
 		}
 	})
 	t.Run("purge", func(t *testing.T) {
-		if r := entitylock(t, env, "purge"); r.code != 0 || !strings.Contains(r.stdout, "purged 1 ") {
+		if r := entitylock(t, env, "purge"); r.code != 0 || !strings.Contains(r.stdout, "purged 2 ") {
 			t.Errorf("purge: exit %d, %q", r.code, r.stdout)
 		}
 	})

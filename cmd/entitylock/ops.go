@@ -291,7 +291,7 @@ func runPurge(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *asJSON {
 		return writeJSON(stdout, map[string]int{"purged": n})
 	}
-	_, err = fmt.Fprintf(stdout, "purged %d expired lease(s)\n", n)
+	_, err = fmt.Fprintf(stdout, "purged %d expired or released row(s)\n", n)
 	return err
 }
 

@@ -10,19 +10,21 @@ import (
 )
 
 const acquire = `-- name: Acquire :one
-INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at)
+
+INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at, reclaimed)
 VALUES (
     ?1,
     ?2,
     (SELECT f.last_token + 1 FROM entitylock_fence AS f WHERE f.id = 1),
     ?3,
-    ?4
+    ?4,
+    0
 )
 ON CONFLICT (entity) DO UPDATE SET
     token = CASE
         WHEN entitylock_leases.session_id = excluded.session_id
          AND entitylock_leases.expires_at > excluded.acquired_at
-        THEN entitylock_leases.token ELSE excluded.token END,
+        THEN entitylock_leases.token ELSE entitylock_leases.token + 1 END,
     acquired_at = CASE
         WHEN entitylock_leases.session_id = excluded.session_id
          AND entitylock_leases.expires_at > excluded.acquired_at
@@ -30,7 +32,8 @@ ON CONFLICT (entity) DO UPDATE SET
     reclaimed = CASE
         WHEN entitylock_leases.session_id = excluded.session_id
          AND entitylock_leases.expires_at > excluded.acquired_at
-        THEN entitylock_leases.reclaimed ELSE entitylock_leases.expires_at <= excluded.acquired_at END,
+        THEN entitylock_leases.reclaimed
+        ELSE entitylock_leases.expires_at > 0 AND entitylock_leases.expires_at <= excluded.acquired_at END,
     session_id = excluded.session_id,
     expires_at = excluded.expires_at
 WHERE entitylock_leases.expires_at <= excluded.acquired_at
@@ -45,12 +48,15 @@ type AcquireParams struct {
 	ExpiresAt int64
 }
 
-// One atomic statement; times are Unix milliseconds from the caller's clock.
-// A free entity, or one whose lease expired, is granted
-// to @session_id with a new fencing token; a live lease already held by
-// @session_id is refreshed (new expiry, same token and acquired_at). A live
+// Every time is Unix milliseconds from the caller's clock (@now); the
+// database clock is never read. A row whose expires_at is 0 is a released
+// lease kept for its token.
+// One atomic statement. A free entity (no row, a released row, or an expired
+// lease) is granted to @session_id with a new fencing token: the row's token
+// + 1, or for a new row the fence floor + 1. A live lease already held by
+// @session_id is refreshed: new expiry, same token and acquired_at. A live
 // lease held by another session is left alone and no row is returned.
-// reclaimed is 1 when the grant took over an expired lease.
+// reclaimed is 1 when the grant took over an expired (not released) lease.
 func (q *Queries) Acquire(ctx context.Context, arg AcquireParams) (EntitylockLease, error) {
 	row := q.queryRow(ctx, q.acquireStmt, acquire,
 		arg.Entity,
@@ -73,10 +79,11 @@ func (q *Queries) Acquire(ctx context.Context, arg AcquireParams) (EntitylockLea
 const allLeases = `-- name: AllLeases :many
 SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
 FROM entitylock_leases
+WHERE expires_at > 0
 ORDER BY entity
 `
 
-// Every row, live or expired, for operators.
+// Every unreleased row, live or expired, for operators.
 func (q *Queries) AllLeases(ctx context.Context) ([]EntitylockLease, error) {
 	rows, err := q.query(ctx, q.allLeasesStmt, allLeases)
 	if err != nil {
@@ -142,11 +149,11 @@ func (q *Queries) Extend(ctx context.Context, arg ExtendParams) (EntitylockLease
 }
 
 const forceRelease = `-- name: ForceRelease :execrows
-DELETE FROM entitylock_leases
-WHERE entity = ?1
+UPDATE entitylock_leases SET expires_at = 0
+WHERE entity = ?1 AND expires_at <> 0
 `
 
-// Removes the lease on @entity whoever holds it.
+// Releases the lease on @entity whoever holds it.
 func (q *Queries) ForceRelease(ctx context.Context, entity string) (int64, error) {
 	result, err := q.exec(ctx, q.forceReleaseStmt, forceRelease, entity)
 	if err != nil {
@@ -251,6 +258,7 @@ DELETE FROM entitylock_leases
 WHERE expires_at <= ?1
 `
 
+// Deletes released and expired rows; the trigger raises the fence floor.
 func (q *Queries) PurgeExpired(ctx context.Context, now int64) (int64, error) {
 	result, err := q.exec(ctx, q.purgeExpiredStmt, purgeExpired, now)
 	if err != nil {
@@ -260,8 +268,8 @@ func (q *Queries) PurgeExpired(ctx context.Context, now int64) (int64, error) {
 }
 
 const release = `-- name: Release :execrows
-DELETE FROM entitylock_leases
-WHERE entity = ?1 AND session_id = ?2
+UPDATE entitylock_leases SET expires_at = 0
+WHERE entity = ?1 AND session_id = ?2 AND expires_at <> 0
 `
 
 type ReleaseParams struct {
@@ -269,7 +277,7 @@ type ReleaseParams struct {
 	SessionID string
 }
 
-// Removes @session_id's lease on @entity, live or expired.
+// Releases @session_id's lease on @entity, live or expired.
 func (q *Queries) Release(ctx context.Context, arg ReleaseParams) (int64, error) {
 	result, err := q.exec(ctx, q.releaseStmt, release, arg.Entity, arg.SessionID)
 	if err != nil {
@@ -279,8 +287,8 @@ func (q *Queries) Release(ctx context.Context, arg ReleaseParams) (int64, error)
 }
 
 const releaseGrant = `-- name: ReleaseGrant :execrows
-DELETE FROM entitylock_leases
-WHERE entity = ?1 AND session_id = ?2 AND token = ?3
+UPDATE entitylock_leases SET expires_at = 0
+WHERE entity = ?1 AND session_id = ?2 AND token = ?3 AND expires_at <> 0
 `
 
 type ReleaseGrantParams struct {
@@ -289,7 +297,7 @@ type ReleaseGrantParams struct {
 	Token     int64
 }
 
-// Removes exactly this grant, live or expired, and nothing newer.
+// Releases exactly this grant, live or expired, and nothing newer.
 func (q *Queries) ReleaseGrant(ctx context.Context, arg ReleaseGrantParams) (int64, error) {
 	result, err := q.exec(ctx, q.releaseGrantStmt, releaseGrant, arg.Entity, arg.SessionID, arg.Token)
 	if err != nil {
@@ -299,13 +307,14 @@ func (q *Queries) ReleaseGrant(ctx context.Context, arg ReleaseGrantParams) (int
 }
 
 const releaseSession = `-- name: ReleaseSession :many
-DELETE FROM entitylock_leases
-WHERE session_id = ?1
+UPDATE entitylock_leases SET expires_at = 0
+WHERE entity IN (SELECT o.entity FROM entitylock_owners AS o WHERE o.session_id = ?1)
+  AND session_id = ?1 AND expires_at <> 0
 RETURNING entity
 `
 
-// Removes every lease of @session_id (seeks the session index) and names
-// the entities freed.
+// Releases every lease of @session_id, found through entitylock_owners, and
+// names the entities freed.
 func (q *Queries) ReleaseSession(ctx context.Context, sessionID string) ([]string, error) {
 	rows, err := q.query(ctx, q.releaseSessionStmt, releaseSession, sessionID)
 	if err != nil {
@@ -371,7 +380,8 @@ func (q *Queries) Renew(ctx context.Context, arg RenewParams) (EntitylockLease, 
 const sessionLeases = `-- name: SessionLeases :many
 SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
 FROM entitylock_leases
-WHERE session_id = ?1 AND expires_at > ?2
+WHERE entity IN (SELECT o.entity FROM entitylock_owners AS o WHERE o.session_id = ?1)
+  AND session_id = ?1 AND expires_at > ?2
 ORDER BY entity
 `
 

@@ -17,3 +17,8 @@ type EntitylockLease struct {
 	ExpiresAt  int64
 	Reclaimed  int64
 }
+
+type EntitylockOwner struct {
+	SessionID string
+	Entity    string
+}
