@@ -110,7 +110,10 @@ type report struct {
 	notes   []string
 }
 
-func (r *report) add(rw row) { r.rows = append(r.rows, rw); fmt.Fprintf(os.Stderr, "  done: %s\n", rw.name) }
+func (r *report) add(rw row) {
+	r.rows = append(r.rows, rw)
+	fmt.Fprintf(os.Stderr, "  done: %s\n", rw.name)
+}
 
 func (r *report) find(id string) (row, bool) {
 	for _, rw := range r.rows {

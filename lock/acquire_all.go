@@ -3,17 +3,18 @@ package lock
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/entitylock/entitylock/db/sqlitedb"
 )
 
 // AcquireAll takes every one of entities for this session, or none: in one
-// transaction each entity is granted or refreshed as by TryAcquire, and if
-// any is held by another session the transaction is rolled back and nothing
-// is left behind. Duplicates are folded; the leases come back sorted by
+// atomic statement each entity is granted or refreshed as by TryAcquire, and
+// if any is held by another session none is, and nothing is left behind. Duplicates are folded; the leases come back sorted by
 // entity. The Manager's retry policy applies to the whole set, and the
 // *HeldError of a refused attempt names, in Holder.Entity, the entity that
 // blocked it. An agent that needs two entities at once (to merge them, say)
@@ -48,45 +49,51 @@ func (s *Session) AcquireAll(ctx context.Context, entities ...string) ([]Lease, 
 	return leases, nil
 }
 
-// tryAcquireAll is one all-or-nothing attempt on sorted, distinct names.
-func (s *Session) tryAcquireAll(ctx context.Context, names []string) (_ []Lease, err error) {
-	tx, err := s.m.db.BeginTx(ctx, nil)
+// tryAcquireAll is one all-or-nothing attempt on sorted, distinct names: a
+// single statement grants or refreshes all of them, or none when any is
+// held by another session; the holder is then read in a second statement.
+func (s *Session) tryAcquireAll(ctx context.Context, names []string) ([]Lease, error) {
+	list, err := json.Marshal(names)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			tx.Rollback()
-		}
-	}()
-	q := s.m.q.WithTx(tx)
-	now := s.m.nowMs()
-	leases := make([]Lease, len(names))
-	for i, e := range names {
-		row, err := q.Acquire(ctx, sqlitedb.AcquireParams{
-			Entity:    e,
+	for range 8 {
+		now := s.m.nowMs()
+		expires := now + s.m.cfg.ttl.Milliseconds()
+		rows, err := s.m.q.AcquireAll(ctx, sqlitedb.AcquireAllParams{
 			SessionID: s.id,
 			Now:       now,
-			ExpiresAt: now + s.m.cfg.ttl.Milliseconds(),
+			ExpiresAt: expires,
+			Entities:  string(list),
 		})
-		if errors.Is(err, sql.ErrNoRows) {
-			// The transaction holds the write lock: the holder cannot change.
-			holder, err := q.Lease(ctx, sqlitedb.LeaseParams{Entity: e, Now: now})
-			if err != nil {
-				return nil, err
-			}
-			return nil, s.refused(leaseFromRow(holder))
-		}
 		if err != nil {
 			return nil, err
 		}
-		leases[i] = leaseFromRow(row)
+		if len(rows) == len(names) {
+			leases := make([]Lease, len(rows))
+			for i, r := range rows {
+				leases[i] = leaseFromRow(sqlitedb.EntitylockLease{
+					Entity: r.Entity, SessionID: s.id, Token: r.Token, AcquiredAt: r.AcquiredAt,
+					ExpiresAt: expires, Reclaimed: r.Reclaimed,
+				})
+			}
+			slices.SortFunc(leases, func(a, b Lease) int { return strings.Compare(a.Entity, b.Entity) })
+			for _, l := range leases {
+				s.granted(l, now)
+			}
+			return leases, nil
+		}
+		if len(rows) != 0 {
+			return nil, fmt.Errorf("granted %d of %d entities: the all-or-nothing statement broke its contract", len(rows), len(names))
+		}
+		holder, err := s.m.q.FirstHeld(ctx, sqlitedb.FirstHeldParams{Entities: string(list), Now: now, SessionID: s.id})
+		if err == nil {
+			return nil, s.refused(leaseFromRow(holder))
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return nil, err
+		}
+		// The holder released in between: try again.
 	}
-	if err := tx.Commit(); err != nil {
-		return nil, err
-	}
-	for _, l := range leases {
-		s.granted(l, now)
-	}
-	return leases, nil
+	return nil, fmt.Errorf("%w: their holders kept changing", ErrHeld)
 }

@@ -261,16 +261,32 @@ func TestFaultsOnRelease(t *testing.T) {
 	}
 }
 
-func TestFaultsOnAcquireAllCommit(t *testing.T) {
+func TestFaultsOnAcquireAll(t *testing.T) {
 	m, f := openFaulty(t)
 	s, _ := m.Session("a")
-	f.set(&fault{match: "COMMIT", err: errBusy, times: 1})
+	f.set(&fault{match: "name: AcquireAll", err: errBusy, times: 1})
 	if _, err := s.AcquireAll(t.Context(), "x", "y", "z"); !errors.Is(err, sqlite3.BUSY) {
-		t.Fatalf("got err %v, want BUSY", err)
+		t.Fatalf("failed before: got err %v, want BUSY", err)
 	}
-	all, err := m.AllLeases(t.Context())
-	if err != nil || len(all) != 0 {
+	if all, err := m.AllLeases(t.Context()); err != nil || len(all) != 0 {
 		t.Fatalf("rows left behind: %+v, %v", all, err)
+	}
+	f.set(&fault{match: "name: AcquireAll", after: true, err: errBusy, times: 1})
+	if _, err := s.AcquireAll(t.Context(), "x", "y", "z"); !errors.Is(err, sqlite3.BUSY) {
+		t.Fatalf("failed after: got err %v, want BUSY", err)
+	}
+	stored, err := s.Locks(t.Context())
+	if err != nil || len(stored) != 3 {
+		t.Fatalf("after a lost answer: %d leases, %v; want all 3 granted", len(stored), err)
+	}
+	again, err := s.AcquireAll(t.Context(), "x", "y", "z")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range again {
+		if again[i].Token != stored[i].Token || again[i].AcquiredAt != stored[i].AcquiredAt {
+			t.Errorf("retry changed %s: %+v, was %+v", again[i].Entity, again[i], stored[i])
+		}
 	}
 }
 

@@ -54,6 +54,21 @@ func (m *model) tryAcquire(s, e string) (lock.Lease, error) {
 	return m.lease(e), nil
 }
 
+// acquireAll is tryAcquire on every one of names (sorted), or on none when
+// any is held by another session.
+func (m *model) acquireAll(s string, names []string) ([]lock.Lease, error) {
+	for _, e := range names {
+		if m.live(e) && m.rows[e].session != s {
+			return nil, &lock.HeldError{Holder: m.lease(e)}
+		}
+	}
+	out := make([]lock.Lease, len(names))
+	for i, e := range names {
+		out[i], _ = m.tryAcquire(s, e)
+	}
+	return out, nil
+}
+
 func (m *model) extend(s, e string, by int64) (lock.Lease, error) {
 	r := m.rows[e]
 	if !m.live(e) || r.session != s {
@@ -115,7 +130,7 @@ func FuzzLockOps(f *testing.F) {
 		}
 		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 		md := &model{now: start, ttl: 1000, rows: map[string]modelRow{}}
-		m, err := lock.Open(t.Context(), ":memory:", lock.WithTTL(time.Second),
+		m, err := lock.Open(t.Context(), ":memory:", lock.WithTTL(time.Second), lock.WithRetry(lock.RetryPolicy{}),
 			lock.WithClock(func() time.Time { return time.UnixMilli(md.now) }))
 		if err != nil {
 			t.Fatal(err)
@@ -127,7 +142,7 @@ func FuzzLockOps(f *testing.F) {
 		}
 		ctx := t.Context()
 		for i := 0; i+3 < len(ops); i += 4 {
-			op, si, e, arg := ops[i]%9, int(ops[i+1]%3), fmt.Sprintf("e%d", ops[i+2]%3), int64(ops[i+3])
+			op, si, e, arg := ops[i]%10, int(ops[i+1]%3), fmt.Sprintf("e%d", ops[i+2]%3), int64(ops[i+3])
 			s, sid := sessions[si], fmt.Sprintf("s%d", si)
 			check := func(name string, got, want any, gotErr, wantErr error) {
 				t.Helper()
@@ -187,6 +202,19 @@ func FuzzLockOps(f *testing.F) {
 				check("Locks", got, md.locks(""), err, nil)
 				got, err = s.Locks(ctx)
 				check("Session.Locks", got, md.locks(sid), err, nil)
+			case 9:
+				var names []string
+				for k := range 3 {
+					if arg&(1<<k) != 0 || k == int(ops[i+2]%3) {
+						names = append(names, fmt.Sprintf("e%d", k))
+					}
+				}
+				got, err := s.AcquireAll(ctx, names...)
+				want, werr := md.acquireAll(sid, names)
+				if werr != nil {
+					got = nil
+				}
+				check("AcquireAll", got, want, err, werr)
 			}
 		}
 		// The owners table mirrors the leases' holders exactly.

@@ -116,3 +116,52 @@ SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
 FROM entitylock_leases
 WHERE expires_at > 0
 ORDER BY entity;
+
+-- name: AcquireAll :many
+-- Acquire for every entity in the JSON array @entities, in one atomic
+-- statement, or for none: when any is held live by another session, no row
+-- is granted or refreshed and none is returned. Every row returned is held
+-- by @session_id until @expires_at, so only what differs comes back.
+INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at, reclaimed)
+SELECT
+    j.value,
+    @session_id,
+    (SELECT f.last_token + 1 FROM entitylock_fence AS f WHERE f.id = 1),
+    @now,
+    @expires_at,
+    0
+FROM json_each(CAST(@entities AS TEXT)) AS j
+WHERE NOT EXISTS (
+    SELECT 1 FROM json_each(CAST(@entities AS TEXT)) AS k
+    JOIN entitylock_leases AS h ON h.entity = k.value
+    WHERE h.expires_at > @now AND h.session_id <> @session_id
+)
+ON CONFLICT (entity) DO UPDATE SET
+    token = CASE
+        WHEN entitylock_leases.session_id = excluded.session_id
+         AND entitylock_leases.expires_at > excluded.acquired_at
+        THEN entitylock_leases.token ELSE entitylock_leases.token + 1 END,
+    acquired_at = CASE
+        WHEN entitylock_leases.session_id = excluded.session_id
+         AND entitylock_leases.expires_at > excluded.acquired_at
+        THEN entitylock_leases.acquired_at ELSE excluded.acquired_at END,
+    reclaimed = CASE
+        WHEN entitylock_leases.session_id = excluded.session_id
+         AND entitylock_leases.expires_at > excluded.acquired_at
+        THEN entitylock_leases.reclaimed
+        ELSE entitylock_leases.expires_at > 0 AND entitylock_leases.expires_at <= excluded.acquired_at END,
+    session_id = excluded.session_id,
+    expires_at = excluded.expires_at
+WHERE entitylock_leases.expires_at <= excluded.acquired_at
+   OR entitylock_leases.session_id = excluded.session_id
+RETURNING entity, token, acquired_at, reclaimed;
+
+-- name: FirstHeld :one
+-- The first entity, by name, of the JSON array @entities that another
+-- session than @session_id holds live.
+SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
+FROM entitylock_leases
+WHERE entity IN (SELECT j.value FROM json_each(CAST(@entities AS TEXT)) AS j)
+  AND expires_at > @now AND session_id <> @session_id
+ORDER BY entity
+LIMIT 1;

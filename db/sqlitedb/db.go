@@ -27,11 +27,17 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.acquireStmt, err = db.PrepareContext(ctx, acquire); err != nil {
 		return nil, fmt.Errorf("error preparing query Acquire: %w", err)
 	}
+	if q.acquireAllStmt, err = db.PrepareContext(ctx, acquireAll); err != nil {
+		return nil, fmt.Errorf("error preparing query AcquireAll: %w", err)
+	}
 	if q.allLeasesStmt, err = db.PrepareContext(ctx, allLeases); err != nil {
 		return nil, fmt.Errorf("error preparing query AllLeases: %w", err)
 	}
 	if q.extendStmt, err = db.PrepareContext(ctx, extend); err != nil {
 		return nil, fmt.Errorf("error preparing query Extend: %w", err)
+	}
+	if q.firstHeldStmt, err = db.PrepareContext(ctx, firstHeld); err != nil {
+		return nil, fmt.Errorf("error preparing query FirstHeld: %w", err)
 	}
 	if q.forceReleaseStmt, err = db.PrepareContext(ctx, forceRelease); err != nil {
 		return nil, fmt.Errorf("error preparing query ForceRelease: %w", err)
@@ -73,6 +79,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing acquireStmt: %w", cerr)
 		}
 	}
+	if q.acquireAllStmt != nil {
+		if cerr := q.acquireAllStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing acquireAllStmt: %w", cerr)
+		}
+	}
 	if q.allLeasesStmt != nil {
 		if cerr := q.allLeasesStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing allLeasesStmt: %w", cerr)
@@ -81,6 +92,11 @@ func (q *Queries) Close() error {
 	if q.extendStmt != nil {
 		if cerr := q.extendStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing extendStmt: %w", cerr)
+		}
+	}
+	if q.firstHeldStmt != nil {
+		if cerr := q.firstHeldStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing firstHeldStmt: %w", cerr)
 		}
 	}
 	if q.forceReleaseStmt != nil {
@@ -173,8 +189,10 @@ type Queries struct {
 	db                 DBTX
 	tx                 *sql.Tx
 	acquireStmt        *sql.Stmt
+	acquireAllStmt     *sql.Stmt
 	allLeasesStmt      *sql.Stmt
 	extendStmt         *sql.Stmt
+	firstHeldStmt      *sql.Stmt
 	forceReleaseStmt   *sql.Stmt
 	isLiveStmt         *sql.Stmt
 	leaseStmt          *sql.Stmt
@@ -192,8 +210,10 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		db:                 tx,
 		tx:                 tx,
 		acquireStmt:        q.acquireStmt,
+		acquireAllStmt:     q.acquireAllStmt,
 		allLeasesStmt:      q.allLeasesStmt,
 		extendStmt:         q.extendStmt,
+		firstHeldStmt:      q.firstHeldStmt,
 		forceReleaseStmt:   q.forceReleaseStmt,
 		isLiveStmt:         q.isLiveStmt,
 		leaseStmt:          q.leaseStmt,

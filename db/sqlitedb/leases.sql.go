@@ -76,6 +76,93 @@ func (q *Queries) Acquire(ctx context.Context, arg AcquireParams) (EntitylockLea
 	return i, err
 }
 
+const acquireAll = `-- name: AcquireAll :many
+INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at, reclaimed)
+SELECT
+    j.value,
+    ?1,
+    (SELECT f.last_token + 1 FROM entitylock_fence AS f WHERE f.id = 1),
+    ?2,
+    ?3,
+    0
+FROM json_each(CAST(?4 AS TEXT)) AS j
+WHERE NOT EXISTS (
+    SELECT 1 FROM json_each(CAST(?4 AS TEXT)) AS k
+    JOIN entitylock_leases AS h ON h.entity = k.value
+    WHERE h.expires_at > ?2 AND h.session_id <> ?1
+)
+ON CONFLICT (entity) DO UPDATE SET
+    token = CASE
+        WHEN entitylock_leases.session_id = excluded.session_id
+         AND entitylock_leases.expires_at > excluded.acquired_at
+        THEN entitylock_leases.token ELSE entitylock_leases.token + 1 END,
+    acquired_at = CASE
+        WHEN entitylock_leases.session_id = excluded.session_id
+         AND entitylock_leases.expires_at > excluded.acquired_at
+        THEN entitylock_leases.acquired_at ELSE excluded.acquired_at END,
+    reclaimed = CASE
+        WHEN entitylock_leases.session_id = excluded.session_id
+         AND entitylock_leases.expires_at > excluded.acquired_at
+        THEN entitylock_leases.reclaimed
+        ELSE entitylock_leases.expires_at > 0 AND entitylock_leases.expires_at <= excluded.acquired_at END,
+    session_id = excluded.session_id,
+    expires_at = excluded.expires_at
+WHERE entitylock_leases.expires_at <= excluded.acquired_at
+   OR entitylock_leases.session_id = excluded.session_id
+RETURNING entity, token, acquired_at, reclaimed
+`
+
+type AcquireAllParams struct {
+	SessionID string
+	Now       int64
+	ExpiresAt int64
+	Entities  string
+}
+
+type AcquireAllRow struct {
+	Entity     string
+	Token      int64
+	AcquiredAt int64
+	Reclaimed  int64
+}
+
+// Acquire for every entity in the JSON array @entities, in one atomic
+// statement, or for none: when any is held live by another session, no row
+// is granted or refreshed and none is returned. Every row returned is held
+// by @session_id until @expires_at, so only what differs comes back.
+func (q *Queries) AcquireAll(ctx context.Context, arg AcquireAllParams) ([]AcquireAllRow, error) {
+	rows, err := q.query(ctx, q.acquireAllStmt, acquireAll,
+		arg.SessionID,
+		arg.Now,
+		arg.ExpiresAt,
+		arg.Entities,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []AcquireAllRow{}
+	for rows.Next() {
+		var i AcquireAllRow
+		if err := rows.Scan(
+			&i.Entity,
+			&i.Token,
+			&i.AcquiredAt,
+			&i.Reclaimed,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const allLeases = `-- name: AllLeases :many
 SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
 FROM entitylock_leases
@@ -136,6 +223,37 @@ func (q *Queries) Extend(ctx context.Context, arg ExtendParams) (EntitylockLease
 		arg.SessionID,
 		arg.Now,
 	)
+	var i EntitylockLease
+	err := row.Scan(
+		&i.Entity,
+		&i.SessionID,
+		&i.Token,
+		&i.AcquiredAt,
+		&i.ExpiresAt,
+		&i.Reclaimed,
+	)
+	return i, err
+}
+
+const firstHeld = `-- name: FirstHeld :one
+SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
+FROM entitylock_leases
+WHERE entity IN (SELECT j.value FROM json_each(CAST(?1 AS TEXT)) AS j)
+  AND expires_at > ?2 AND session_id <> ?3
+ORDER BY entity
+LIMIT 1
+`
+
+type FirstHeldParams struct {
+	Entities  string
+	Now       int64
+	SessionID string
+}
+
+// The first entity, by name, of the JSON array @entities that another
+// session than @session_id holds live.
+func (q *Queries) FirstHeld(ctx context.Context, arg FirstHeldParams) (EntitylockLease, error) {
+	row := q.queryRow(ctx, q.firstHeldStmt, firstHeld, arg.Entities, arg.Now, arg.SessionID)
 	var i EntitylockLease
 	err := row.Scan(
 		&i.Entity,
