@@ -26,6 +26,7 @@ generate: $(SQLC) ## Regenerate db/ from queries/ and schema/ with sqlc.
 check-generated: $(SQLC) ## Fail if db/ is stale or go.mod/go.sum are untidy.
 	$(SQLC) diff
 	$(GO) mod tidy -diff
+	cd bench && $(GO) mod tidy -diff
 
 .PHONY: test
 test: ## Run every test under the race detector.
@@ -35,11 +36,16 @@ test: ## Run every test under the race detector.
 bench: ## Run the Go benchmarks of the lock package.
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./lock/
 
+.PHONY: bench-compare
+bench-compare: ## The comparison harness in bench/ (minutes; ARGS=--quick for a smoke run).
+	cd bench && $(GO) run -ldflags="-X github.com/mattn/go-sqlite3.driverName=sqlite3-mattn" . $(ARGS)
+
 .PHONY: lint
 lint: ## go vet and staticcheck (pinned), plus a cgo-free build.
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	CGO_ENABLED=0 $(GO) build ./...
+	cd bench && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 .PHONY: fuzz
 fuzz: ## Run the model-based fuzzer FuzzLockOps for FUZZTIME (default 30s).

@@ -24,9 +24,10 @@
 //
 // Every new grant of an entity carries a token greater than any that entity
 // had before, across releases, expiry takeovers, [Manager.ForceRelease] and
-// [Manager.PurgeExpired]. A holder whose lease lapsed can still be running;
-// passing the token to the protected resource lets it refuse the stale
-// holder's writes.
+// [Manager.PurgeExpired]. Tokens are per entity: two entities may hold the
+// same value. A holder whose lease lapsed can still be running; passing the
+// token to the protected resource lets it refuse the stale holder's writes,
+// and [Manager.Guard] checks it inside a transaction on the same database.
 //
 // # Errors
 //

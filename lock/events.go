@@ -55,7 +55,8 @@ func (s *Session) lost(l Lease, cause error) {
 		slog.Int64("token", l.Token), slog.Any("cause", cause))
 }
 
-// sweep purges expired rows every cfg.sweep until the Manager closes.
+// sweep purges expired and released rows every cfg.sweep until the Manager
+// closes.
 func (m *Manager) sweep() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -15,8 +15,9 @@ type Lease struct {
 	SessionID string
 	// Token is the fencing token: every new grant of Entity gets a token
 	// greater than any that Entity had before; refreshing or extending the
-	// lease keeps it. Pass it to the resource the lock protects, which can
-	// then refuse writes carrying an older token.
+	// lease keeps it. Tokens of different entities are unrelated. Pass it
+	// to the resource the lock protects, which can then refuse writes
+	// carrying an older token.
 	Token int64
 	// AcquiredAt is when this grant began; refreshes leave it unchanged.
 	AcquiredAt time.Time

@@ -173,9 +173,11 @@ func (m *Manager) ForceRelease(ctx context.Context, entity string) (bool, error)
 	return n > 0, nil
 }
 
-// PurgeExpired deletes the rows of expired leases and returns how many it
-// deleted. Expired leases are reclaimed by the next grant anyway; purging
-// only keeps the table small. Fencing tokens stay monotonic across it.
+// PurgeExpired deletes the rows of expired and released leases and returns
+// how many it deleted. A released lease's row is kept, with its token, so
+// that the entity's next grant is a one-page write; expired leases are
+// reclaimed by the next grant anyway. Purging only keeps the table small;
+// fencing tokens stay monotonic across it.
 func (m *Manager) PurgeExpired(ctx context.Context) (int, error) {
 	if err := m.enter(); err != nil {
 		return 0, opError("purge expired", "", err)

@@ -115,9 +115,9 @@ func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.logger = l }
 }
 
-// WithSweepInterval makes the Manager purge expired rows in the background
-// every d until it closes (off by default). Fencing tokens stay monotonic
-// across purges.
+// WithSweepInterval makes the Manager purge expired and released rows in
+// the background every d until it closes (off by default). Fencing tokens
+// stay monotonic across purges.
 func WithSweepInterval(d time.Duration) Option {
 	return func(c *config) { c.sweep = d }
 }

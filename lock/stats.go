@@ -16,7 +16,7 @@ type Stats struct {
 	Extends    int64 // successful Extend calls
 	Renewals   int64 // successful background renewals in Do
 	LostLeases int64 // leases Do found lost while its function ran
-	Purged     int64 // expired rows removed by PurgeExpired and the sweeper
+	Purged     int64 // expired and released rows deleted by PurgeExpired and the sweeper
 	Waits      WaitStats
 }
 
