@@ -168,6 +168,10 @@ func (r *report) print() {
 			fmt.Fprintf(tw, "%s\t%s\t-\t-\tskipped: %s\n", t.id, t.what, t.skipped)
 			continue
 		}
+		if t.want == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%.2f\t-\treported\n", t.id, t.what, t.got)
+			continue
+		}
 		op, ok := "≥", t.got >= t.want
 		if t.atMost {
 			op, ok = "≤", t.got <= t.want
