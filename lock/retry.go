@@ -12,6 +12,13 @@ import (
 // BaseDelay·2ⁿ, capped at MaxDelay, then spread uniformly by ±Jitter (a
 // fraction: 0.2 means ±20%). It never waits past the holder's expiry when
 // that comes sooner, and stops at once when its ctx ends.
+//
+// Waiters of one Manager line up per entity, first come first served; only
+// the first in line polls the database. A release through the same Manager
+// wakes the first waiter at once. Each backoff step that runs out counts as
+// one retry, for every waiter in the line, whatever its place; a wake-up does
+// not count, so a waiter does not use up its retries by losing, after a
+// wake-up, to another process.
 type RetryPolicy struct {
 	// MaxRetries is how many attempts follow the first. Zero means one
 	// attempt only; a negative value retries until ctx ends.
