@@ -49,9 +49,11 @@ func (e *LeaseLostError) Unwrap() error { return e.Cause }
 // While fn runs the lease is renewed in the background every renewal
 // interval (WithRenewInterval, default TTL/3); transient failures of a
 // renewal are retried. fn's ctx is cancelled as soon as the lease is lost:
-// when a renewal finds another holder or no lease (ForceRelease), or when
-// the local deadline passes without a successful renewal: the start of the
-// last successful renewal + TTL − safety margin (WithSafetyMargin, default
+// at once when the lease is released through the same Manager (ForceRelease,
+// or Release by the same session); when a renewal finds another holder or no
+// lease (a release by another process); or when the local deadline passes
+// without a successful renewal: the start of the last successful renewal +
+// TTL − safety margin (WithSafetyMargin, default
 // TTL/10), on the Manager's clock. The deadline can only fire before the
 // lease expires in the database, so fn is told to stop before anyone else
 // can be granted entity. fn should still guard its writes (Manager.Guard):
@@ -121,6 +123,7 @@ func (s *Session) keep(ctx context.Context, l Lease) *keeper {
 	k.ctx, k.cancel = context.WithCancelCause(ctx)
 	// The grant (or refresh) set ExpiresAt to its start + TTL.
 	k.deadline.Store(l.ExpiresAt.Add(-s.m.cfg.safetyMargin()).UnixNano())
+	s.m.keepers.add(k)
 	k.wg.Go(k.renew)
 	k.wg.Go(k.watch)
 	return k
@@ -128,6 +131,7 @@ func (s *Session) keep(ctx context.Context, l Lease) *keeper {
 
 // stop ends renewal and returns the loss, if the lease was lost.
 func (k *keeper) stop() *LeaseLostError {
+	k.s.m.keepers.remove(k)
 	close(k.quit)
 	k.wg.Wait()
 	k.cancel(context.Canceled)

@@ -108,29 +108,51 @@ func TestDoRenews(t *testing.T) {
 }
 
 func TestDoCancelsWhenLeaseIsForceReleased(t *testing.T) {
-	clk := newTestClock()
-	m := mustOpen(t, doOpts(clk)...)
-	a := mustSession(t, m, "a")
-	var lease lock.Lease
-	err := a.Do(t.Context(), "entity::Foo", func(ctx context.Context, l lock.Lease) error {
-		lease = l
-		mustForce(t, m, "entity::Foo")
-		select {
-		case <-ctx.Done():
-			return errors.New("stopped")
-		case <-time.After(10 * time.Second):
-			return errors.New("ctx not cancelled after ForceRelease")
-		}
-	})
-	var lost *lock.LeaseLostError
-	if !errors.As(err, &lost) || !errors.Is(err, lock.ErrLeaseLost) || !errors.Is(err, lock.ErrNotHeld) {
-		t.Fatalf("Do = %v; want a *LeaseLostError caused by ErrNotHeld", err)
+	tests := []struct {
+		name  string
+		renew time.Duration
+		// other opens the Manager that force-releases: the same one (the
+		// loss is signalled at once) or a second one on the same file, as
+		// another process would (the next renewal finds the loss).
+		other bool
+	}{
+		// A renewal interval longer than the test's 10s wait: only the
+		// in-process signal can cancel in time.
+		{"same manager", 20 * time.Second, false},
+		{"other manager", 5 * time.Millisecond, true},
 	}
-	if diff := cmp.Diff(lease, lost.Lease); diff != "" {
-		t.Errorf("lost lease (-want +got):\n%s", diff)
-	}
-	if got := m.Stats().LostLeases; got != 1 {
-		t.Errorf("Stats().LostLeases = %d, want 1", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newTestClock()
+			path := filepath.Join(t.TempDir(), "locks.db")
+			m := mustOpenPath(t, path, lock.WithClock(clk.Now), lock.WithTTL(time.Minute), lock.WithRenewInterval(tt.renew))
+			operator := m
+			if tt.other {
+				operator = mustOpenPath(t, path, lock.WithClock(clk.Now))
+			}
+			a := mustSession(t, m, "a")
+			var lease lock.Lease
+			err := a.Do(t.Context(), "entity::Foo", func(ctx context.Context, l lock.Lease) error {
+				lease = l
+				mustForce(t, operator, "entity::Foo")
+				select {
+				case <-ctx.Done():
+					return errors.New("stopped")
+				case <-time.After(10 * time.Second):
+					return errors.New("ctx not cancelled after ForceRelease")
+				}
+			})
+			var lost *lock.LeaseLostError
+			if !errors.As(err, &lost) || !errors.Is(err, lock.ErrLeaseLost) || !errors.Is(err, lock.ErrNotHeld) {
+				t.Fatalf("Do = %v; want a *LeaseLostError caused by ErrNotHeld", err)
+			}
+			if diff := cmp.Diff(lease, lost.Lease); diff != "" {
+				t.Errorf("lost lease (-want +got):\n%s", diff)
+			}
+			if got := m.Stats().LostLeases; got != 1 {
+				t.Errorf("Stats().LostLeases = %d, want 1", got)
+			}
+		})
 	}
 }
 

@@ -40,10 +40,15 @@ func (s *Session) refused(holder Lease) *HeldError {
 	return &HeldError{Holder: holder}
 }
 
-// released records a lease removed through s (nil: by ForceRelease) and
-// wakes this Manager's next waiter for entity.
+// released records a lease removed through s (nil: by ForceRelease), tells
+// this Manager's Do calls that held it, and wakes its next waiter for entity.
 func (m *Manager) released(s *Session, entity string) {
 	m.count(s, func(c *counters) { c.releases.Add(1) })
+	session := ""
+	if s != nil {
+		session = s.id
+	}
+	m.keepers.released(entity, session)
 	m.queues.wake(entity)
 }
 

@@ -39,8 +39,9 @@ type Manager struct {
 	done   chan struct{}  // closed by Close; ends waits and the sweeper
 	bg     sync.WaitGroup // the sweeper
 
-	queues waitQueues
-	stats  counters
+	queues  waitQueues
+	keepers keepers
+	stats   counters
 }
 
 func newManager(ctx context.Context, db *sql.DB, opts []Option) (*Manager, error) {
