@@ -75,8 +75,10 @@ func entityName(i int) string { return fmt.Sprintf("entity::%03d", i) }
 
 // runAgent takes skewed-random entities until spec.until, updating each
 // under a lease with Do and a write checked by Guard, and records every
-// grant. An agent due to crash takes one more entity at crashAt and walks
-// away: no renewal, no release, so others wait for the TTL.
+// grant. An agent due to crash takes one more entity after crashAt and
+// walks away: no renewal, no release, so others wait for the TTL. (Should it
+// find every entity it tries held until the run ends, it has crashed
+// holding nothing.)
 func runAgent(ctx context.Context, m *lock.Manager, spec agentSpec) error {
 	s, err := m.Session(spec.name)
 	if err != nil {
@@ -93,7 +95,14 @@ func runAgent(ctx context.Context, m *lock.Manager, spec agentSpec) error {
 		entity := entityName(int(zipf.Uint64()))
 		asked := time.Now()
 		if !spec.crashAt.IsZero() && asked.After(spec.crashAt) {
-			return crash(ctx, db, s, entity, asked, &c)
+			// Due to crash: take an entity (another one if this is held)
+			// and walk away holding it.
+			c.Crashed = 1
+			held, err := crash(ctx, db, s, entity, asked, &c)
+			if held || err != nil {
+				return err
+			}
+			continue
 		}
 		var g grantRow
 		err := s.Do(ctx, entity, func(ctx context.Context, l lock.Lease) error {
@@ -166,20 +175,23 @@ func update(ctx context.Context, m *lock.Manager, l lock.Lease, rng *rand.Rand) 
 	return tx.Commit()
 }
 
-// crash takes entity and abandons the lease, as an agent process that died.
-func crash(ctx context.Context, db *sql.DB, s *lock.Session, entity string, asked time.Time, c *agentCounts) error {
+// crash takes entity and abandons the lease, as an agent process that died
+// would; it reports whether it got the entity.
+func crash(ctx context.Context, db *sql.DB, s *lock.Session, entity string, asked time.Time, c *agentCounts) (bool, error) {
 	l, err := s.Acquire(ctx, entity)
-	if err != nil {
-		return nil // could not even take it: crash without holding anything
+	switch {
+	case errors.Is(err, lock.ErrHeld) || ctx.Err() != nil:
+		return false, nil // the caller tries another entity, or stops
+	case err != nil:
+		return false, fmt.Errorf("%s: %w", s.ID(), err)
 	}
 	c.Grants++
-	c.Crashed = 1
 	if l.Reclaimed {
 		c.Takeovers++
 	}
 	g := grantRow{entity: entity, token: l.Token, agent: s.ID(), asked: asked, enter: time.Now(),
 		exit: l.ExpiresAt, crashed: true, reclaimed: l.Reclaimed}
-	return g.insert(ctx, db)
+	return true, g.insert(ctx, db)
 }
 
 type grantRow struct {
