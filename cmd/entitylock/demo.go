@@ -147,8 +147,16 @@ func prepareDemo(ctx context.Context, db *sql.DB, entities int) error {
 		return err
 	}
 	defer tx.Rollback()
+	// Each run starts its application tables afresh, so that its summary and
+	// check cover this run alone (leases of an earlier run's crashed agents
+	// may still be live, and are waited for like any other).
+	for _, table := range []string{"demo_entities", "demo_grants", "demo_agents"} {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM "+table); err != nil {
+			return err
+		}
+	}
 	for i := range entities {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO demo_entities (entity) VALUES (?)`, entityName(i)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO demo_entities (entity) VALUES (?)`, entityName(i)); err != nil {
 			return err
 		}
 	}
