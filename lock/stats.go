@@ -1,6 +1,7 @@
 package lock
 
 import (
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -26,13 +27,16 @@ type Stats struct {
 type WaitStats struct {
 	Count int64
 	Total time.Duration
-	// Buckets[i] counts waits no longer than WaitBuckets[i]; the last
+	// Buckets[i] counts waits no longer than WaitBuckets()[i]; the last
 	// element counts the longer ones.
 	Buckets []int64
 }
 
-// WaitBuckets are the upper bounds of WaitStats.Buckets.
-var WaitBuckets = []time.Duration{
+// WaitBuckets returns the upper bounds of WaitStats.Buckets, a copy the
+// caller may keep.
+func WaitBuckets() []time.Duration { return slices.Clone(waitBounds[:]) }
+
+var waitBounds = [...]time.Duration{
 	time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
 	10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond,
 	100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond,
@@ -53,8 +57,8 @@ func (w WaitStats) Quantile(q float64) time.Duration {
 	for i, n := range w.Buckets {
 		seen += n
 		if seen >= rank {
-			if i < len(WaitBuckets) {
-				return WaitBuckets[i]
+			if i < len(waitBounds) {
+				return waitBounds[i]
 			}
 			break
 		}
@@ -67,14 +71,14 @@ type counters struct {
 	grants, refreshes, contended, takeovers, releases,
 	extends, renewals, lost, purged atomic.Int64
 	waitCount, waitNanos atomic.Int64
-	waitBuckets          [16]atomic.Int64 // len(WaitBuckets)+1
+	waitBuckets          [len(waitBounds) + 1]atomic.Int64
 }
 
 func (c *counters) wait(d time.Duration) {
 	c.waitCount.Add(1)
 	c.waitNanos.Add(int64(d))
 	i := 0
-	for i < len(WaitBuckets) && d > WaitBuckets[i] {
+	for i < len(waitBounds) && d > waitBounds[i] {
 		i++
 	}
 	c.waitBuckets[i].Add(1)
