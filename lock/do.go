@@ -208,9 +208,9 @@ func (k *keeper) renewOnce(ctx context.Context, start time.Time, timeout time.Du
 	return err
 }
 
-// watch cancels fn's ctx when the local deadline passes. It re-reads the
-// Manager's clock at least every renewal interval, so an injected clock that
-// jumps is noticed too.
+// watch cancels fn's ctx when the local deadline passes, or when the
+// Manager closes. It re-reads the Manager's clock at least every renewal
+// interval, so an injected clock that jumps is noticed too.
 func (k *keeper) watch() {
 	m := k.s.m
 	every := m.cfg.renewEvery()
@@ -227,6 +227,9 @@ func (k *keeper) watch() {
 		case <-k.quit:
 			return
 		case <-k.ctx.Done():
+			return
+		case <-m.done: // Close: nobody will renew the lease any more
+			k.lose(ErrClosed)
 			return
 		case <-t.C:
 		}

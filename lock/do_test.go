@@ -317,3 +317,25 @@ func TestAcquireAllWaitsForBlockingEntity(t *testing.T) {
 		t.Fatal("AcquireAll not woken by the release")
 	}
 }
+
+func TestDoCancelsWhenManagerCloses(t *testing.T) {
+	m, err := lock.Open(t.Context(), filepath.Join(t.TempDir(), "locks.db"), lock.WithRenewInterval(20*time.Second), lock.WithTTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mustSession(t, m, "a")
+	err = a.Do(t.Context(), "entity::Foo", func(ctx context.Context, l lock.Lease) error {
+		if err := m.Close(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(10 * time.Second):
+			return errors.New("ctx not cancelled by Close")
+		}
+	})
+	if !errors.Is(err, lock.ErrLeaseLost) || !errors.Is(err, lock.ErrClosed) {
+		t.Fatalf("Do = %v; want ErrLeaseLost caused by ErrClosed", err)
+	}
+}

@@ -192,7 +192,9 @@ func (m *Manager) PurgeExpired(ctx context.Context) (int, error) {
 	return int(n), nil
 }
 
-// Close waits for calls in flight, ends waits in Acquire, and frees the
+// Close waits for calls in flight, ends waits in Acquire, cancels the
+// functions running under Do (their lease can no longer be renewed: Do
+// returns ErrLeaseLost caused by ErrClosed), and frees the
 // prepared statements; when the Manager came from Open it also closes the
 // database. Leases stay in the database until released or expired. Every
 // call after Close fails with ErrClosed. Close is idempotent.
