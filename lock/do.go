@@ -53,8 +53,8 @@ func (e *LeaseLostError) Unwrap() error { return e.Cause }
 // or Release by the same session); when a renewal finds another holder or no
 // lease (a release by another process); or when the local deadline passes
 // without a successful renewal: the start of the last successful renewal +
-// TTL − safety margin (WithSafetyMargin, default
-// TTL/10), on the Manager's clock. The deadline can only fire before the
+// TTL − safety margin (WithSafetyMargin, default TTL/10), on the Manager's
+// clock; or when the Manager closes. The deadline can only fire before the
 // lease expires in the database, so fn is told to stop before anyone else
 // can be granted entity. fn should still guard its writes (Manager.Guard):
 // a cancelled ctx asks fn to stop, it cannot take back a write in flight.
