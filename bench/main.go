@@ -79,6 +79,12 @@ type row struct {
 	note     string
 }
 
+// record adds one operation that took d.
+func (r *row) record(d time.Duration) {
+	r.lat = append(r.lat, d)
+	r.total += d
+}
+
 func (r row) opsPerSec() float64 {
 	if r.total <= 0 {
 		return 0

@@ -205,8 +205,7 @@ func benchHandoff(ctx context.Context, o options, rep *report) error {
 		if err := <-got; err != nil {
 			return err
 		}
-		r.lat = append(r.lat, granted.Sub(released))
-		r.total += granted.Sub(released)
+		r.record(granted.Sub(released))
 		if _, err := waiter.Release(ctx, "hot"); err != nil {
 			return err
 		}
@@ -258,8 +257,7 @@ func benchHandoff(ctx context.Context, o options, rep *report) error {
 			gaveUp++
 			continue
 		}
-		rs.lat = append(rs.lat, g.Sub(released))
-		rs.total += g.Sub(released)
+		rs.record(g.Sub(released))
 		if err := st.releaseOne(ctx, "hot", "waiter"); err != nil {
 			return err
 		}
@@ -368,7 +366,7 @@ func benchScale(ctx context.Context, o options, rep *report) error {
 			if err != nil || n != k {
 				return fmt.Errorf("ReleaseAll = %d, %v", n, err)
 			}
-			ours.lat, ours.total = append(ours.lat, d), ours.total+d
+			ours.record(d)
 		}
 		rep.add(ours)
 
@@ -394,7 +392,7 @@ func benchScale(ctx context.Context, o options, rep *report) error {
 			if err != nil || n != int64(k) {
 				return fmt.Errorf("seed release_all = %d, %v", n, err)
 			}
-			theirs.lat, theirs.total = append(theirs.lat, d), theirs.total+d
+			theirs.record(d)
 		}
 		rep.add(theirs)
 		want := 100.0
@@ -444,8 +442,7 @@ func benchAcquireAll(ctx context.Context, o options, rep *report) error {
 				m.Close()
 				return err
 			}
-			d := time.Since(t0)
-			r.lat, r.total = append(r.lat, d), r.total+d
+			r.record(time.Since(t0))
 			if _, err := s.ReleaseAll(ctx); err != nil {
 				m.Close()
 				return err

@@ -20,26 +20,9 @@ import (
 // a test can check that a rejected call left them as they were.
 func dumpLeases(t *testing.T, path string) []string {
 	t.Helper()
-	db := rawDB(t, path)
-	rows, err := db.Query(`SELECT entity || '|' || session_id || '|' || token || '|' ||
+	return queryStrings(t, rawDB(t, path), `SELECT entity || '|' || session_id || '|' || token || '|' ||
 		acquired_at || '|' || expires_at FROM entitylock_leases
 		UNION ALL SELECT 'fence|' || last_token FROM entitylock_fence ORDER BY 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {

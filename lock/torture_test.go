@@ -57,17 +57,7 @@ type logRow struct {
 // an error. It returns the number of grants.
 func checkTorture(t *testing.T, db *sql.DB) int {
 	t.Helper()
-	var errs []string
-	rows, err := db.Query(`SELECT session || ': ' || err FROM torture_errors`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var s string
-		rows.Scan(&s)
-		errs = append(errs, s)
-	}
-	rows.Close()
+	errs := queryStrings(t, db, `SELECT session || ': ' || err FROM torture_errors`)
 	if len(errs) > 0 {
 		t.Errorf("%d worker errors (BUSY, LOCKED or other), first: %s", len(errs), errs[0])
 	}
@@ -81,7 +71,7 @@ func checkTorture(t *testing.T, db *sql.DB) int {
 		t.Errorf("%d counters differ from their logged grants: lost updates", mismatch)
 	}
 
-	rows, err = db.Query(`SELECT entity, session, token, enter_ns, exit_ns FROM torture_log ORDER BY entity, enter_ns`)
+	rows, err := db.Query(`SELECT entity, session, token, enter_ns, exit_ns FROM torture_log ORDER BY entity, enter_ns`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +252,7 @@ func checkVictimLeases(t *testing.T, checker *lock.Manager, prefix string) int {
 			at      time.Time
 			granted bool
 		}{{l.ExpiresAt.Add(-time.Millisecond), false}, {l.ExpiresAt, true}} {
-			m := mustOpenPath(t, strings.TrimPrefix(dbPath(t, checker), "file:"),
+			m := mustOpenPath(t, dbPath(t, checker),
 				lock.WithClock(func() time.Time { return tc.at }), lock.WithTTL(time.Millisecond))
 			s := mustSession(t, m, "checker")
 			got, err := s.TryAcquire(t.Context(), l.Entity)
@@ -318,17 +308,7 @@ func TestConcurrentStartProcesses(t *testing.T) {
 		}
 	}
 	db := rawDB(t, path)
-	var versions []string
-	rows, err := db.Query(`SELECT version || ',' || dirty FROM entitylock_schema_migrations`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var v string
-		rows.Scan(&v)
-		versions = append(versions, v)
-	}
+	versions := queryStrings(t, db, `SELECT version || ',' || dirty FROM entitylock_schema_migrations`)
 	var fences int
 	db.QueryRow(`SELECT count(*) FROM entitylock_fence`).Scan(&fences)
 	if !slices.Equal(versions, []string{"1,0"}) || fences != 1 {
