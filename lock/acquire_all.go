@@ -3,13 +3,10 @@ package lock
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/entitylock/entitylock/db/sqlitedb"
 )
 
 // AcquireAll takes every one of entities for this session, or none: in one
@@ -53,42 +50,28 @@ func (s *Session) AcquireAll(ctx context.Context, entities ...string) ([]Lease, 
 // single statement grants or refreshes all of them, or none when any is
 // held by another session; the holder is then read in a second statement.
 func (s *Session) tryAcquireAll(ctx context.Context, names []string) ([]Lease, error) {
-	list, err := json.Marshal(names)
-	if err != nil {
-		return nil, err
-	}
+	m := s.m
 	for range 8 {
-		now := s.m.nowMs()
-		expires := now + s.m.cfg.ttl.Milliseconds()
-		rows, err := s.m.q.AcquireAll(ctx, sqlitedb.AcquireAllParams{
-			SessionID: s.id,
-			Now:       now,
-			ExpiresAt: expires,
-			Entities:  string(list),
-		})
+		before := m.cfg.now()
+		leases, nowMs, err := m.eng.acquireAll(ctx, names, s.id, m.at(), m.cfg.ttl.Milliseconds())
 		if err != nil {
 			return nil, err
 		}
-		if len(rows) == len(names) {
-			leases := make([]Lease, len(rows))
-			for i, r := range rows {
-				leases[i] = leaseFromRow(sqlitedb.EntitylockLease{
-					Entity: r.Entity, SessionID: s.id, Token: r.Token, AcquiredAt: r.AcquiredAt,
-					ExpiresAt: expires, Reclaimed: r.Reclaimed,
-				})
-			}
+		if len(leases) == len(names) {
+			m.observe(before, nowMs)
 			slices.SortFunc(leases, func(a, b Lease) int { return strings.Compare(a.Entity, b.Entity) })
 			for _, l := range leases {
-				s.granted(l, now)
+				s.granted(l, nowMs)
 			}
 			return leases, nil
 		}
-		if len(rows) != 0 {
-			return nil, fmt.Errorf("granted %d of %d entities: the all-or-nothing statement broke its contract", len(rows), len(names))
+		if len(leases) != 0 {
+			return nil, fmt.Errorf("granted %d of %d entities: the all-or-nothing statement broke its contract", len(leases), len(names))
 		}
-		holder, err := s.m.q.FirstHeld(ctx, sqlitedb.FirstHeldParams{Entities: string(list), Now: now, SessionID: s.id})
+		holder, nowMs, err := m.eng.firstHeld(ctx, names, s.id, m.at())
 		if err == nil {
-			return nil, s.refused(leaseFromRow(holder))
+			m.observe(before, nowMs)
+			return nil, s.refused(holder)
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return nil, err

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/entitylock/entitylock/db/sqlitedb"
 )
 
 // ErrLeaseLost means a lease ended while its holder was still working under
@@ -95,7 +93,7 @@ func (s *Session) releaseGrant(ctx context.Context, l Lease) error {
 		return opError("release", l.Entity, err)
 	}
 	defer s.m.exit()
-	n, err := s.m.q.ReleaseGrant(ctx, sqlitedb.ReleaseGrantParams{Entity: l.Entity, SessionID: l.SessionID, Token: l.Token})
+	n, err := s.m.eng.releaseGrant(ctx, l)
 	if err != nil {
 		return s.m.fail(ctx, "release", l.Entity, err)
 	}
@@ -168,7 +166,7 @@ func (k *keeper) renew() {
 			return
 		case <-t.C:
 		}
-		start := m.cfg.now()
+		start := m.now()
 		err := k.renewOnce(ctx, start, every)
 		switch {
 		case err == nil:
@@ -195,13 +193,11 @@ func (k *keeper) renewOnce(ctx context.Context, start time.Time, timeout time.Du
 	defer m.exit()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	_, err := m.q.Renew(ctx, sqlitedb.RenewParams{
-		ExpiresAt: start.UnixMilli() + m.cfg.ttl.Milliseconds(),
-		Entity:    k.lease.Entity,
-		SessionID: k.lease.SessionID,
-		Token:     k.lease.Token,
-		Now:       start.UnixMilli(),
-	})
+	at := m.at()
+	if at.Valid {
+		at.Int64 = start.UnixMilli()
+	}
+	_, err := m.eng.renew(ctx, k.lease, at, m.cfg.ttl.Milliseconds())
 	if err == nil {
 		m.count(k.s, func(c *counters) { c.renewals.Add(1) })
 	}
@@ -217,7 +213,7 @@ func (k *keeper) watch() {
 	t := time.NewTimer(every)
 	defer t.Stop()
 	for !k.lostAlready() {
-		left := time.Duration(k.deadline.Load() - m.cfg.now().UnixNano())
+		left := time.Duration(k.deadline.Load() - m.now().UnixNano())
 		if left <= 0 {
 			k.lose(errNotRenewed)
 			return

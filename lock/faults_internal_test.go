@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entitylock/entitylock/schema"
 	"github.com/ncruces/go-sqlite3"
 	sqlitedriver "github.com/ncruces/go-sqlite3/driver"
 )
@@ -185,7 +186,7 @@ func openFaulty(t *testing.T, opts ...Option) (*Manager, *faults) {
 	f := &faults{}
 	db := sql.OpenDB(faultyConnector{base, f})
 	t.Cleanup(func() { db.Close() })
-	m, err := newManager(t.Context(), db, opts)
+	m, err := newManager(t.Context(), db, schema.SQLite, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

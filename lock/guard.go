@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-
-	"github.com/entitylock/entitylock/db/sqlitedb"
 )
 
 // Guard checks, inside the caller's transaction tx on the Manager's
@@ -43,14 +41,7 @@ func (m *Manager) Guard(ctx context.Context, tx *sql.Tx, l Lease) error {
 		return opError("guard", l.Entity, err)
 	}
 	defer m.exit()
-	// Not the Manager's prepared statement: tx may come from another
-	// *sql.DB handle on the same database file.
-	live, err := sqlitedb.New(tx).IsLive(ctx, sqlitedb.IsLiveParams{
-		Entity:    l.Entity,
-		SessionID: l.SessionID,
-		Token:     l.Token,
-		Now:       m.nowMs(),
-	})
+	live, err := m.eng.guard(ctx, tx, l, m.at())
 	if err != nil {
 		return m.fail(ctx, "guard", l.Entity, err)
 	}

@@ -1,10 +1,6 @@
 package lock
 
-import (
-	"time"
-
-	"github.com/entitylock/entitylock/db/sqlitedb"
-)
+import "time"
 
 // A Lease is one grant of an entity to a session, as the database recorded
 // it when the call returned.
@@ -31,22 +27,3 @@ type Lease struct {
 
 // Live reports whether the lease is still live at now.
 func (l Lease) Live(now time.Time) bool { return now.Before(l.ExpiresAt) }
-
-func leaseFromRow(r sqlitedb.EntitylockLease) Lease {
-	return Lease{
-		Entity:     r.Entity,
-		SessionID:  r.SessionID,
-		Token:      r.Token,
-		AcquiredAt: time.UnixMilli(r.AcquiredAt).UTC(),
-		ExpiresAt:  time.UnixMilli(r.ExpiresAt).UTC(),
-		Reclaimed:  r.Reclaimed != 0,
-	}
-}
-
-func leasesFromRows(rows []sqlitedb.EntitylockLease) []Lease {
-	out := make([]Lease, len(rows))
-	for i, r := range rows {
-		out[i] = leaseFromRow(r)
-	}
-	return out
-}

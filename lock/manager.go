@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/entitylock/entitylock/db/sqlitedb"
 	"github.com/entitylock/entitylock/schema"
 	"github.com/ncruces/go-sqlite3/vfs/memdb"
 )
@@ -26,8 +26,13 @@ var (
 // one process or many, may share a database.
 type Manager struct {
 	db  *sql.DB
-	q   *sqlitedb.Queries
+	eng engine
 	cfg config
+
+	// serverTimed: the database's clock times leases (PostgreSQL without
+	// WithClock). skewMs then estimates server clock − local clock.
+	serverTimed bool
+	skewMs      atomic.Int64
 
 	ownDB   bool   // Close closes db
 	memName string // in-memory database to delete on Close
@@ -37,14 +42,16 @@ type Manager struct {
 	mu     sync.RWMutex
 	closed bool
 	done   chan struct{}  // closed by Close; ends waits and the sweeper
-	bg     sync.WaitGroup // the sweeper
+	bg     sync.WaitGroup // the sweeper and the listener
+
+	listenOnce sync.Once // starts the listener (PostgreSQL) at the first wait
 
 	queues  waitQueues
 	keepers keepers
 	stats   counters
 }
 
-func newManager(ctx context.Context, db *sql.DB, opts []Option) (*Manager, error) {
+func newManager(ctx context.Context, db *sql.DB, kind schema.Engine, opts []Option) (*Manager, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
 		if o != nil {
@@ -57,11 +64,18 @@ func newManager(ctx context.Context, db *sql.DB, opts []Option) (*Manager, error
 	if err := schema.Migrate(ctx, db); err != nil {
 		return nil, opError("open", "", err)
 	}
-	q, err := sqlitedb.Prepare(ctx, db)
-	if err != nil {
-		return nil, opError("open: prepare statements", "", err)
+	m := &Manager{db: db, cfg: cfg, done: make(chan struct{})}
+	switch kind {
+	case schema.SQLite:
+		eng, err := newSQLiteEngine(ctx, db)
+		if err != nil {
+			return nil, opError("open: prepare statements", "", err)
+		}
+		m.eng = eng
+	case schema.Postgres:
+		m.eng = newPostgresEngine(db)
+		m.serverTimed = !cfg.clockSet
 	}
-	m := &Manager{db: db, q: q, cfg: cfg, done: make(chan struct{})}
 	if cfg.sweep > 0 {
 		m.bg.Go(m.sweep)
 	}
@@ -81,8 +95,30 @@ func (m *Manager) enter() error {
 
 func (m *Manager) exit() { m.mu.RUnlock() }
 
-// nowMs is "now" on the Manager's clock in Unix milliseconds.
-func (m *Manager) nowMs() int64 { return m.cfg.now().UnixMilli() }
+// now is the Manager's reading of the time leases are measured by: its
+// clock, plus the estimated offset of the server's clock when the database
+// times leases.
+func (m *Manager) now() time.Time {
+	return m.cfg.now().Add(time.Duration(m.skewMs.Load()) * time.Millisecond)
+}
+
+// at is the "now" to pass to the engine: the Manager's clock reading, or
+// none when the database times leases.
+func (m *Manager) at() sql.NullInt64 {
+	if m.serverTimed {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: m.cfg.now().UnixMilli(), Valid: true}
+}
+
+// observe takes in the server's clock reading serverMs, made during a call
+// that began at local time before. The offset it keeps errs towards a
+// server clock ahead of ours, which makes Do's deadlines early, not late.
+func (m *Manager) observe(before time.Time, serverMs int64) {
+	if m.serverTimed {
+		m.skewMs.Store(serverMs - before.UnixMilli())
+	}
+}
 
 // DB returns the database handle the Manager uses, for the application's
 // own tables in the same database: a transaction begun on it can be checked
@@ -113,11 +149,13 @@ func (m *Manager) Holder(ctx context.Context, entity string) (Lease, error) {
 		return Lease{}, opError("holder", entity, err)
 	}
 	defer m.exit()
-	row, err := m.q.Lease(ctx, sqlitedb.LeaseParams{Entity: entity, Now: m.nowMs()})
+	before := m.cfg.now()
+	l, serverMs, err := m.eng.holder(ctx, entity, m.at())
 	if err != nil {
 		return Lease{}, m.fail(ctx, "holder", entity, err)
 	}
-	return leaseFromRow(row), nil
+	m.observe(before, serverMs)
+	return l, nil
 }
 
 // Locks returns every live lease, ordered by entity.
@@ -126,11 +164,11 @@ func (m *Manager) Locks(ctx context.Context) ([]Lease, error) {
 		return nil, opError("locks", "", err)
 	}
 	defer m.exit()
-	rows, err := m.q.LiveLeases(ctx, m.nowMs())
+	leases, err := m.eng.liveLeases(ctx, m.at())
 	if err != nil {
 		return nil, m.fail(ctx, "locks", "", err)
 	}
-	return leasesFromRows(rows), nil
+	return leases, nil
 }
 
 // AllLeases returns every lease row, live or expired (not yet reclaimed or
@@ -141,16 +179,18 @@ func (m *Manager) AllLeases(ctx context.Context) ([]Lease, error) {
 		return nil, opError("all leases", "", err)
 	}
 	defer m.exit()
-	rows, err := m.q.AllLeases(ctx)
+	leases, err := m.eng.allLeases(ctx)
 	if err != nil {
 		return nil, m.fail(ctx, "all leases", "", err)
 	}
-	return leasesFromRows(rows), nil
+	return leases, nil
 }
 
-// Now returns the Manager's clock reading, truncated to milliseconds as
-// lease times are.
-func (m *Manager) Now() time.Time { return time.UnixMilli(m.nowMs()).UTC() }
+// Now returns the time leases are measured by, truncated to milliseconds as
+// lease times are: the Manager's clock (WithClock, or time.Now) on SQLite or
+// with WithClock; on PostgreSQL without it, the local clock corrected by the
+// offset of the server's clock seen in the last call that read it.
+func (m *Manager) Now() time.Time { return time.UnixMilli(m.now().UnixMilli()).UTC() }
 
 // ForceRelease removes the lease on entity whoever holds it, live or
 // expired, and reports whether there was one. It is the operator's override
@@ -164,7 +204,7 @@ func (m *Manager) ForceRelease(ctx context.Context, entity string) (bool, error)
 		return false, opError("force release", entity, err)
 	}
 	defer m.exit()
-	n, err := m.q.ForceRelease(ctx, entity)
+	n, err := m.eng.forceRelease(ctx, entity)
 	if err != nil {
 		return false, m.fail(ctx, "force release", entity, err)
 	}
@@ -184,7 +224,7 @@ func (m *Manager) PurgeExpired(ctx context.Context) (int, error) {
 		return 0, opError("purge expired", "", err)
 	}
 	defer m.exit()
-	n, err := m.q.PurgeExpired(ctx, m.nowMs())
+	n, err := m.eng.purgeExpired(ctx, m.at())
 	if err != nil {
 		return 0, m.fail(ctx, "purge expired", "", err)
 	}
@@ -209,7 +249,7 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	m.bg.Wait() // the sweeper may be waiting for mu
 	m.mu.Lock()
-	err := m.q.Close()
+	err := m.eng.close()
 	if m.ownDB {
 		err = errors.Join(err, m.db.Close())
 	}

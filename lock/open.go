@@ -11,24 +11,32 @@ import (
 	"strings"
 	"time"
 
+	"github.com/entitylock/entitylock/schema"
 	"github.com/ncruces/go-sqlite3"
 	"github.com/ncruces/go-sqlite3/driver"
 	"github.com/ncruces/go-sqlite3/vfs/memdb"
 )
 
-// Open opens (creating if needed) the SQLite database dsn, brings its schema
-// up to date, and returns a Manager that owns it: Close closes the database.
+// Open opens the database dsn, brings its schema up to date, and returns a
+// Manager that owns it: Close closes the database.
 //
-// dsn is a file path, a "file:" URI, or ":memory:" for a private in-memory
-// database shared by every connection of the Manager's pool (a plain SQLite
-// ":memory:" would give each pooled connection its own empty database).
+// A dsn that begins with "postgres://" or "postgresql://" is a PostgreSQL
+// connection URL (see github.com/jackc/pgx/v5/pgconn.ParseConfig; a
+// search_path parameter picks the schema that holds the lock tables). The
+// database must exist; Open creates the tables.
 //
-// Unless the DSN sets them with _pragma, Open sets busy_timeout to
-// DefaultBusyTimeout, journal_mode to WAL and synchronous to NORMAL, which
-// lets many processes share the file. Transactions begin IMMEDIATE (the
-// driver's default), so a transaction that writes never fails half-way with
-// SQLITE_BUSY.
+// Any other dsn is an SQLite database, created if needed: a file path, a
+// "file:" URI, or ":memory:" for a private in-memory database shared by
+// every connection of the Manager's pool (a plain SQLite ":memory:" would
+// give each pooled connection its own empty database). Unless the DSN sets
+// them with _pragma, Open sets busy_timeout to DefaultBusyTimeout,
+// journal_mode to WAL and synchronous to NORMAL, which lets many processes
+// share the file. Transactions begin IMMEDIATE (the driver's default), so a
+// transaction that writes never fails half-way with SQLITE_BUSY.
 func Open(ctx context.Context, dsn string, opts ...Option) (*Manager, error) {
+	if isPostgresURL(dsn) {
+		return openPostgres(ctx, dsn, opts)
+	}
 	uri, memName, wal, err := buildDSN(dsn)
 	if err != nil {
 		return nil, opError("open", "", err)
@@ -44,7 +52,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Manager, error) {
 	}
 	var m *Manager
 	if err == nil {
-		m, err = newManager(ctx, db, opts)
+		m, err = newManager(ctx, db, schema.SQLite, opts)
 	}
 	if err != nil {
 		db.Close()
@@ -134,16 +142,21 @@ func enableWAL(ctx context.Context, db *sql.DB) error {
 	}
 }
 
-// New returns a Manager over db, a database opened with the
-// github.com/ncruces/go-sqlite3 driver, after bringing its schema up to date.
-// The lock tables can share db with the application's own. Close does not
-// close db.
+// New returns a Manager over db after bringing its schema up to date. db is
+// an SQLite database opened with the github.com/ncruces/go-sqlite3/driver
+// package, or a PostgreSQL one opened with github.com/jackc/pgx/v5/stdlib;
+// any other driver is refused with ErrInvalidOption. The lock tables can
+// share db with the application's own. Close does not close db.
+//
+// On PostgreSQL, a Manager holds one of db's connections, while any of its
+// Acquire calls waits, to LISTEN for releases: give db room for it.
 func New(ctx context.Context, db *sql.DB, opts ...Option) (*Manager, error) {
 	if db == nil {
 		return nil, opError("new", "", fmt.Errorf("%w: nil *sql.DB", ErrInvalidOption))
 	}
-	if _, ok := db.Driver().(*driver.SQLite); !ok {
-		return nil, opError("new", "", fmt.Errorf("%w: *sql.DB uses driver %T; want github.com/ncruces/go-sqlite3/driver", ErrInvalidOption, db.Driver()))
+	kind, err := schema.EngineOf(db)
+	if err != nil {
+		return nil, opError("new", "", fmt.Errorf("%w: %w", ErrInvalidOption, err))
 	}
-	return newManager(ctx, db, opts)
+	return newManager(ctx, db, kind, opts)
 }

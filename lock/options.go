@@ -27,6 +27,7 @@ type config struct {
 	ttl       time.Duration
 	retry     RetryPolicy
 	now       func() time.Time
+	clockSet  bool // WithClock given: PostgreSQL then uses it, not the server's clock
 	logger    *slog.Logger
 	sweep     time.Duration // 0: no sweeper
 	renew     time.Duration // 0: TTL/3
@@ -100,12 +101,14 @@ func WithRetry(p RetryPolicy) Option {
 	return func(c *config) { c.retry = p }
 }
 
-// WithClock replaces time.Now as the source of "now" for every lease
-// decision. Tests use it to move time without sleeping. The clock's readings
-// are truncated to milliseconds. Every process sharing a database must use
-// clocks that agree, as wall clocks on one machine do.
+// WithClock replaces the source of "now" for every lease decision. Tests
+// use it to move time without sleeping. The clock's readings are truncated
+// to milliseconds. Every process sharing a database must use clocks that
+// agree. Without it, SQLite leases are timed by time.Now (one machine, one
+// clock) and PostgreSQL leases by the server's clock_timestamp(), so that
+// clients on machines whose clocks disagree still agree on expiry.
 func WithClock(now func() time.Time) Option {
-	return func(c *config) { c.now = now }
+	return func(c *config) { c.now, c.clockSet = now, true }
 }
 
 // WithLogger sets where the Manager logs contention, takeovers of expired

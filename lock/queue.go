@@ -75,3 +75,13 @@ func signal(w *waiter) {
 	default: // a wake-up is already pending
 	}
 }
+
+// wakeAll wakes the head of every line, after a time in which wake-ups
+// could have been missed.
+func (q *waitQueues) wakeAll() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, line := range q.lines {
+		signal(line[0])
+	}
+}

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/entitylock/entitylock/db/sqlitedb"
 )
 
 // A Session acquires and releases leases under one session id. It is safe
@@ -80,25 +78,22 @@ func (s *Session) tryAcquire(ctx context.Context, entity string) (Lease, error) 
 	// The grant statement returns no row when a live lease of another session
 	// stands; the holder is then read in a second statement. Should the holder
 	// vanish in between, the grant is simply tried again.
+	m := s.m
 	for range 8 {
-		now := s.m.nowMs()
-		row, err := s.m.q.Acquire(ctx, sqlitedb.AcquireParams{
-			Entity:    entity,
-			SessionID: s.id,
-			Now:       now,
-			ExpiresAt: now + s.m.cfg.ttl.Milliseconds(),
-		})
+		before := m.cfg.now()
+		l, nowMs, err := m.eng.acquire(ctx, entity, s.id, m.at(), m.cfg.ttl.Milliseconds())
 		if err == nil {
-			l := leaseFromRow(row)
-			s.granted(l, now)
+			m.observe(before, nowMs)
+			s.granted(l, nowMs)
 			return l, nil
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return Lease{}, err
 		}
-		holder, err := s.m.q.Lease(ctx, sqlitedb.LeaseParams{Entity: entity, Now: now})
+		holder, nowMs, err := m.eng.holder(ctx, entity, m.at())
 		if err == nil {
-			return Lease{}, s.refused(leaseFromRow(holder))
+			m.observe(before, nowMs)
+			return Lease{}, s.refused(holder)
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return Lease{}, err
@@ -123,17 +118,12 @@ func (s *Session) Extend(ctx context.Context, entity string, by time.Duration) (
 		return Lease{}, opError("extend", entity, err)
 	}
 	defer s.m.exit()
-	row, err := s.m.q.Extend(ctx, sqlitedb.ExtendParams{
-		ByMs:      by.Milliseconds(),
-		Entity:    entity,
-		SessionID: s.id,
-		Now:       s.m.nowMs(),
-	})
+	l, err := s.m.eng.extend(ctx, entity, s.id, by.Milliseconds(), s.m.at())
 	if err != nil {
 		return Lease{}, s.m.fail(ctx, "extend", entity, err)
 	}
 	s.m.count(s, func(c *counters) { c.extends.Add(1) })
-	return leaseFromRow(row), nil
+	return l, nil
 }
 
 // Release removes this session's lease on entity, live or expired, and
@@ -146,7 +136,7 @@ func (s *Session) Release(ctx context.Context, entity string) (bool, error) {
 		return false, opError("release", entity, err)
 	}
 	defer s.m.exit()
-	n, err := s.m.q.Release(ctx, sqlitedb.ReleaseParams{Entity: entity, SessionID: s.id})
+	n, err := s.m.eng.release(ctx, entity, s.id)
 	if err != nil {
 		return false, s.m.fail(ctx, "release", entity, err)
 	}
@@ -165,7 +155,7 @@ func (s *Session) ReleaseAll(ctx context.Context) (int, error) {
 		return 0, opError("release all", "", err)
 	}
 	defer s.m.exit()
-	entities, err := s.m.q.ReleaseSession(ctx, s.id)
+	entities, err := s.m.eng.releaseSession(ctx, s.id)
 	if err != nil {
 		return 0, s.m.fail(ctx, "release all", "", err)
 	}
@@ -181,9 +171,9 @@ func (s *Session) Locks(ctx context.Context) ([]Lease, error) {
 		return nil, opError("locks", "", err)
 	}
 	defer s.m.exit()
-	rows, err := s.m.q.SessionLeases(ctx, sqlitedb.SessionLeasesParams{SessionID: s.id, Now: s.m.nowMs()})
+	leases, err := s.m.eng.sessionLeases(ctx, s.id, s.m.at())
 	if err != nil {
 		return nil, s.m.fail(ctx, "locks", "", err)
 	}
-	return leasesFromRows(rows), nil
+	return leases, nil
 }

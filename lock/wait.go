@@ -21,8 +21,10 @@ import (
 //     tries the database whatever its place.
 //   - Release, ReleaseAll and ForceRelease in this Manager wake the head of
 //     the entity's line, which tries at once; when the head leaves the line,
-//     the next waiter is woken the same way. A woken attempt that fails (the
-//     entity went to another process first) does not count as a retry.
+//     the next waiter is woken the same way. On PostgreSQL, releases by
+//     other processes and machines wake it too, through LISTEN/NOTIFY. A
+//     woken attempt that fails (the entity went to another process first)
+//     does not count as a retry.
 func (s *Session) retry(ctx context.Context, attempt func() error) error {
 	m := s.m
 	policy := m.cfg.retry
@@ -33,6 +35,7 @@ func (s *Session) retry(ctx context.Context, attempt func() error) error {
 	}
 	w := m.queues.join(held.Holder.Entity)
 	defer func() { m.queues.leave(w) }()
+	m.listen()
 	began := time.Now()
 	defer func() {
 		d := time.Since(began)
@@ -44,7 +47,7 @@ func (s *Session) retry(ctx context.Context, attempt func() error) error {
 	for retries := 0; ; {
 		d := policy.delay(retries)
 		if held != nil && m.queues.isHead(w) {
-			if untilExpiry := held.Holder.ExpiresAt.Sub(m.cfg.now()); untilExpiry < d {
+			if untilExpiry := held.Holder.ExpiresAt.Sub(m.now()); untilExpiry < d {
 				d = max(untilExpiry, 0)
 			}
 		}

@@ -1,0 +1,53 @@
+package lock
+
+import (
+	"context"
+	"database/sql"
+)
+
+// engine is what the locking policy of this package (retries, waiting,
+// renewal, fencing checks, statistics) needs from a database: one method per
+// statement, each atomic. Each engine wraps the code that sqlc generated
+// from its own queries; everything else is written once, over this.
+//
+// Times are Unix milliseconds. now is the Manager's clock reading; when it is
+// not Valid, the engine reads the database server's clock instead, and the
+// methods that return a nowMs report the reading they used.
+type engine interface {
+	// acquire grants or refreshes entity for session until now + ttlMs. It
+	// returns sql.ErrNoRows when another session holds a live lease.
+	acquire(ctx context.Context, entity, session string, now sql.NullInt64, ttlMs int64) (l Lease, nowMs int64, err error)
+	// acquireAll does what acquire does for every one of the sorted,
+	// distinct entities, or for none: it returns no lease when any is held.
+	acquireAll(ctx context.Context, entities []string, session string, now sql.NullInt64, ttlMs int64) (ls []Lease, nowMs int64, err error)
+	// holder returns the live lease on entity, or sql.ErrNoRows.
+	holder(ctx context.Context, entity string, now sql.NullInt64) (l Lease, nowMs int64, err error)
+	// firstHeld returns the live lease of another session than session on
+	// the first of entities, or sql.ErrNoRows.
+	firstHeld(ctx context.Context, entities []string, session string, now sql.NullInt64) (l Lease, nowMs int64, err error)
+	// extend pushes back the expiry of session's live lease by byMs, or
+	// returns sql.ErrNoRows.
+	extend(ctx context.Context, entity, session string, byMs int64, now sql.NullInt64) (Lease, error)
+	// renew sets the expiry of exactly this live grant to now + ttlMs, never
+	// earlier than it was, or returns sql.ErrNoRows.
+	renew(ctx context.Context, l Lease, now sql.NullInt64, ttlMs int64) (Lease, error)
+	// release, releaseGrant and forceRelease release one lease, live or
+	// expired, and report how many rows they changed (0 or 1).
+	release(ctx context.Context, entity, session string) (int64, error)
+	releaseGrant(ctx context.Context, l Lease) (int64, error)
+	forceRelease(ctx context.Context, entity string) (int64, error)
+	// releaseSession releases every lease of session and names the entities.
+	releaseSession(ctx context.Context, session string) ([]string, error)
+	// purgeExpired deletes released and expired rows.
+	purgeExpired(ctx context.Context, now sql.NullInt64) (int64, error)
+	liveLeases(ctx context.Context, now sql.NullInt64) ([]Lease, error)
+	sessionLeases(ctx context.Context, session string, now sql.NullInt64) ([]Lease, error)
+	allLeases(ctx context.Context) ([]Lease, error)
+	// guard checks, inside tx, that l is still the live lease, and keeps it
+	// so until tx ends.
+	guard(ctx context.Context, tx *sql.Tx, l Lease, now sql.NullInt64) (bool, error)
+	// serverClock reports whether a Manager without WithClock should let
+	// the database time leases (pass now unset).
+	serverClock() bool
+	close() error
+}

@@ -1,0 +1,167 @@
+package lock
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/entitylock/entitylock/db/pgdb"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// postgresEngine runs the statements of queries/postgres through pgx's
+// database/sql driver, which prepares and caches each statement on each
+// connection. Leases are timed by the server's clock unless the Manager
+// has an injected clock.
+type postgresEngine struct {
+	db *sql.DB
+	q  *pgdb.Queries
+}
+
+func newPostgresEngine(db *sql.DB) *postgresEngine {
+	return &postgresEngine{db: db, q: pgdb.New(db)}
+}
+
+func (e *postgresEngine) serverClock() bool { return true }
+func (e *postgresEngine) close() error      { return nil }
+
+func (e *postgresEngine) acquire(ctx context.Context, entity, session string, now sql.NullInt64, ttlMs int64) (Lease, int64, error) {
+	row, err := e.q.Acquire(ctx, pgdb.AcquireParams{Entity: entity, SessionID: session, TtlMs: ttlMs, Now: now})
+	return pgLease(row.EntitylockLease), row.Now, err
+}
+
+// acquireAll runs the all-or-nothing statement in a transaction: under READ
+// COMMITTED a grant committed by another transaction while the statement
+// runs can make it skip a row, and then the whole set is rolled back. Two
+// calls that deadlock on each other's rows count as contention too.
+func (e *postgresEngine) acquireAll(ctx context.Context, entities []string, session string, now sql.NullInt64, ttlMs int64) (leases []Lease, nowMs int64, err error) {
+	list, err := json.Marshal(entities)
+	if err != nil {
+		return nil, 0, err
+	}
+	tx, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer func() {
+		if leases == nil {
+			tx.Rollback()
+		}
+	}()
+	rows, err := e.q.WithTx(tx).AcquireAll(ctx, pgdb.AcquireAllParams{
+		SessionID: session, TtlMs: ttlMs, Now: now, Entities: list,
+	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "40P01" { // deadlock_detected
+		return nil, 0, nil
+	}
+	if err != nil || len(rows) != len(entities) {
+		return nil, 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, 0, err
+	}
+	leases = make([]Lease, len(rows))
+	for i, r := range rows {
+		leases[i] = pgLease(r.EntitylockLease)
+	}
+	return leases, rows[0].Now, nil
+}
+
+func (e *postgresEngine) holder(ctx context.Context, entity string, now sql.NullInt64) (Lease, int64, error) {
+	row, err := e.q.Lease(ctx, pgdb.LeaseParams{Entity: entity, Now: now})
+	return pgLease(row.EntitylockLease), row.Now, err
+}
+
+func (e *postgresEngine) firstHeld(ctx context.Context, entities []string, session string, now sql.NullInt64) (Lease, int64, error) {
+	list, err := json.Marshal(entities)
+	if err != nil {
+		return Lease{}, 0, err
+	}
+	row, err := e.q.FirstHeld(ctx, pgdb.FirstHeldParams{Entities: list, SessionID: session, Now: now})
+	return pgLease(row.EntitylockLease), row.Now, err
+}
+
+func (e *postgresEngine) extend(ctx context.Context, entity, session string, byMs int64, now sql.NullInt64) (Lease, error) {
+	row, err := e.q.Extend(ctx, pgdb.ExtendParams{ByMs: byMs, Entity: entity, SessionID: session, Now: now})
+	return pgLease(row.EntitylockLease), err
+}
+
+func (e *postgresEngine) renew(ctx context.Context, l Lease, now sql.NullInt64, ttlMs int64) (Lease, error) {
+	row, err := e.q.Renew(ctx, pgdb.RenewParams{
+		TtlMs: ttlMs, Entity: l.Entity, SessionID: l.SessionID, Token: l.Token, Now: now,
+	})
+	return pgLease(row.EntitylockLease), err
+}
+
+func (e *postgresEngine) release(ctx context.Context, entity, session string) (int64, error) {
+	return e.q.Release(ctx, pgdb.ReleaseParams{Entity: entity, SessionID: session})
+}
+
+func (e *postgresEngine) releaseGrant(ctx context.Context, l Lease) (int64, error) {
+	return e.q.ReleaseGrant(ctx, pgdb.ReleaseGrantParams{Entity: l.Entity, SessionID: l.SessionID, Token: l.Token})
+}
+
+func (e *postgresEngine) forceRelease(ctx context.Context, entity string) (int64, error) {
+	return e.q.ForceRelease(ctx, entity)
+}
+
+func (e *postgresEngine) releaseSession(ctx context.Context, session string) ([]string, error) {
+	return e.q.ReleaseSession(ctx, session)
+}
+
+func (e *postgresEngine) purgeExpired(ctx context.Context, now sql.NullInt64) (int64, error) {
+	return e.q.PurgeExpired(ctx, now)
+}
+
+func (e *postgresEngine) liveLeases(ctx context.Context, now sql.NullInt64) ([]Lease, error) {
+	rows, err := e.q.LiveLeases(ctx, now)
+	out := make([]Lease, len(rows))
+	for i, r := range rows {
+		out[i] = pgLease(r.EntitylockLease)
+	}
+	return out, err
+}
+
+func (e *postgresEngine) sessionLeases(ctx context.Context, session string, now sql.NullInt64) ([]Lease, error) {
+	rows, err := e.q.SessionLeases(ctx, pgdb.SessionLeasesParams{SessionID: session, Now: now})
+	out := make([]Lease, len(rows))
+	for i, r := range rows {
+		out[i] = pgLease(r.EntitylockLease)
+	}
+	return out, err
+}
+
+func (e *postgresEngine) allLeases(ctx context.Context) ([]Lease, error) {
+	rows, err := e.q.AllLeases(ctx)
+	out := make([]Lease, len(rows))
+	for i, r := range rows {
+		out[i] = pgLease(r.EntitylockLease)
+	}
+	return out, err
+}
+
+// guard locks the lease row FOR SHARE in tx: a takeover, renewal or release
+// of it waits until tx ends, so tx's writes commit while the lease is held.
+func (e *postgresEngine) guard(ctx context.Context, tx *sql.Tx, l Lease, now sql.NullInt64) (bool, error) {
+	_, err := pgdb.New(tx).GuardLease(ctx, pgdb.GuardLeaseParams{
+		Entity: l.Entity, SessionID: l.SessionID, Token: l.Token, Now: now,
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func pgLease(r pgdb.EntitylockLease) Lease {
+	return Lease{
+		Entity:     r.Entity,
+		SessionID:  r.SessionID,
+		Token:      r.Token,
+		AcquiredAt: time.UnixMilli(r.AcquiredAt).UTC(),
+		ExpiresAt:  time.UnixMilli(r.ExpiresAt).UTC(),
+		Reclaimed:  r.Reclaimed,
+	}
+}

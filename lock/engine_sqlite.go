@@ -1,0 +1,160 @@
+package lock
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"time"
+
+	"github.com/entitylock/entitylock/db/sqlitedb"
+)
+
+// sqliteEngine runs the statements of queries/sqlite, prepared once per
+// Manager. SQLite is timed by the Manager's clock: now is always Valid.
+type sqliteEngine struct {
+	q *sqlitedb.Queries
+}
+
+func newSQLiteEngine(ctx context.Context, db *sql.DB) (*sqliteEngine, error) {
+	q, err := sqlitedb.Prepare(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	return &sqliteEngine{q: q}, nil
+}
+
+func (e *sqliteEngine) serverClock() bool { return false }
+func (e *sqliteEngine) close() error      { return e.q.Close() }
+
+func (e *sqliteEngine) acquire(ctx context.Context, entity, session string, now sql.NullInt64, ttlMs int64) (Lease, int64, error) {
+	row, err := e.q.Acquire(ctx, sqlitedb.AcquireParams{
+		Entity:    entity,
+		SessionID: session,
+		Now:       now.Int64,
+		ExpiresAt: now.Int64 + ttlMs,
+	})
+	return sqliteLease(row), now.Int64, err
+}
+
+func (e *sqliteEngine) acquireAll(ctx context.Context, entities []string, session string, now sql.NullInt64, ttlMs int64) ([]Lease, int64, error) {
+	list, err := json.Marshal(entities)
+	if err != nil {
+		return nil, now.Int64, err
+	}
+	expires := now.Int64 + ttlMs
+	rows, err := e.q.AcquireAll(ctx, sqlitedb.AcquireAllParams{
+		SessionID: session,
+		Now:       now.Int64,
+		ExpiresAt: expires,
+		Entities:  string(list),
+	})
+	if err != nil || len(rows) == 0 {
+		return nil, now.Int64, err
+	}
+	leases := make([]Lease, len(rows))
+	for i, r := range rows {
+		leases[i] = sqliteLease(sqlitedb.EntitylockLease{
+			Entity: r.Entity, SessionID: session, Token: r.Token, AcquiredAt: r.AcquiredAt,
+			ExpiresAt: expires, Reclaimed: r.Reclaimed,
+		})
+	}
+	return leases, now.Int64, nil
+}
+
+func (e *sqliteEngine) holder(ctx context.Context, entity string, now sql.NullInt64) (Lease, int64, error) {
+	row, err := e.q.Lease(ctx, sqlitedb.LeaseParams{Entity: entity, Now: now.Int64})
+	return sqliteLease(row), now.Int64, err
+}
+
+func (e *sqliteEngine) firstHeld(ctx context.Context, entities []string, session string, now sql.NullInt64) (Lease, int64, error) {
+	list, err := json.Marshal(entities)
+	if err != nil {
+		return Lease{}, now.Int64, err
+	}
+	row, err := e.q.FirstHeld(ctx, sqlitedb.FirstHeldParams{Entities: string(list), Now: now.Int64, SessionID: session})
+	return sqliteLease(row), now.Int64, err
+}
+
+func (e *sqliteEngine) extend(ctx context.Context, entity, session string, byMs int64, now sql.NullInt64) (Lease, error) {
+	row, err := e.q.Extend(ctx, sqlitedb.ExtendParams{ByMs: byMs, Entity: entity, SessionID: session, Now: now.Int64})
+	return sqliteLease(row), err
+}
+
+func (e *sqliteEngine) renew(ctx context.Context, l Lease, now sql.NullInt64, ttlMs int64) (Lease, error) {
+	row, err := e.q.Renew(ctx, sqlitedb.RenewParams{
+		ExpiresAt: now.Int64 + ttlMs,
+		Entity:    l.Entity,
+		SessionID: l.SessionID,
+		Token:     l.Token,
+		Now:       now.Int64,
+	})
+	return sqliteLease(row), err
+}
+
+func (e *sqliteEngine) release(ctx context.Context, entity, session string) (int64, error) {
+	return e.q.Release(ctx, sqlitedb.ReleaseParams{Entity: entity, SessionID: session})
+}
+
+func (e *sqliteEngine) releaseGrant(ctx context.Context, l Lease) (int64, error) {
+	return e.q.ReleaseGrant(ctx, sqlitedb.ReleaseGrantParams{Entity: l.Entity, SessionID: l.SessionID, Token: l.Token})
+}
+
+func (e *sqliteEngine) forceRelease(ctx context.Context, entity string) (int64, error) {
+	return e.q.ForceRelease(ctx, entity)
+}
+
+func (e *sqliteEngine) releaseSession(ctx context.Context, session string) ([]string, error) {
+	return e.q.ReleaseSession(ctx, session)
+}
+
+func (e *sqliteEngine) purgeExpired(ctx context.Context, now sql.NullInt64) (int64, error) {
+	return e.q.PurgeExpired(ctx, now.Int64)
+}
+
+func (e *sqliteEngine) liveLeases(ctx context.Context, now sql.NullInt64) ([]Lease, error) {
+	rows, err := e.q.LiveLeases(ctx, now.Int64)
+	return sqliteLeases(rows), err
+}
+
+func (e *sqliteEngine) sessionLeases(ctx context.Context, session string, now sql.NullInt64) ([]Lease, error) {
+	rows, err := e.q.SessionLeases(ctx, sqlitedb.SessionLeasesParams{SessionID: session, Now: now.Int64})
+	return sqliteLeases(rows), err
+}
+
+func (e *sqliteEngine) allLeases(ctx context.Context) ([]Lease, error) {
+	rows, err := e.q.AllLeases(ctx)
+	return sqliteLeases(rows), err
+}
+
+// guard reads the lease inside tx. On SQLite, tx holds the database's write
+// lock (from BEGIN IMMEDIATE, or from its first write), and so does every
+// grant: no takeover can commit before tx ends.
+func (e *sqliteEngine) guard(ctx context.Context, tx *sql.Tx, l Lease, now sql.NullInt64) (bool, error) {
+	// Not the prepared statement: tx may come from another *sql.DB handle
+	// on the same file.
+	return sqlitedb.New(tx).IsLive(ctx, sqlitedb.IsLiveParams{
+		Entity:    l.Entity,
+		SessionID: l.SessionID,
+		Token:     l.Token,
+		Now:       now.Int64,
+	})
+}
+
+func sqliteLease(r sqlitedb.EntitylockLease) Lease {
+	return Lease{
+		Entity:     r.Entity,
+		SessionID:  r.SessionID,
+		Token:      r.Token,
+		AcquiredAt: time.UnixMilli(r.AcquiredAt).UTC(),
+		ExpiresAt:  time.UnixMilli(r.ExpiresAt).UTC(),
+		Reclaimed:  r.Reclaimed != 0,
+	}
+}
+
+func sqliteLeases(rows []sqlitedb.EntitylockLease) []Lease {
+	out := make([]Lease, len(rows))
+	for i, r := range rows {
+		out[i] = sqliteLease(r)
+	}
+	return out
+}

@@ -1,0 +1,96 @@
+package lock
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// listen starts, once, the goroutine that wakes this Manager's waiters when
+// another process releases an entity; only PostgreSQL has one. It is started
+// by the first wait, so a Manager that never waits holds no connection for
+// it, and not at all on a pool limited to one connection, which it would
+// take from every other call.
+func (m *Manager) listen() {
+	if _, ok := m.eng.(*postgresEngine); !ok || m.db.Stats().MaxOpenConnections == 1 {
+		return
+	}
+	if m.enter() != nil {
+		return
+	}
+	defer m.exit()
+	m.listenOnce.Do(func() { m.bg.Go(m.listener) })
+}
+
+// listener holds one connection in LISTEN entitylock until the Manager
+// closes, and wakes the head of an entity's line when a release of it in
+// this schema is notified. When the connection fails it reconnects, with
+// backoff; since notifications sent in between are lost, it then wakes
+// every line's head, as waiters do their own polling anyway.
+func (m *Manager) listener() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-m.done
+		cancel()
+	}()
+	for delay := 10 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		err := m.listenOnConn(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		m.cfg.logger.Warn("entitylock: release notifications interrupted; waiters poll meanwhile",
+			slog.Any("err", err), slog.Duration("retry_in", delay))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+// listenOnConn listens on one pool connection until it fails or ctx ends.
+// The connection is then discarded rather than returned to the pool still
+// listening.
+func (m *Manager) listenOnConn(ctx context.Context) error {
+	conn, err := m.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return errors.New("not a pgx connection")
+		}
+		err := m.waitNotifications(ctx, sc.Conn())
+		return errors.Join(err, driver.ErrBadConn)
+	})
+}
+
+func (m *Manager) waitNotifications(ctx context.Context, c *pgx.Conn) error {
+	var schema string
+	if err := c.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		return err
+	}
+	if _, err := c.Exec(ctx, "LISTEN entitylock"); err != nil {
+		return err
+	}
+	m.queues.wakeAll() // releases before LISTEN took effect were missed
+	prefix := schema + "/"
+	for {
+		n, err := c.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if entity, ok := strings.CutPrefix(n.Payload, prefix); ok {
+			m.queues.wake(entity)
+		}
+	}
+}

@@ -1,0 +1,36 @@
+package lock
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/entitylock/entitylock/schema"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+func isPostgresURL(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// openPostgres opens a pgx database/sql pool on url.
+func openPostgres(ctx context.Context, url string, opts []Option) (*Manager, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		// pgconn's message quotes the URL with its password redacted.
+		return nil, opError("open", "", fmt.Errorf("%w: %w", ErrInvalidOption, err))
+	}
+	db := stdlib.OpenDB(*cfg)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, opError("open", "", err)
+	}
+	m, err := newManager(ctx, db, schema.Postgres, opts)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	m.ownDB = true
+	return m, nil
+}

@@ -1,0 +1,175 @@
+-- PostgreSQL statements of the lock package. Every time is Unix
+-- milliseconds. Each statement reads "now" once, in its clock CTE:
+-- entitylock_clock(@now) is the caller's reading when given (tests inject a
+-- clock), else the server's clock_timestamp(); statements that decide on
+-- time return the reading they used. A row whose expires_at is 0 is a
+-- released lease kept for its token.
+
+-- name: Acquire :one
+-- One atomic statement. A free entity (no row, a released row, or an expired
+-- lease) is granted to @session_id with a new fencing token from the
+-- sequence. A live lease already held by @session_id is refreshed: new
+-- expiry, same token and acquired_at. A live lease held by another session
+-- is left alone and no row is returned. The token of a row that exists is
+-- taken from the sequence after the row is locked, so it is greater than the
+-- token it replaces even when the value drawn for the insert is not.
+WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now)
+INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
+SELECT @entity::text, @session_id::text, nextval('entitylock_tokens'), c.now, c.now + @ttl_ms::bigint, false
+FROM clock AS c
+ON CONFLICT (entity) DO UPDATE SET
+    token = CASE
+        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at THEN l.token
+        WHEN excluded.token > l.token THEN excluded.token
+        ELSE nextval('entitylock_tokens') END,
+    acquired_at = CASE
+        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
+        THEN l.acquired_at ELSE excluded.acquired_at END,
+    reclaimed = CASE
+        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
+        THEN l.reclaimed ELSE l.expires_at > 0 END,
+    session_id = excluded.session_id,
+    expires_at = excluded.expires_at
+WHERE l.expires_at <= excluded.acquired_at
+   OR l.session_id = excluded.session_id
+RETURNING sqlc.embed(l), (SELECT c.now FROM clock AS c)::bigint AS now;
+
+-- name: Lease :one
+-- The live lease on @entity, if any.
+WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now)
+SELECT sqlc.embed(l), c.now::bigint AS now
+FROM entitylock_leases AS l, clock AS c
+WHERE l.entity = @entity AND l.expires_at > c.now;
+
+-- name: Extend :one
+-- Pushes back the expiry of a live lease held by @session_id.
+WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now)
+UPDATE entitylock_leases AS l
+SET expires_at = l.expires_at + @by_ms::bigint
+FROM clock AS c
+WHERE l.entity = @entity AND l.session_id = @session_id AND l.expires_at > c.now
+RETURNING sqlc.embed(l);
+
+-- name: Renew :one
+-- Sets a new expiry, now + @ttl_ms, on exactly this grant (@entity,
+-- @session_id, @token) while it is live. No row: the lease expired, was
+-- released, or was taken. A renewal never shortens a lease that Extend
+-- pushed further.
+WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now)
+UPDATE entitylock_leases AS l
+SET expires_at = greatest(l.expires_at, c.now + @ttl_ms::bigint)
+FROM clock AS c
+WHERE l.entity = @entity AND l.session_id = @session_id AND l.token = @token
+  AND l.expires_at > c.now
+RETURNING sqlc.embed(l);
+
+-- name: Release :execrows
+-- Releases @session_id's lease on @entity, live or expired.
+UPDATE entitylock_leases SET expires_at = 0
+WHERE entity = @entity AND session_id = @session_id AND expires_at <> 0;
+
+-- name: ReleaseGrant :execrows
+-- Releases exactly this grant, live or expired, and nothing newer.
+UPDATE entitylock_leases SET expires_at = 0
+WHERE entity = @entity AND session_id = @session_id AND token = @token AND expires_at <> 0;
+
+-- name: ReleaseSession :many
+-- Releases every lease of @session_id and names the entities freed.
+UPDATE entitylock_leases SET expires_at = 0
+WHERE session_id = @session_id AND expires_at <> 0
+RETURNING entity;
+
+-- name: ForceRelease :execrows
+-- Releases the lease on @entity whoever holds it.
+UPDATE entitylock_leases SET expires_at = 0
+WHERE entity = @entity AND expires_at <> 0;
+
+-- name: PurgeExpired :execrows
+-- Deletes released and expired rows. Tokens come from the sequence, which a
+-- delete does not touch.
+WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now)
+DELETE FROM entitylock_leases AS l
+USING clock AS c
+WHERE l.expires_at <= c.now;
+
+-- name: LiveLeases :many
+WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now)
+SELECT sqlc.embed(l)
+FROM entitylock_leases AS l, clock AS c
+WHERE l.expires_at > c.now
+ORDER BY l.entity COLLATE "C";
+
+-- name: SessionLeases :many
+WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now)
+SELECT sqlc.embed(l)
+FROM entitylock_leases AS l, clock AS c
+WHERE l.session_id = @session_id AND l.expires_at > c.now
+ORDER BY l.entity COLLATE "C";
+
+-- name: GuardLease :one
+-- Whether exactly this grant (@entity, @session_id, @token) is still live,
+-- locking its row FOR SHARE until the caller's transaction ends: a
+-- takeover, a renewal or a release of the row waits for that transaction.
+WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now)
+SELECT l.token
+FROM entitylock_leases AS l
+WHERE l.entity = @entity AND l.session_id = @session_id AND l.token = @token
+  AND l.expires_at > (SELECT c.now FROM clock AS c)
+FOR SHARE OF l;
+
+-- name: AllLeases :many
+-- Every unreleased row, live or expired, for operators.
+SELECT sqlc.embed(l)
+FROM entitylock_leases AS l
+WHERE l.expires_at > 0
+ORDER BY l.entity COLLATE "C";
+
+-- name: AcquireAll :many
+-- Acquire for every entity in the JSON array @entities (sorted, distinct),
+-- when none is held live by another session: then no row is written and
+-- none is returned. Rows are written in the array's order, so two calls on
+-- overlapping sets lock shared rows in the same order. A grant that another
+-- transaction commits while this statement runs can still make it skip a
+-- row, so the caller runs it in a transaction and rolls back unless every
+-- entity came back.
+WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now),
+wanted AS (
+    SELECT w.entity, w.n
+    FROM jsonb_array_elements_text(@entities::jsonb) WITH ORDINALITY AS w (entity, n)
+)
+INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
+SELECT w.entity, @session_id::text, nextval('entitylock_tokens'), c.now, c.now + @ttl_ms::bigint, false
+FROM wanted AS w, clock AS c
+WHERE NOT EXISTS (
+    SELECT 1 FROM entitylock_leases AS h
+    WHERE h.entity IN (SELECT k.entity FROM wanted AS k)
+      AND h.expires_at > c.now AND h.session_id <> @session_id::text
+)
+ORDER BY w.n
+ON CONFLICT (entity) DO UPDATE SET
+    token = CASE
+        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at THEN l.token
+        WHEN excluded.token > l.token THEN excluded.token
+        ELSE nextval('entitylock_tokens') END,
+    acquired_at = CASE
+        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
+        THEN l.acquired_at ELSE excluded.acquired_at END,
+    reclaimed = CASE
+        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
+        THEN l.reclaimed ELSE l.expires_at > 0 END,
+    session_id = excluded.session_id,
+    expires_at = excluded.expires_at
+WHERE l.expires_at <= excluded.acquired_at
+   OR l.session_id = excluded.session_id
+RETURNING sqlc.embed(l), (SELECT c.now FROM clock AS c)::bigint AS now;
+
+-- name: FirstHeld :one
+-- The first entity, by name, of the JSON array @entities that another
+-- session than @session_id holds live.
+WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now)
+SELECT sqlc.embed(l), c.now::bigint AS now
+FROM entitylock_leases AS l, clock AS c
+WHERE l.entity IN (SELECT jsonb_array_elements_text(@entities::jsonb))
+  AND l.expires_at > c.now AND l.session_id <> @session_id
+ORDER BY l.entity COLLATE "C"
+LIMIT 1;
