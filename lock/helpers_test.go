@@ -4,34 +4,16 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/entitylock/entitylock/lock"
+	"github.com/entitylock/entitylock/lock/locktest"
 )
 
-// testClock is a manually advanced clock for WithClock.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type testClock = locktest.Clock
 
-func newTestClock() *testClock {
-	return &testClock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func newTestClock() *testClock { return locktest.NewClock() }
 
 // fastRetry makes Acquire give up quickly in tests that expect contention.
 var fastRetry = lock.RetryPolicy{MaxRetries: 2, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}

@@ -1,9 +1,9 @@
-package lock_test
+package locktest
 
 import (
 	"context"
 	"errors"
-	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,16 +14,16 @@ import (
 
 // doOpts gives Do a one-minute TTL on a test clock with renewals every few
 // real milliseconds, so renewals happen while the clock stands still.
-func doOpts(clk *testClock) []lock.Option {
+func doOpts(clk *Clock) []lock.Option {
 	return []lock.Option{
 		lock.WithClock(clk.Now), lock.WithTTL(time.Minute),
 		lock.WithRenewInterval(5 * time.Millisecond), lock.WithRetry(fastRetry),
 	}
 }
 
-func TestDoRunsUnderLeaseAndReleases(t *testing.T) {
+func testDoRunsUnderLeaseAndReleases(t *testing.T, h *harness) {
 	clk := newTestClock()
-	m := mustOpen(t, doOpts(clk)...)
+	m := h.open(t, doOpts(clk)...)
 	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
 	errWork := errors.New("work failed")
 
@@ -46,8 +46,8 @@ func TestDoRunsUnderLeaseAndReleases(t *testing.T) {
 	}
 }
 
-func TestDoReleasesWhenFnPanics(t *testing.T) {
-	m := mustOpen(t, doOpts(newTestClock())...)
+func testDoReleasesWhenFnPanics(t *testing.T, h *harness) {
+	m := h.open(t, doOpts(newTestClock())...)
 	a := mustSession(t, m, "a")
 	func() {
 		defer func() {
@@ -62,8 +62,8 @@ func TestDoReleasesWhenFnPanics(t *testing.T) {
 	}
 }
 
-func TestDoReleasesWhenCallerCtxIsCancelled(t *testing.T) {
-	m := mustOpen(t, doOpts(newTestClock())...)
+func testDoReleasesWhenCallerCtxIsCancelled(t *testing.T, h *harness) {
+	m := h.open(t, doOpts(newTestClock())...)
 	a := mustSession(t, m, "a")
 	ctx, cancel := context.WithCancel(t.Context())
 	err := a.Do(ctx, "entity::Foo", func(ctx context.Context, _ lock.Lease) error {
@@ -80,9 +80,9 @@ func TestDoReleasesWhenCallerCtxIsCancelled(t *testing.T) {
 }
 
 // The lease outlives its TTL while fn runs, because Do renews it.
-func TestDoRenews(t *testing.T) {
+func testDoRenews(t *testing.T, h *harness) {
 	clk := newTestClock()
-	m := mustOpen(t, doOpts(clk)...)
+	m := h.open(t, doOpts(clk)...)
 	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
 	err := a.Do(t.Context(), "entity::Foo", func(ctx context.Context, l lock.Lease) error {
 		for range 5 { // five times 40s: well past the one-minute TTL
@@ -107,7 +107,7 @@ func TestDoRenews(t *testing.T) {
 	}
 }
 
-func TestDoCancelsWhenLeaseIsForceReleased(t *testing.T) {
+func testDoCancelsWhenLeaseIsForceReleased(t *testing.T, h *harness) {
 	tests := []struct {
 		name  string
 		renew time.Duration
@@ -124,11 +124,11 @@ func TestDoCancelsWhenLeaseIsForceReleased(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newTestClock()
-			path := filepath.Join(t.TempDir(), "locks.db")
-			m := mustOpenPath(t, path, lock.WithClock(clk.Now), lock.WithTTL(time.Minute), lock.WithRenewInterval(tt.renew))
+			dsn := h.dsn(t)
+			m := h.openDSN(t, dsn, lock.WithClock(clk.Now), lock.WithTTL(time.Minute), lock.WithRenewInterval(tt.renew))
 			operator := m
 			if tt.other {
-				operator = mustOpenPath(t, path, lock.WithClock(clk.Now))
+				operator = h.openDSN(t, dsn, lock.WithClock(clk.Now))
 			}
 			a := mustSession(t, m, "a")
 			var lease lock.Lease
@@ -159,23 +159,16 @@ func TestDoCancelsWhenLeaseIsForceReleased(t *testing.T) {
 // When the database stops answering (another connection holds its write
 // lock), renewals fail; fn's ctx is cancelled at the local deadline, which
 // comes before the lease expires on the holder's clock.
-func TestDoCancelsBeforeExpiryWhenRenewalsStall(t *testing.T) {
+func testDoCancelsBeforeExpiryWhenRenewalsStall(t *testing.T, h *harness) {
 	clk := newTestClock()
-	path := filepath.Join(t.TempDir(), "locks.db")
-	m := mustOpenPath(t, path, doOpts(clk)...)
+	dsn := h.dsn(t)
+	m := h.openDSN(t, dsn, doOpts(clk)...)
 	a := mustSession(t, m, "a")
-	raw := rawDB(t, path)
+	raw := h.raw(t, dsn)
 
 	err := a.Do(t.Context(), "entity::Foo", func(ctx context.Context, l lock.Lease) error {
-		conn, err := raw.Conn(context.Background())
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
-			return err
-		}
-		defer conn.ExecContext(context.Background(), "ROLLBACK")
+		unblock := h.blockLeaseWrites(t, raw)
+		defer unblock()
 
 		// The clock stood still since the grant, so the last renewal began
 		// at clk.Now(): the deadline is TTL − margin (6s) away.
@@ -195,11 +188,11 @@ func TestDoCancelsBeforeExpiryWhenRenewalsStall(t *testing.T) {
 	}
 }
 
-func TestGuardRejectsStaleHolder(t *testing.T) {
+func testGuardRejectsStaleHolder(t *testing.T, h *harness) {
 	clk := newTestClock()
-	path := filepath.Join(t.TempDir(), "locks.db")
-	m := mustOpenPath(t, path, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
-	app := rawDB(t, path)
+	dsn := h.dsn(t)
+	m := h.openDSN(t, dsn, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+	app := h.raw(t, dsn)
 	if _, err := app.Exec(`CREATE TABLE docs (entity TEXT PRIMARY KEY, body TEXT, token INTEGER)`); err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +208,7 @@ func TestGuardRejectsStaleHolder(t *testing.T) {
 		if err := m.Guard(t.Context(), tx, l); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(`INSERT INTO docs VALUES (?, ?, ?) ON CONFLICT (entity) DO UPDATE SET body = excluded.body, token = excluded.token`,
+		if _, err := tx.Exec(`INSERT INTO docs VALUES ($1, $2, $3) ON CONFLICT (entity) DO UPDATE SET body = excluded.body, token = excluded.token`,
 			l.Entity, body, l.Token); err != nil {
 			return err
 		}
@@ -254,9 +247,9 @@ func TestGuardRejectsStaleHolder(t *testing.T) {
 	}
 }
 
-func TestAcquireAll(t *testing.T) {
+func testAcquireAll(t *testing.T, h *harness) {
 	clk := newTestClock()
-	m := mustOpen(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute), lock.WithRetry(fastRetry))
+	m := h.open(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute), lock.WithRetry(fastRetry))
 	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
 	ctx := t.Context()
 
@@ -267,11 +260,20 @@ func TestAcquireAll(t *testing.T) {
 		t.Fatalf("AcquireAll: %v", err)
 	}
 	exp := clk.Now().Add(time.Minute)
-	// Tokens are per entity: the new rows start above the fence floor (0).
+	// New grants get new tokens (how large depends on the engine); the
+	// refreshed lease keeps its own.
 	want := []lock.Lease{
-		{Entity: "e::1", SessionID: "a", Token: 1, AcquiredAt: clk.Now(), ExpiresAt: exp},
+		{Entity: "e::1", SessionID: "a", AcquiredAt: clk.Now(), ExpiresAt: exp},
 		{Entity: "e::2", SessionID: "a", Token: mine.Token, AcquiredAt: mine.AcquiredAt, ExpiresAt: exp},
-		{Entity: "e::3", SessionID: "a", Token: 1, AcquiredAt: clk.Now(), ExpiresAt: exp},
+		{Entity: "e::3", SessionID: "a", AcquiredAt: clk.Now(), ExpiresAt: exp},
+	}
+	if len(got) == len(want) {
+		for _, i := range []int{0, 2} {
+			if got[i].Token <= 0 {
+				t.Errorf("%s: token %d, want > 0", got[i].Entity, got[i].Token)
+			}
+			want[i].Token = got[i].Token
+		}
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("AcquireAll (-want +got):\n%s", diff)
@@ -297,8 +299,8 @@ func TestAcquireAll(t *testing.T) {
 	}
 }
 
-func TestAcquireAllWaitsForBlockingEntity(t *testing.T) {
-	m := mustOpen(t, lock.WithRetry(lock.RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour}))
+func testAcquireAllWaitsForBlockingEntity(t *testing.T, h *harness) {
+	m := h.open(t, lock.WithRetry(lock.RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour}))
 	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
 	mustAcquire(t, a, "e::2")
 	done := make(chan error, 1)
@@ -318,8 +320,8 @@ func TestAcquireAllWaitsForBlockingEntity(t *testing.T) {
 	}
 }
 
-func TestDoCancelsWhenManagerCloses(t *testing.T) {
-	m, err := lock.Open(t.Context(), filepath.Join(t.TempDir(), "locks.db"), lock.WithRenewInterval(20*time.Second), lock.WithTTL(time.Minute))
+func testDoCancelsWhenManagerCloses(t *testing.T, h *harness) {
+	m, err := lock.Open(t.Context(), h.dsn(t), lock.WithRenewInterval(20*time.Second), lock.WithTTL(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,5 +339,61 @@ func TestDoCancelsWhenManagerCloses(t *testing.T) {
 	})
 	if !errors.Is(err, lock.ErrLeaseLost) || !errors.Is(err, lock.ErrClosed) {
 		t.Fatalf("Do = %v; want ErrLeaseLost caused by ErrClosed", err)
+	}
+}
+
+// A write transaction that passed Guard commits before anyone can take the
+// entity over, even when the lease expires while the transaction runs: the
+// takeover waits for the transaction (SQLite's write lock; PostgreSQL's FOR
+// SHARE row lock).
+func testGuardHoldsOffTakeover(t *testing.T, h *harness) {
+	clk := newTestClock()
+	dsn := h.dsn(t)
+	m := h.openDSN(t, dsn, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+	other := h.openDSN(t, dsn, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+	app := h.raw(t, dsn)
+	if _, err := app.Exec(`CREATE TABLE docs (entity TEXT PRIMARY KEY, body TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	a, b := mustSession(t, m, "a"), mustSession(t, other, "b")
+	la := mustAcquire(t, a, "doc::1")
+
+	tx, err := app.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if err := m.Guard(t.Context(), tx, la); err != nil {
+		t.Fatalf("Guard while holding: %v", err)
+	}
+	clk.Advance(time.Minute) // a's lease lapses while its transaction runs
+
+	var committed atomic.Bool
+	type result struct {
+		l         lock.Lease
+		err       error
+		afterTxOK bool
+	}
+	done := make(chan result, 1)
+	go func() {
+		l, err := b.TryAcquire(context.Background(), "doc::1")
+		done <- result{l, err, committed.Load()}
+	}()
+	select {
+	case r := <-done:
+		t.Fatalf("takeover returned (%+v, %v) while the guarded transaction was open", r.l, r.err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := tx.Exec(`INSERT INTO docs VALUES ($1, $2)`, "doc::1", "from a"); err != nil {
+		t.Fatalf("guarded write: %v", err)
+	}
+	committed.Store(true)
+	if err := tx.Commit(); err != nil {
+		t.Fatalf("guarded commit: %v", err)
+	}
+	r := <-done
+	if r.err != nil || !r.afterTxOK || r.l.SessionID != "b" || r.l.Token <= la.Token {
+		t.Fatalf("takeover = %+v, %v (after commit: %v); want b's grant with a token above %d, after the commit",
+			r.l, r.err, r.afterTxOK, la.Token)
 	}
 }

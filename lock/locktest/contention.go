@@ -1,10 +1,9 @@
-package lock_test
+package locktest
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,9 +15,9 @@ import (
 // 64 sessions race for one entity on a file database with a pool of many
 // connections: exactly one wins, every other gets ErrHeld naming the winner,
 // and nothing else (no SQLITE_BUSY) reaches a caller.
-func TestExactlyOneWinner(t *testing.T) {
+func testExactlyOneWinner(t *testing.T, h *harness) {
 	const n = 64
-	m := mustOpen(t)
+	m := h.open(t)
 	start := make(chan struct{})
 	var (
 		wg      sync.WaitGroup
@@ -65,13 +64,13 @@ func TestExactlyOneWinner(t *testing.T) {
 // Several sessions on a multi-connection pool take turns on a few entities
 // with Acquire; a counter incremented without any other protection inside
 // each grant shows whether two critical sections ever overlapped.
-func TestContentionOnSharedPool(t *testing.T) {
+func testContentionOnSharedPool(t *testing.T, h *harness) {
 	const (
 		sessions = 8
 		entities = 3
 		rounds   = 15
 	)
-	m := mustOpen(t, lock.WithRetry(lock.RetryPolicy{MaxRetries: -1, BaseDelay: 100 * time.Microsecond, MaxDelay: time.Millisecond, Jitter: 0.5}))
+	m := h.open(t, lock.WithRetry(lock.RetryPolicy{MaxRetries: -1, BaseDelay: 100 * time.Microsecond, MaxDelay: time.Millisecond, Jitter: 0.5}))
 	var (
 		inside  [entities]atomic.Int32
 		counter [entities]int // protected by the lock under test only
@@ -115,8 +114,8 @@ func TestContentionOnSharedPool(t *testing.T) {
 	}
 }
 
-func TestAcquireWaitsForRelease(t *testing.T) {
-	m := mustOpen(t, lock.WithRetry(lock.RetryPolicy{MaxRetries: -1, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}))
+func testAcquireWaitsForRelease(t *testing.T, h *harness) {
+	m := h.open(t, lock.WithRetry(lock.RetryPolicy{MaxRetries: -1, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}))
 	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
 	held := mustAcquire(t, a, "entity::Foo")
 
@@ -136,8 +135,8 @@ func TestAcquireWaitsForRelease(t *testing.T) {
 	}
 }
 
-func TestAcquireStopsWhenCtxEnds(t *testing.T) {
-	m := mustOpen(t, lock.WithRetry(lock.RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour}))
+func testAcquireStopsWhenCtxEnds(t *testing.T, h *harness) {
+	m := h.open(t, lock.WithRetry(lock.RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour}))
 	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
 	mustAcquire(t, a, "entity::Foo")
 
@@ -166,8 +165,8 @@ func TestAcquireStopsWhenCtxEnds(t *testing.T) {
 	}
 }
 
-func TestAcquireStopsWhenManagerCloses(t *testing.T) {
-	m, err := lock.Open(t.Context(), filepath.Join(t.TempDir(), "locks.db"),
+func testAcquireStopsWhenManagerCloses(t *testing.T, h *harness) {
+	m, err := lock.Open(t.Context(), h.dsn(t),
 		lock.WithRetry(lock.RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour}))
 	if err != nil {
 		t.Fatal(err)
@@ -192,10 +191,10 @@ func TestAcquireStopsWhenManagerCloses(t *testing.T) {
 // holder's lease expires: it never waits past the expiry. The clock jumps a
 // minute on every reading, so the holder's two-minute lease lapses after a
 // few readings and no test time passes.
-func TestAcquireNeverWaitsPastHolderExpiry(t *testing.T) {
+func testAcquireNeverWaitsPastHolderExpiry(t *testing.T, h *harness) {
 	clk := newTestClock()
 	jumpy := func() time.Time { clk.Advance(time.Minute); return clk.Now() }
-	m := mustOpen(t, lock.WithClock(jumpy), lock.WithTTL(2*time.Minute),
+	m := h.open(t, lock.WithClock(jumpy), lock.WithTTL(2*time.Minute),
 		lock.WithRetry(lock.RetryPolicy{MaxRetries: 5, BaseDelay: time.Hour}))
 	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
 	held := mustAcquire(t, a, "entity::Foo")
@@ -211,8 +210,8 @@ func TestAcquireNeverWaitsPastHolderExpiry(t *testing.T) {
 	}
 }
 
-func TestAcquireRetriesRunOut(t *testing.T) {
-	m := mustOpen(t, lock.WithRetry(lock.RetryPolicy{MaxRetries: 3, BaseDelay: time.Millisecond}))
+func testAcquireRetriesRunOut(t *testing.T, h *harness) {
+	m := h.open(t, lock.WithRetry(lock.RetryPolicy{MaxRetries: 3, BaseDelay: time.Millisecond}))
 	a := mustSession(t, m, "a")
 	held := mustAcquire(t, a, "entity::Foo")
 

@@ -1,4 +1,4 @@
-package lock_test
+package locktest
 
 import (
 	"context"
@@ -15,9 +15,9 @@ import (
 // pool, these run on a file database with the default pool, and where it
 // inserted expired rows by hand, the clock is moved instead.
 
-func TestTryAcquireSucceedsOnFirstCall(t *testing.T) {
+func testTryAcquireSucceedsOnFirstCall(t *testing.T, h *harness) {
 	clk := newTestClock()
-	m := mustOpen(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+	m := h.open(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
 	a := mustSession(t, m, "session-a")
 
 	got, err := a.TryAcquire(t.Context(), "entity::Foo")
@@ -31,9 +31,9 @@ func TestTryAcquireSucceedsOnFirstCall(t *testing.T) {
 	}
 }
 
-func TestSameSessionRefreshKeepsTokenAndAcquiredAt(t *testing.T) {
+func testSameSessionRefreshKeepsTokenAndAcquiredAt(t *testing.T, h *harness) {
 	clk := newTestClock()
-	m := mustOpen(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+	m := h.open(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
 	a := mustSession(t, m, "session-a")
 
 	first := mustAcquire(t, a, "entity::Foo")
@@ -47,9 +47,9 @@ func TestSameSessionRefreshKeepsTokenAndAcquiredAt(t *testing.T) {
 	}
 }
 
-func TestTryAcquireFailsWhenHeldByDifferentSession(t *testing.T) {
+func testTryAcquireFailsWhenHeldByDifferentSession(t *testing.T, h *harness) {
 	clk := newTestClock()
-	m := mustOpen(t, lock.WithClock(clk.Now), lock.WithRetry(fastRetry))
+	m := h.open(t, lock.WithClock(clk.Now), lock.WithRetry(fastRetry))
 	a, b := mustSession(t, m, "session-a"), mustSession(t, m, "session-b")
 	held := mustAcquire(t, a, "entity::Foo")
 
@@ -73,9 +73,9 @@ func TestTryAcquireFailsWhenHeldByDifferentSession(t *testing.T) {
 	}
 }
 
-func TestExpiredLeaseIsReclaimedByNewSession(t *testing.T) {
+func testExpiredLeaseIsReclaimedByNewSession(t *testing.T, h *harness) {
 	clk := newTestClock()
-	m := mustOpen(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+	m := h.open(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
 	a, b := mustSession(t, m, "session-a"), mustSession(t, m, "session-b")
 	old := mustAcquire(t, a, "entity::Bar")
 
@@ -88,15 +88,18 @@ func TestExpiredLeaseIsReclaimedByNewSession(t *testing.T) {
 	if err != nil {
 		t.Fatalf("at expiry: TryAcquire: %v", err)
 	}
-	want := lock.Lease{Entity: "entity::Bar", SessionID: "session-b", Token: old.Token + 1,
+	if got.Token <= old.Token {
+		t.Errorf("reclaimed lease has token %d, want > %d", got.Token, old.Token)
+	}
+	want := lock.Lease{Entity: "entity::Bar", SessionID: "session-b", Token: got.Token,
 		AcquiredAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Minute), Reclaimed: true}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("reclaimed lease mismatch (-want +got):\n%s", diff)
 	}
 }
 
-func TestReleaseClearsTheLease(t *testing.T) {
-	m := mustOpen(t, lock.WithRetry(lock.RetryPolicy{})) // one attempt: no waiting
+func testReleaseClearsTheLease(t *testing.T, h *harness) {
+	m := h.open(t, lock.WithRetry(lock.RetryPolicy{})) // one attempt: no waiting
 	a, b := mustSession(t, m, "session-a"), mustSession(t, m, "session-b")
 	mustAcquire(t, a, "entity::Baz")
 
@@ -113,8 +116,8 @@ func TestReleaseClearsTheLease(t *testing.T) {
 	}
 }
 
-func TestReleaseIsNoopForWrongSession(t *testing.T) {
-	m := mustOpen(t, lock.WithRetry(fastRetry))
+func testReleaseIsNoopForWrongSession(t *testing.T, h *harness) {
+	m := h.open(t, lock.WithRetry(fastRetry))
 	a, b := mustSession(t, m, "session-a"), mustSession(t, m, "session-b")
 	held := mustAcquire(t, a, "entity::Qux")
 
@@ -134,9 +137,9 @@ func TestReleaseIsNoopForWrongSession(t *testing.T) {
 	}
 }
 
-func TestReleaseAllRemovesAllSessionLeases(t *testing.T) {
+func testReleaseAllRemovesAllSessionLeases(t *testing.T, h *harness) {
 	clk := newTestClock()
-	m := mustOpen(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+	m := h.open(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
 	a, b := mustSession(t, m, "session-a"), mustSession(t, m, "session-b")
 	mustAcquire(t, a, "entity::One")
 	mustAcquire(t, a, "entity::Two")
@@ -163,9 +166,9 @@ func TestReleaseAllRemovesAllSessionLeases(t *testing.T) {
 	}
 }
 
-func TestExtend(t *testing.T) {
+func testExtend(t *testing.T, h *harness) {
 	clk := newTestClock()
-	m := mustOpen(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+	m := h.open(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
 	a, b := mustSession(t, m, "session-a"), mustSession(t, m, "session-b")
 
 	t.Run("owner", func(t *testing.T) {
@@ -207,23 +210,26 @@ func TestExtend(t *testing.T) {
 	})
 }
 
-func TestRefreshOfExpiredOwnLeaseIsANewGrant(t *testing.T) {
+func testRefreshOfExpiredOwnLeaseIsANewGrant(t *testing.T, h *harness) {
 	clk := newTestClock()
-	m := mustOpen(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+	m := h.open(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
 	a := mustSession(t, m, "session-a")
 	first := mustAcquire(t, a, "entity::Foo")
 	clk.Advance(time.Minute)
 	got := mustAcquire(t, a, "entity::Foo")
-	want := lock.Lease{Entity: "entity::Foo", SessionID: "session-a", Token: first.Token + 1,
+	if got.Token <= first.Token {
+		t.Errorf("new grant has token %d, want > %d", got.Token, first.Token)
+	}
+	want := lock.Lease{Entity: "entity::Foo", SessionID: "session-a", Token: got.Token,
 		AcquiredAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Minute), Reclaimed: true}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
 
-func TestLocksAndHolderSeeOnlyLiveLeases(t *testing.T) {
+func testLocksAndHolderSeeOnlyLiveLeases(t *testing.T, h *harness) {
 	clk := newTestClock()
-	m := mustOpen(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+	m := h.open(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
 	a, b := mustSession(t, m, "session-a"), mustSession(t, m, "session-b")
 	mustAcquire(t, a, "entity::old")
 	clk.Advance(30 * time.Second)
@@ -250,9 +256,9 @@ func TestLocksAndHolderSeeOnlyLiveLeases(t *testing.T) {
 	}
 }
 
-func TestPurgeExpiredAndForceRelease(t *testing.T) {
+func testPurgeExpiredAndForceRelease(t *testing.T, h *harness) {
 	clk := newTestClock()
-	m := mustOpen(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+	m := h.open(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
 	a, b := mustSession(t, m, "session-a"), mustSession(t, m, "session-b")
 	mustAcquire(t, a, "entity::1")
 	mustAcquire(t, a, "entity::2")
@@ -284,9 +290,9 @@ func TestPurgeExpiredAndForceRelease(t *testing.T) {
 }
 
 // Tokens strictly increase per entity through every way a lease can end.
-func TestTokenMonotonicity(t *testing.T) {
+func testTokenMonotonicity(t *testing.T, h *harness) {
 	clk := newTestClock()
-	m := mustOpen(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+	m := h.open(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
 	a, b := mustSession(t, m, "session-a"), mustSession(t, m, "session-b")
 	ctx := t.Context()
 	const e = "entity::T"
