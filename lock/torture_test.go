@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/entitylock/entitylock/lock"
+	"github.com/entitylock/entitylock/lock/locktest"
 )
 
 // long reports whether the long versions run (make torture).
@@ -28,21 +29,31 @@ func scale[T any](ci, long_ T) T {
 	return ci
 }
 
-// newTortureDB makes a database file with the lock schema and the torture
-// tables, with counters for hot entities.
-func newTortureDB(t *testing.T, hot int) (string, *sql.DB) {
+// engines runs test once per engine: on SQLite always, on PostgreSQL when
+// $ENTITYLOCK_POSTGRES_DSN is set (skipped, saying so, otherwise).
+func engines(t *testing.T, test func(t *testing.T, b locktest.Backend)) {
+	t.Run("sqlite", func(t *testing.T) { test(t, locktest.SQLite()) })
+	t.Run("postgres", func(t *testing.T) { test(t, locktest.Postgres(t)) })
+}
+
+// newTortureDB makes a database with the lock schema and the torture
+// tables, with counters for hot entities, and returns its DSN and a raw
+// handle on it.
+func newTortureDB(t *testing.T, b locktest.Backend, hot int) (string, *sql.DB) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "torture.db")
-	m := mustOpenPath(t, path)
-	if _, err := m.DB().Exec(tortureSchema); err != nil {
-		t.Fatal(err)
-	}
-	for i := range hot {
-		if _, err := m.DB().Exec(`INSERT INTO torture_counters VALUES (?, 0)`, fmt.Sprintf("hot::%d", i)); err != nil {
+	dsn := b.NewDSN(t)
+	m := mustOpenPath(t, dsn)
+	for _, q := range tortureSchema {
+		if _, err := m.DB().Exec(q); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return path, rawDB(t, path)
+	for i := range hot {
+		if _, err := m.DB().Exec(`INSERT INTO torture_counters VALUES ($1, 0)`, fmt.Sprintf("hot::%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dsn, b.OpenRaw(t, dsn)
 }
 
 type logRow struct {
@@ -138,11 +149,14 @@ func maxConcurrent(log []logRow) int {
 }
 
 // Several processes × several goroutines, each with its own session,
-// contend for a few hot entities on one WAL file.
-func TestTortureMutualExclusion(t *testing.T) {
+// contend for a few hot entities in one database (a WAL file, or a
+// PostgreSQL schema).
+func TestTortureMutualExclusion(t *testing.T) { engines(t, tortureMutualExclusion) }
+
+func tortureMutualExclusion(t *testing.T, b locktest.Backend) {
 	procs, goroutines, hot := scale(3, 6), scale(4, 8), 3
 	duration := scale(3*time.Second, 60*time.Second)
-	path, db := newTortureDB(t, hot)
+	path, db := newTortureDB(t, b, hot)
 	until := time.Now().Add(duration)
 
 	cmds := make([]interface{ Wait() error }, procs)
@@ -169,13 +183,15 @@ func TestTortureMutualExclusion(t *testing.T) {
 }
 
 // Worker processes are killed with SIGKILL at random moments, many in the
-// middle of a write transaction. After each kill the file is intact, the
-// victim's leases are neither granted before their expiry nor refused at
-// it, and the survivor keeps going.
-func TestTortureKill9(t *testing.T) {
+// middle of a write transaction. After each kill the database is intact
+// (SQLite's integrity_check), the victim's leases are neither granted
+// before their expiry nor refused at it, and the survivor keeps going.
+func TestTortureKill9(t *testing.T) { engines(t, tortureKill9) }
+
+func tortureKill9(t *testing.T, b locktest.Backend) {
 	kills := scale(6, 40)
 	const ttl = 2 * time.Second
-	path, db := newTortureDB(t, 2)
+	path, db := newTortureDB(t, b, 2)
 	ttlEnv := fmt.Sprintf("ENTITYLOCK_TTL_MS=%d", ttl.Milliseconds())
 	until := time.Now().Add(time.Hour) // the survivor runs until stopped
 	survivor := startWorker(t, "torture", "ENTITYLOCK_DB="+path, "ENTITYLOCK_SESSION_PREFIX=survivor",
@@ -208,11 +224,13 @@ func TestTortureKill9(t *testing.T) {
 		victim.Process.Signal(syscall.SIGKILL)
 		victim.Wait()
 
-		var integrity string
-		if err := db.QueryRow(`PRAGMA integrity_check`).Scan(&integrity); err != nil || integrity != "ok" {
-			t.Fatalf("after kill %d: integrity_check = %q, %v", k, integrity, err)
+		if b.Name == "sqlite" {
+			var integrity string
+			if err := db.QueryRow(`PRAGMA integrity_check`).Scan(&integrity); err != nil || integrity != "ok" {
+				t.Fatalf("after kill %d: integrity_check = %q, %v", k, integrity, err)
+			}
 		}
-		checked += checkVictimLeases(t, checker, prefix)
+		checked += checkVictimLeases(t, checker, path, prefix)
 	}
 	if checked == 0 {
 		t.Errorf("no kill left a live lease behind: the expiry checks never ran")
@@ -236,7 +254,7 @@ func TestTortureKill9(t *testing.T) {
 // 1ms before its expiry, granted at it. The checker's clock is moved to
 // those instants; its grant is released at once. It returns how many
 // leases it checked.
-func checkVictimLeases(t *testing.T, checker *lock.Manager, prefix string) int {
+func checkVictimLeases(t *testing.T, checker *lock.Manager, dsn, prefix string) int {
 	t.Helper()
 	all, err := checker.AllLeases(t.Context())
 	if err != nil {
@@ -252,7 +270,7 @@ func checkVictimLeases(t *testing.T, checker *lock.Manager, prefix string) int {
 			at      time.Time
 			granted bool
 		}{{l.ExpiresAt.Add(-time.Millisecond), false}, {l.ExpiresAt, true}} {
-			m := mustOpenPath(t, dbPath(t, checker),
+			m := mustOpenPath(t, dsn,
 				lock.WithClock(func() time.Time { return tc.at }), lock.WithTTL(time.Millisecond))
 			s := mustSession(t, m, "checker")
 			got, err := s.TryAcquire(t.Context(), l.Entity)
@@ -274,22 +292,13 @@ func checkVictimLeases(t *testing.T, checker *lock.Manager, prefix string) int {
 	return checked
 }
 
-// dbPath recovers the file behind a Manager, for opening more Managers on it.
-func dbPath(t *testing.T, m *lock.Manager) string {
-	t.Helper()
-	var seq int
-	var name, file string
-	if err := m.DB().QueryRow(`PRAGMA database_list`).Scan(&seq, &name, &file); err != nil {
-		t.Fatal(err)
-	}
-	return file
-}
+// Eight processes open the same fresh database at the same moment: all
+// succeed, and the schema is migrated once, to one clean version row.
+func TestConcurrentStartProcesses(t *testing.T) { engines(t, concurrentStartProcesses) }
 
-// Eight processes open the same fresh file at the same moment: all succeed,
-// and the schema is migrated once, to one clean version row.
-func TestConcurrentStartProcesses(t *testing.T) {
+func concurrentStartProcesses(t *testing.T, b locktest.Backend) {
 	const n = 8
-	path := filepath.Join(t.TempDir(), "fresh.db")
+	path := b.NewDSN(t)
 	start := time.Now().Add(500 * time.Millisecond)
 	outs := make([]*strings.Builder, n)
 	cmds := make([]interface{ Wait() error }, n)
@@ -307,13 +316,22 @@ func TestConcurrentStartProcesses(t *testing.T) {
 			t.Errorf("process %d: %v, %q", i, err, outs[i].String())
 		}
 	}
-	db := rawDB(t, path)
-	versions := queryStrings(t, db, `SELECT version || ',' || dirty FROM entitylock_schema_migrations`)
-	var fences int
-	db.QueryRow(`SELECT count(*) FROM entitylock_fence`).Scan(&fences)
-	if !slices.Equal(versions, []string{"1,0"}) || fences != 1 {
-		t.Errorf("after 8 concurrent opens: versions %q, %d fence rows; want one clean version 1 and one fence row", versions, fences)
+	db := b.OpenRaw(t, path)
+	versions := queryStrings(t, db, `SELECT version || ',' || CAST(dirty AS TEXT) FROM entitylock_schema_migrations`)
+	want := map[string][]string{"sqlite": {"1,0"}, "postgres": {"1,false"}}[b.Name]
+	if !slices.Equal(versions, want) {
+		t.Errorf("after 8 concurrent opens: versions %q; want one clean version 1 (%q)", versions, want)
 	}
+	if b.Name == "sqlite" {
+		var fences int
+		db.QueryRow(`SELECT count(*) FROM entitylock_fence`).Scan(&fences)
+		if fences != 1 {
+			t.Errorf("after 8 concurrent opens: %d fence rows; want 1", fences)
+		}
+	}
+	// The schema works.
+	m := mustOpenPath(t, path)
+	mustAcquire(t, mustSession(t, m, "a"), "entity::after-start")
 }
 
 // A schema newer than the code, or marked dirty, stops Open with a clear

@@ -63,13 +63,15 @@ func envInt(name string, def int) int {
 }
 
 // The torture tables, created by the parent test.
-const tortureSchema = `
-CREATE TABLE IF NOT EXISTS torture_counters (entity TEXT PRIMARY KEY, n INTEGER NOT NULL) STRICT;
-CREATE TABLE IF NOT EXISTS torture_log (
-    entity TEXT NOT NULL, token INTEGER NOT NULL, session TEXT NOT NULL,
-    enter_ns INTEGER NOT NULL, exit_ns INTEGER NOT NULL) STRICT;
-CREATE TABLE IF NOT EXISTS torture_errors (session TEXT NOT NULL, err TEXT NOT NULL) STRICT;
-`
+// The SQL here runs on both engines: BIGINT and $n placeholders mean the
+// same to SQLite and PostgreSQL.
+var tortureSchema = []string{
+	`CREATE TABLE IF NOT EXISTS torture_counters (entity TEXT PRIMARY KEY, n BIGINT NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS torture_log (
+    entity TEXT NOT NULL, token BIGINT NOT NULL, session TEXT NOT NULL,
+    enter_ns BIGINT NOT NULL, exit_ns BIGINT NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS torture_errors (session TEXT NOT NULL, err TEXT NOT NULL)`,
+}
 
 // tortureWorker runs ENTITYLOCK_GOROUTINES goroutines, each with its own
 // session, that take one of ENTITYLOCK_HOT entities until ENTITYLOCK_UNTIL
@@ -83,7 +85,7 @@ CREATE TABLE IF NOT EXISTS torture_errors (session TEXT NOT NULL, err TEXT NOT N
 //
 // Every error other than contention is recorded in torture_errors.
 func tortureWorker(ctx context.Context) error {
-	path := os.Getenv("ENTITYLOCK_DB")
+	dsn := os.Getenv("ENTITYLOCK_DB")
 	prefix := os.Getenv("ENTITYLOCK_SESSION_PREFIX")
 	goroutines := envInt("ENTITYLOCK_GOROUTINES", 4)
 	hot := envInt("ENTITYLOCK_HOT", 3)
@@ -92,7 +94,7 @@ func tortureWorker(ctx context.Context) error {
 	ttl := time.Duration(envInt("ENTITYLOCK_TTL_MS", 2000)) * time.Millisecond
 	hold := time.Duration(envInt("ENTITYLOCK_HOLD_US", 0)) * time.Microsecond
 
-	m, err := lock.Open(ctx, path, lock.WithTTL(ttl),
+	m, err := lock.Open(ctx, dsn, lock.WithTTL(ttl),
 		lock.WithRetry(lock.RetryPolicy{MaxRetries: -1, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond, Jitter: 0.5}))
 	if err != nil {
 		return err
@@ -110,7 +112,7 @@ func tortureWorker(ctx context.Context) error {
 			}
 			rng := rand.New(rand.NewPCG(uint64(g), uint64(time.Now().UnixNano())))
 			record := func(err error) {
-				db.ExecContext(ctx, `INSERT INTO torture_errors VALUES (?, ?)`, id, err.Error())
+				db.ExecContext(ctx, `INSERT INTO torture_errors VALUES ($1, $2)`, id, err.Error())
 			}
 			for time.Now().Before(until) {
 				entity := fmt.Sprintf("hot::%d", rng.IntN(hot))
@@ -146,14 +148,14 @@ func tortureWorker(ctx context.Context) error {
 
 func plainIncrement(ctx context.Context, db *sql.DB, l lock.Lease, enter time.Time) error {
 	var n int64
-	if err := db.QueryRowContext(ctx, `SELECT n FROM torture_counters WHERE entity = ?`, l.Entity).Scan(&n); err != nil {
+	if err := db.QueryRowContext(ctx, `SELECT n FROM torture_counters WHERE entity = $1`, l.Entity).Scan(&n); err != nil {
 		return err
 	}
 	time.Sleep(100 * time.Microsecond) // widen the window for a lost update
-	if _, err := db.ExecContext(ctx, `UPDATE torture_counters SET n = ? WHERE entity = ?`, n+1, l.Entity); err != nil {
+	if _, err := db.ExecContext(ctx, `UPDATE torture_counters SET n = $1 WHERE entity = $2`, n+1, l.Entity); err != nil {
 		return err
 	}
-	_, err := db.ExecContext(ctx, `INSERT INTO torture_log VALUES (?, ?, ?, ?, ?)`,
+	_, err := db.ExecContext(ctx, `INSERT INTO torture_log VALUES ($1, $2, $3, $4, $5)`,
 		l.Entity, l.Token, l.SessionID, enter.UnixNano(), time.Now().UnixNano())
 	return err
 }
@@ -168,13 +170,13 @@ func guardedIncrement(ctx context.Context, m *lock.Manager, l lock.Lease, enter 
 		return err
 	}
 	var n int64
-	if err := tx.QueryRowContext(ctx, `SELECT n FROM torture_counters WHERE entity = ?`, l.Entity).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT n FROM torture_counters WHERE entity = $1`, l.Entity).Scan(&n); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE torture_counters SET n = ? WHERE entity = ?`, n+1, l.Entity); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE torture_counters SET n = $1 WHERE entity = $2`, n+1, l.Entity); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO torture_log VALUES (?, ?, ?, ?, ?)`,
+	if _, err := tx.ExecContext(ctx, `INSERT INTO torture_log VALUES ($1, $2, $3, $4, $5)`,
 		l.Entity, l.Token, l.SessionID, enter.UnixNano(), time.Now().UnixNano()); err != nil {
 		return err
 	}
