@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/entitylock/entitylock/schema"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 )
+
+// postgresIdleConns is how many idle connections Open keeps to PostgreSQL.
+const postgresIdleConns = 16
 
 func isPostgresURL(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
@@ -22,6 +26,11 @@ func openPostgres(ctx context.Context, url string, opts []Option) (*Manager, err
 		return nil, opError("open", "", fmt.Errorf("%w: %w", ErrInvalidOption, err))
 	}
 	db := stdlib.OpenDB(*cfg)
+	// database/sql keeps 2 idle connections by default; a PostgreSQL
+	// connection costs a server process and milliseconds to open, so busy
+	// Managers would open and close them all the time.
+	db.SetMaxIdleConns(postgresIdleConns)
+	db.SetConnMaxIdleTime(time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, opError("open", "", err)

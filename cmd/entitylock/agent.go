@@ -18,34 +18,37 @@ import (
 //   - demo_grants: one row per grant, written by the agent that held it, for
 //     the independent check.
 //   - demo_agents: per-agent counters, flushed while the demo runs.
+//
+// The same SQL runs on SQLite and PostgreSQL: BIGINT, BOOLEAN and $n
+// placeholders mean the same to both.
 const demoSchema = `
 CREATE TABLE IF NOT EXISTS demo_entities (
-    entity     TEXT PRIMARY KEY,
-    updates    INTEGER NOT NULL DEFAULT 0,
-    last_token INTEGER NOT NULL DEFAULT 0
-) STRICT;
+    entity     TEXT   PRIMARY KEY,
+    updates    BIGINT NOT NULL DEFAULT 0,
+    last_token BIGINT NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS demo_grants (
     entity     TEXT    NOT NULL,
-    token      INTEGER NOT NULL,
+    token      BIGINT  NOT NULL,
     agent      TEXT    NOT NULL,
-    asked_ns   INTEGER NOT NULL, -- Acquire called
-    enter_ns   INTEGER NOT NULL, -- lease in hand
-    exit_ns    INTEGER NOT NULL, -- work done, about to release (a crash: the lease's expiry)
-    wrote      INTEGER NOT NULL, -- the guarded write committed
-    crashed    INTEGER NOT NULL,
-    reclaimed  INTEGER NOT NULL
-) STRICT;
+    asked_ns   BIGINT  NOT NULL, -- Acquire called
+    enter_ns   BIGINT  NOT NULL, -- lease in hand
+    exit_ns    BIGINT  NOT NULL, -- work done, about to release (a crash: the lease's expiry)
+    wrote      BOOLEAN NOT NULL, -- the guarded write committed
+    crashed    BOOLEAN NOT NULL,
+    reclaimed  BOOLEAN NOT NULL
+);
 CREATE TABLE IF NOT EXISTS demo_agents (
-    agent     TEXT PRIMARY KEY,
-    proc      INTEGER NOT NULL,
-    grants    INTEGER NOT NULL DEFAULT 0,
-    waits     INTEGER NOT NULL DEFAULT 0,
-    gave_up   INTEGER NOT NULL DEFAULT 0,
-    takeovers INTEGER NOT NULL DEFAULT 0,
-    lost      INTEGER NOT NULL DEFAULT 0,
-    rejected  INTEGER NOT NULL DEFAULT 0,
-    crashed   INTEGER NOT NULL DEFAULT 0
-) STRICT;
+    agent     TEXT   PRIMARY KEY,
+    proc      BIGINT NOT NULL,
+    grants    BIGINT NOT NULL DEFAULT 0,
+    waits     BIGINT NOT NULL DEFAULT 0,
+    gave_up   BIGINT NOT NULL DEFAULT 0,
+    takeovers BIGINT NOT NULL DEFAULT 0,
+    lost      BIGINT NOT NULL DEFAULT 0,
+    rejected  BIGINT NOT NULL DEFAULT 0,
+    crashed   BIGINT NOT NULL DEFAULT 0
+);
 `
 
 // agentSpec is what an agent needs to run, in this process or a worker.
@@ -152,7 +155,7 @@ func runAgent(ctx context.Context, m *lock.Manager, spec agentSpec) error {
 func update(ctx context.Context, m *lock.Manager, l lock.Lease, rng *rand.Rand) error {
 	db := m.DB()
 	var n int64
-	if err := db.QueryRowContext(ctx, `SELECT updates FROM demo_entities WHERE entity = ?`, l.Entity).Scan(&n); err != nil {
+	if err := db.QueryRowContext(ctx, `SELECT updates FROM demo_entities WHERE entity = $1`, l.Entity).Scan(&n); err != nil {
 		return err
 	}
 	select {
@@ -168,7 +171,7 @@ func update(ctx context.Context, m *lock.Manager, l lock.Lease, rng *rand.Rand) 
 	if err := m.Guard(ctx, tx, l); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE demo_entities SET updates = ?, last_token = ? WHERE entity = ?`,
+	if _, err := tx.ExecContext(ctx, `UPDATE demo_entities SET updates = $1, last_token = $2 WHERE entity = $3`,
 		n+1, l.Token, l.Entity); err != nil {
 		return err
 	}
@@ -205,7 +208,7 @@ type grantRow struct {
 func (g grantRow) insert(ctx context.Context, db *sql.DB) error {
 	_, err := db.ExecContext(ctx, `INSERT INTO demo_grants
 		(entity, token, agent, asked_ns, enter_ns, exit_ns, wrote, crashed, reclaimed)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		g.entity, g.token, g.agent, g.asked.UnixNano(), g.enter.UnixNano(), g.exit.UnixNano(),
 		g.wrote, g.crashed, g.reclaimed)
 	return err
@@ -216,7 +219,7 @@ func flushCounts(ctx context.Context, db *sql.DB, s *lock.Session, c *agentCount
 	c.Waits = s.Stats().Waits.Count
 	_, err := db.ExecContext(ctx, `INSERT INTO demo_agents
 		(agent, proc, grants, waits, gave_up, takeovers, lost, rejected, crashed)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (agent) DO UPDATE SET grants = excluded.grants, waits = excluded.waits,
 		gave_up = excluded.gave_up, takeovers = excluded.takeovers, lost = excluded.lost,
 		rejected = excluded.rejected, crashed = excluded.crashed`,

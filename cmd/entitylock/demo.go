@@ -34,7 +34,7 @@ type demoConfig struct {
 
 func demoFlags(fs *flag.FlagSet) *demoConfig {
 	c := &demoConfig{}
-	fs.StringVar(&c.db, "db", "", "SQLite database `file` (default: a new file in the temp directory)")
+	fs.StringVar(&c.db, "db", "", "SQLite database `file` or postgres:// URL (default: a new file in the temp directory)")
 	fs.IntVar(&c.agents, "agents", 8, "number of agents")
 	fs.IntVar(&c.entities, "entities", 50, "number of entities, picked with a Zipf skew so a few are hot")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long the agents work")
@@ -65,7 +65,7 @@ func (c *demoConfig) validate() error {
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", "[flags]", "Simulate agents that lock and update shared entities in one SQLite file, then check that no update was lost", stderr)
+	fs := newFlags("demo", "[flags]", "Simulate agents that lock and update shared entities in one database, then check that no update was lost", stderr)
 	c := demoFlags(fs)
 	if err := parse(fs, args, stdout); err != nil {
 		return err
@@ -84,7 +84,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stderr, "entitylock demo: %d agents in %s on %d entities for %v, TTL %v, crash rate %v, seed %d\n",
 		c.agents, where(c.procs), c.entities, c.duration, c.ttl, c.crashRate, c.seed)
-	fmt.Fprintf(stderr, "database: %s\n", c.db)
+	fmt.Fprintf(stderr, "database: %s\n", display(c.db))
 
 	m, err := lock.Open(ctx, c.db, lock.WithTTL(c.ttl))
 	if err != nil {
@@ -156,7 +156,7 @@ func prepareDemo(ctx context.Context, db *sql.DB, entities int) error {
 		}
 	}
 	for i := range entities {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO demo_entities (entity) VALUES (?)`, entityName(i)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO demo_entities (entity) VALUES ($1)`, entityName(i)); err != nil {
 			return err
 		}
 	}
@@ -209,9 +209,12 @@ func runWorkers(ctx context.Context, c *demoConfig, specs []agentSpec, stderr io
 	}
 	cmds := make([]*exec.Cmd, c.procs)
 	for p := range cmds {
-		args := []string{"demo-worker", "--db", c.db, "--ttl", c.ttl.String()}
+		// The database goes in the environment: a URL's password stays out
+		// of the process list.
+		args := []string{"demo-worker", "--ttl", c.ttl.String()}
 		args = append(args, byProc[p]...)
 		cmds[p] = exec.CommandContext(ctx, exe, args...)
+		cmds[p].Env = append(os.Environ(), "ENTITYLOCK_DB="+c.db)
 		cmds[p].Stderr = stderr
 		if err := cmds[p].Start(); err != nil {
 			return fmt.Errorf("start worker %d: %w", p, err)
@@ -261,8 +264,8 @@ func decodeSpec(arg string) (agentSpec, error) {
 // runDemoWorker runs the agents given as arguments in this process, with a
 // Manager of its own on the shared file: demo --procs starts it.
 func runDemoWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo-worker", "--db FILE --ttl D AGENT...", "Run demo agents (started by demo --procs)", stderr)
-	db := fs.String("db", "", "database file")
+	fs := newFlags("demo-worker", "--ttl D AGENT...", "Run demo agents (started by demo --procs)", stderr)
+	db := dbFlag(fs)
 	ttl := fs.Duration("ttl", 2*time.Second, "lease TTL")
 	if err := parse(fs, args, stdout); err != nil {
 		return err

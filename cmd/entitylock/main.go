@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -83,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case errors.Is(err, errFree):
 			return 1
 		default:
-			fmt.Fprintf(stderr, "entitylock %s: %v\n", name, err)
+			fmt.Fprintf(stderr, "entitylock %s: %s\n", name, oneLine(err))
 			return 1
 		}
 	}
@@ -131,4 +132,10 @@ func parse(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 		return usageError{err.Error()}
 	}
 	return nil
+}
+
+// oneLine flattens an error message that spans lines (pgx lists each
+// address it tried on a line of its own), so a database error is one line.
+func oneLine(err error) string {
+	return strings.NewReplacer(":\n\t", ": ", "\n\t", "; ", "\n", "; ").Replace(err.Error())
 }

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/ncruces/go-sqlite3/driver"
 
 	"github.com/entitylock/entitylock/lock"
+	"github.com/entitylock/entitylock/lock/locktest"
 	"github.com/entitylock/entitylock/schema"
 )
 
@@ -50,7 +52,8 @@ func entitylock(t *testing.T, env []string, args ...string) result {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(os.Environ(), env...)
+	// The race runtime sleeps a second at exit by default.
+	cmd.Env = append(append(os.Environ(), "GORACE=atexit_sleep_ms=0"), env...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -65,7 +68,16 @@ func entitylock(t *testing.T, env []string, args ...string) result {
 	return r
 }
 
-func TestDemoPassesItsOwnCheck(t *testing.T) {
+// engines runs test on SQLite and, when $ENTITYLOCK_POSTGRES_DSN is set, on
+// a fresh PostgreSQL schema.
+func engines(t *testing.T, test func(t *testing.T, b locktest.Backend)) {
+	t.Run("sqlite", func(t *testing.T) { test(t, locktest.SQLite()) })
+	t.Run("postgres", func(t *testing.T) { test(t, locktest.Postgres(t)) })
+}
+
+func TestDemoPassesItsOwnCheck(t *testing.T) { engines(t, demoPassesItsOwnCheck) }
+
+func demoPassesItsOwnCheck(t *testing.T, b locktest.Backend) {
 	tests := []struct {
 		name string
 		args []string
@@ -75,7 +87,7 @@ func TestDemoPassesItsOwnCheck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			db := filepath.Join(t.TempDir(), "demo.db")
+			db := b.NewDSN(t)
 			args := append([]string{"demo", "--json", "--seed", "7", "--db", db}, tt.args...)
 			r := entitylock(t, nil, args...)
 			if r.code != 0 {
@@ -128,9 +140,9 @@ func openSQL(t *testing.T, path string) *sql.DB {
 
 // prepare makes a database with live leases of s1 on a, b and of s2 on c,
 // and an expired lease of s1 on old.
-func prepare(t *testing.T) string {
+func prepare(t *testing.T, b locktest.Backend) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "ops.db")
+	path := b.NewDSN(t)
 	past := func() time.Time { return time.Now().Add(-3 * time.Hour) }
 	for _, l := range []struct {
 		clock           func() time.Time
@@ -164,8 +176,10 @@ func leaseEntities(t *testing.T, out string) []string {
 	return names
 }
 
-func TestOperatorCommands(t *testing.T) {
-	path := prepare(t)
+func TestOperatorCommands(t *testing.T) { engines(t, operatorCommands) }
+
+func operatorCommands(t *testing.T, b locktest.Backend) {
+	path := prepare(t, b)
 	env := []string{"ENTITYLOCK_DB=" + path}
 
 	t.Run("locks table", func(t *testing.T) {
@@ -262,7 +276,7 @@ func TestUsageAndDatabaseErrors(t *testing.T) {
 	if err := os.WriteFile(notDB, text, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	newer := prepare(t)
+	newer := prepare(t, locktest.SQLite())
 	if _, err := openSQL(t, newer).Exec(`UPDATE ` + schema.MigrationsTable + ` SET version = 99`); err != nil {
 		t.Fatal(err)
 	}
@@ -314,5 +328,44 @@ func TestUsageAndDatabaseErrors(t *testing.T) {
 	var v int
 	if err := openSQL(t, newer).QueryRow(`SELECT version FROM ` + schema.MigrationsTable).Scan(&v); err != nil || v != 99 {
 		t.Errorf("newer schema touched: version %d, %v", v, err)
+	}
+}
+
+// On PostgreSQL, database errors are one line too, a password never shows,
+// and a read-only command changes nothing: it leaves no schema behind.
+func TestPostgresDatabaseErrors(t *testing.T) {
+	b := locktest.Postgres(t)
+	empty := b.NewDSN(t) // a schema without the lock tables
+	u, err := url.Parse(empty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("postgres", "hunter2")
+	u.Host = "127.0.0.1:1" // nothing listens there
+	unreachable := u.String()
+
+	for _, tt := range []struct {
+		name, want string
+		args       []string
+	}{
+		{"no schema", "no entitylock schema", []string{"locks", "--db", empty}},
+		{"no schema purge", "no entitylock schema", []string{"purge", "--db", empty}},
+		{"no server", "connect", []string{"locks", "--db", unreachable}},
+		{"no server migrate", "connect", []string{"migrate", "--db", unreachable, "up"}},
+		{"bad URL", "invalid", []string{"locks", "--db", "postgres://%zz"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := entitylock(t, []string{"ENTITYLOCK_DB="}, tt.args...)
+			if r.code != 1 || !strings.Contains(r.stderr, tt.want) {
+				t.Fatalf("exit %d, stderr %q; want 1 and %q", r.code, r.stderr, tt.want)
+			}
+			if strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || strings.Contains(r.stderr, "hunter2") {
+				t.Errorf("want one error line without the password, got:\n%s", r.stderr)
+			}
+		})
+	}
+	var tables int
+	if err := b.OpenRaw(t, empty).QueryRow(`SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()`).Scan(&tables); err != nil || tables != 0 {
+		t.Errorf("read-only commands left %d tables (%v) in an empty schema", tables, err)
 	}
 }

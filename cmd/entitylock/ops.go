@@ -2,72 +2,16 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"net/url"
-	"os"
 	"text/tabwriter"
 	"time"
-
-	"github.com/ncruces/go-sqlite3/driver"
 
 	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/schema"
 )
-
-// dbFlag adds --db, defaulting to $ENTITYLOCK_DB.
-func dbFlag(fs *flag.FlagSet) *string {
-	return fs.String("db", os.Getenv("ENTITYLOCK_DB"), "SQLite database `file`; defaults to $ENTITYLOCK_DB")
-}
-
-// openExisting opens the lock database at path for an operator command. It
-// never creates a file nor the schema; readOnly opens the file read-only, so
-// a listing changes nothing.
-func openExisting(ctx context.Context, path string, readOnly bool) (*lock.Manager, error) {
-	if path == "" {
-		return nil, usageError{"no database: pass --db or set ENTITYLOCK_DB"}
-	}
-	raw, err := openRaw(path, true)
-	if err != nil {
-		return nil, err
-	}
-	v, dirty, err := schema.Version(ctx, raw)
-	raw.Close()
-	switch {
-	case err != nil:
-		return nil, err
-	case v == 0:
-		return nil, fmt.Errorf("%s has no entitylock schema (run 'entitylock migrate up' to create it)", path)
-	case dirty:
-		return nil, fmt.Errorf("%s: schema version %d is marked dirty: %w", path, v, lock.ErrSchemaDirty)
-	case v > schema.Latest():
-		return nil, fmt.Errorf("%s: schema version %d, this binary knows up to %d: %w", path, v, schema.Latest(), lock.ErrSchemaTooNew)
-	case v < schema.Latest() && readOnly:
-		return nil, fmt.Errorf("%s: schema version %d is older than this binary's %d (run 'entitylock migrate up')", path, v, schema.Latest())
-	}
-	q := url.Values{}
-	if readOnly {
-		q.Set("mode", "ro")
-	}
-	return lock.Open(ctx, (&url.URL{Scheme: "file", OmitHost: true, Path: path, RawQuery: q.Encode()}).String())
-}
-
-func mustExist(path string) error {
-	fi, err := os.Stat(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("no database at %s", path)
-	case err != nil:
-		return err
-	case fi.IsDir():
-		return fmt.Errorf("%s is a directory, not a database file", path)
-	}
-	return nil
-}
 
 // leaseJSON is a lease as the listing commands print it with --json.
 type leaseJSON struct {
@@ -318,7 +262,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if action == "down" && !*yes {
 		return usageError{"'down' drops the lock tables and every lease in them: add --yes"}
 	}
-	if action == "up" { // up may create the file; the others need one
+	if action == "up" && !isPostgres(*db) { // up may create the file; the others need one
 		if err := touch(*db); err != nil {
 			return err
 		}
@@ -346,44 +290,4 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	_, err = fmt.Fprintf(stdout, "schema version %d (dirty: %v); this binary knows up to %d\n", v, dirty, schema.Latest())
 	return err
-}
-
-// openRaw opens an existing file with the driver alone, for migrations and
-// checks. It fails with one clear line on a missing file or one that is not
-// a database.
-func openRaw(path string, readOnly bool) (*sql.DB, error) {
-	if err := mustExist(path); err != nil {
-		return nil, err
-	}
-	q := url.Values{"_pragma": {"busy_timeout(10000)"}}
-	if readOnly {
-		q.Set("mode", "ro")
-	}
-	db, err := driver.Open((&url.URL{Scheme: "file", OmitHost: true, Path: path, RawQuery: q.Encode()}).String())
-	if err != nil {
-		return nil, err
-	}
-	// Fail now, with a clear error, on a file that is not a database.
-	if err := db.Ping(); err != nil {
-		db.Close()
-		return nil, err
-	}
-	var n int
-	if err := db.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return db, nil
-}
-
-// touch creates an empty file at path unless something is there already.
-func touch(path string) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if errors.Is(err, os.ErrExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return f.Close()
 }

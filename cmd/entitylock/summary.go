@@ -53,7 +53,7 @@ type grantRec struct {
 
 func summarize(ctx context.Context, db *sql.DB, c *demoConfig) (*summary, error) {
 	s := &summary{
-		Database: c.db, Agents: c.agents, Procs: c.procs, Entities: c.entities,
+		Database: display(c.db), Agents: c.agents, Procs: c.procs, Entities: c.entities,
 		Duration: c.duration.String(), TTL: c.ttl.String(), CrashRate: c.crashRate, Seed: c.seed,
 		Totals: agentCounts{Agent: "total"},
 	}
@@ -102,7 +102,7 @@ func (s *summary) check(ctx context.Context, db *sql.DB) error {
 	}
 
 	rows, err := db.QueryContext(ctx, `SELECT e.entity, e.updates,
-		(SELECT count(*) FROM demo_grants g WHERE g.entity = e.entity AND g.wrote = 1)
+		(SELECT count(*) FROM demo_grants g WHERE g.entity = e.entity AND g.wrote)
 		FROM demo_entities e ORDER BY e.entity`)
 	if err != nil {
 		return err
