@@ -30,6 +30,7 @@ type options struct {
 	pgDSN    string
 	redis    string
 	only     string
+	pgHolder string
 }
 
 func main() {
@@ -40,9 +41,16 @@ func main() {
 	flag.IntVar(&o.rows, "rows", 1_000_000, "live leases in the large table of the scale rows")
 	flag.BoolVar(&o.quick, "quick", false, "small counts, for a smoke run")
 	flag.StringVar(&o.only, "only", "", "run only the steps whose name starts with this (P1, P2, ..., memory)")
-	flag.StringVar(&o.pgDSN, "postgres", envOr("ENTITYLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL DSN for its baseline")
+	flag.StringVar(&o.pgDSN, "postgres", envOr("ENTITYLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL server for its rows (each run makes and drops a schema)")
 	flag.StringVar(&o.redis, "redis", "127.0.0.1:6379", "Redis address for its baseline")
+	flag.StringVar(&o.pgHolder, "pg-holder", "", "internal: run as the holder process of P7 on this DSN")
 	flag.Parse()
+	if o.pgHolder != "" {
+		if err := runPGHolder(o.pgHolder); err != nil {
+			fail(err)
+		}
+		return
+	}
 	if o.quick {
 		o.pairs, o.handoffs, o.rows = 2000, 30, 20_000
 	}
@@ -144,6 +152,8 @@ func run(ctx context.Context, o options) error {
 		{"P3 scale", benchScale},
 		{"P4 AcquireAll", benchAcquireAll},
 		{"P5 contended throughput", benchContended},
+		{"P6 PostgreSQL pairs", benchPostgres},
+		{"P7 PostgreSQL handoff", benchPostgresHandoff},
 		{"memory", benchMemory},
 	}
 	for _, s := range steps {

@@ -289,8 +289,10 @@ func (q *Queries) FirstHeld(ctx context.Context, arg FirstHeldParams) (FirstHeld
 }
 
 const forceRelease = `-- name: ForceRelease :execrows
+WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = $1 AND expires_at <> 0
+  AND EXISTS (SELECT 1 FROM async)
 `
 
 // Releases the lease on @entity whoever holds it.
@@ -426,8 +428,11 @@ func (q *Queries) PurgeExpired(ctx context.Context, now sql.NullInt64) (int64, e
 }
 
 const release = `-- name: Release :execrows
+
+WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = $1 AND session_id = $2 AND expires_at <> 0
+  AND EXISTS (SELECT 1 FROM async)
 `
 
 type ReleaseParams struct {
@@ -435,6 +440,10 @@ type ReleaseParams struct {
 	SessionID string
 }
 
+// Releases commit without waiting for the WAL flush: the async CTE sets
+// synchronous_commit off for the statement's own transaction. A release lost
+// in a crash of the server leaves the lease as it was, held until it
+// expires: never two holders, only a later grant. Grants stay synchronous.
 // Releases @session_id's lease on @entity, live or expired.
 func (q *Queries) Release(ctx context.Context, arg ReleaseParams) (int64, error) {
 	result, err := q.db.ExecContext(ctx, release, arg.Entity, arg.SessionID)
@@ -445,8 +454,10 @@ func (q *Queries) Release(ctx context.Context, arg ReleaseParams) (int64, error)
 }
 
 const releaseGrant = `-- name: ReleaseGrant :execrows
+WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = $1 AND session_id = $2 AND token = $3 AND expires_at <> 0
+  AND EXISTS (SELECT 1 FROM async)
 `
 
 type ReleaseGrantParams struct {
@@ -465,8 +476,10 @@ func (q *Queries) ReleaseGrant(ctx context.Context, arg ReleaseGrantParams) (int
 }
 
 const releaseSession = `-- name: ReleaseSession :many
+WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE entitylock_leases SET expires_at = 0
 WHERE session_id = $1 AND expires_at <> 0
+  AND EXISTS (SELECT 1 FROM async)
 RETURNING entity
 `
 

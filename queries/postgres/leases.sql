@@ -63,26 +63,39 @@ WHERE l.entity = @entity AND l.session_id = @session_id AND l.token = @token
   AND l.expires_at > c.now
 RETURNING sqlc.embed(l);
 
+-- Releases commit without waiting for the WAL flush: the async CTE sets
+-- synchronous_commit off for the statement's own transaction. A release lost
+-- in a crash of the server leaves the lease as it was, held until it
+-- expires: never two holders, only a later grant. Grants stay synchronous.
+
 -- name: Release :execrows
 -- Releases @session_id's lease on @entity, live or expired.
+WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE entitylock_leases SET expires_at = 0
-WHERE entity = @entity AND session_id = @session_id AND expires_at <> 0;
+WHERE entity = @entity AND session_id = @session_id AND expires_at <> 0
+  AND EXISTS (SELECT 1 FROM async);
 
 -- name: ReleaseGrant :execrows
 -- Releases exactly this grant, live or expired, and nothing newer.
+WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE entitylock_leases SET expires_at = 0
-WHERE entity = @entity AND session_id = @session_id AND token = @token AND expires_at <> 0;
+WHERE entity = @entity AND session_id = @session_id AND token = @token AND expires_at <> 0
+  AND EXISTS (SELECT 1 FROM async);
 
 -- name: ReleaseSession :many
 -- Releases every lease of @session_id and names the entities freed.
+WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE entitylock_leases SET expires_at = 0
 WHERE session_id = @session_id AND expires_at <> 0
+  AND EXISTS (SELECT 1 FROM async)
 RETURNING entity;
 
 -- name: ForceRelease :execrows
 -- Releases the lease on @entity whoever holds it.
+WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE entitylock_leases SET expires_at = 0
-WHERE entity = @entity AND expires_at <> 0;
+WHERE entity = @entity AND expires_at <> 0
+  AND EXISTS (SELECT 1 FROM async);
 
 -- name: PurgeExpired :execrows
 -- Deletes released and expired rows. Tokens come from the sequence, which a

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"github.com/entitylock/entitylock/lock"
+)
+
+// The seed's statements as its project writes them for PostgreSQL: the
+// same upsert, timed by NOW() + an interval, and DELETE to release.
+const (
+	seedPGSchema = `CREATE TABLE IF NOT EXISTS entity_advisory_locks (
+    entity_name TEXT NOT NULL PRIMARY KEY,
+    session_id  TEXT NOT NULL,
+    acquired_at TIMESTAMPTZ NOT NULL,
+    expires_at  TIMESTAMPTZ NOT NULL
+)`
+	seedPGTryAcquire = `INSERT INTO entity_advisory_locks (entity_name, session_id, acquired_at, expires_at)
+             VALUES ($1, $2, NOW(), NOW() + ($3 || ' seconds')::interval)
+             ON CONFLICT (entity_name) DO UPDATE SET
+                 session_id  = excluded.session_id,
+                 acquired_at = excluded.acquired_at,
+                 expires_at  = excluded.expires_at
+             WHERE
+                 entity_advisory_locks.expires_at < NOW()
+                 OR
+                 entity_advisory_locks.session_id = excluded.session_id
+             RETURNING (session_id = $2) AS acquired`
+	seedPGRelease = `DELETE FROM entity_advisory_locks WHERE entity_name = $1 AND session_id = $2`
+)
+
+// pgSchema creates a fresh schema on the server o.pgDSN names and returns
+// a DSN whose search_path is that schema, and a function that drops it.
+func pgSchema(ctx context.Context, o options) (string, func(), error) {
+	admin, err := sql.Open("pgx", o.pgDSN)
+	if err != nil {
+		return "", nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	name := "entitylock_bench_" + strings.ToLower(rand.Text()[:10])
+	if _, err := admin.ExecContext(cctx, "CREATE SCHEMA "+name); err != nil {
+		admin.Close()
+		return "", nil, err
+	}
+	drop := func() {
+		admin.ExecContext(context.Background(), "DROP SCHEMA "+name+" CASCADE")
+		admin.Close()
+	}
+	u, err := url.Parse(o.pgDSN)
+	if err != nil {
+		drop()
+		return "", nil, err
+	}
+	q := u.Query()
+	q.Set("search_path", name)
+	u.RawQuery = q.Encode()
+	return u.String(), drop, nil
+}
+
+// P6: uncontended TryAcquire+Release pairs on PostgreSQL, the lock API
+// against the seed's PostgreSQL SQL, both through pgx's database/sql driver
+// (which prepares and caches statements for both alike).
+func benchPostgres(ctx context.Context, o options, rep *report) error {
+	dsn, drop, err := pgSchema(ctx, o)
+	if err != nil {
+		rep.notes = append(rep.notes, "PostgreSQL rows skipped: "+err.Error())
+		rep.ratio("P6a", "lock API vs seed SQL on PostgreSQL (ops/s ratio)", "P6-ours", "P6-seed", 1.0)
+		return nil
+	}
+	defer drop()
+
+	m, err := lock.Open(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	s, _ := m.Session("bench")
+	r, err := timeOps(o.pairs, func(int) error {
+		if _, err := s.TryAcquire(ctx, "entity::bench"); err != nil {
+			return err
+		}
+		_, err := s.Release(ctx, "entity::bench")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	r.id, r.name, r.note = "P6-ours", "lock API TryAcquire+Release (PostgreSQL)", "server clock, sequence token, NOTIFY on release"
+	rep.add(r)
+
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, seedPGSchema); err != nil {
+		return err
+	}
+	r, err = timeOps(o.pairs, func(int) error {
+		var ok bool
+		if err := db.QueryRowContext(ctx, seedPGTryAcquire, "entity::bench", "bench", "120").Scan(&ok); err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("seed refused an uncontended acquire")
+		}
+		_, err := db.ExecContext(ctx, seedPGRelease, "entity::bench", "bench")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	r.id, r.name, r.note = "P6-seed", "seed SQL on PostgreSQL (upsert with NOW() + interval, DELETE)", "no token"
+	rep.add(r)
+	rep.ratio("P6a", "lock API vs seed SQL on PostgreSQL (ops/s ratio)", "P6-ours", "P6-seed", 1.0)
+	return nil
+}
+
+// P7: handoff across processes on PostgreSQL. The holder is another
+// process (this binary, re-run with -pg-holder); the waiter, blocked in
+// Acquire under the default retry policy, learns of the release only
+// through LISTEN/NOTIFY. Latency runs from just before the holder's
+// Release to the waiter's grant, both read from the machine's clock.
+func benchPostgresHandoff(ctx context.Context, o options, rep *report) error {
+	dsn, drop, err := pgSchema(ctx, o)
+	if err != nil {
+		rep.notes = append(rep.notes, "PostgreSQL handoff skipped: "+err.Error())
+		return nil
+	}
+	defer drop()
+	m, err := lock.Open(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	waiter, _ := m.Session("waiter")
+
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, exe, "-pg-holder", dsn)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() { in.Close(); cmd.Wait() }()
+	out := bufio.NewReader(outPipe)
+	ask := func(line string) (string, error) {
+		if _, err := fmt.Fprintln(in, line); err != nil {
+			return "", err
+		}
+		reply, err := out.ReadString('\n')
+		return strings.TrimSpace(reply), err
+	}
+
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	r := row{id: "P7-ours", name: "handoff across processes, PostgreSQL (LISTEN/NOTIFY)"}
+	for range o.handoffs {
+		if reply, err := ask("acquire"); err != nil || reply != "held" {
+			return fmt.Errorf("holder process: %q, %v", reply, err)
+		}
+		before := m.Stats().Contended
+		got := make(chan error, 1)
+		var granted time.Time
+		go func() {
+			_, err := waiter.Acquire(ctx, "hot")
+			granted = time.Now()
+			got <- err
+		}()
+		for m.Stats().Contended == before {
+			time.Sleep(20 * time.Microsecond)
+		}
+		time.Sleep(time.Duration(rng.Int64N(int64(50 * time.Millisecond))))
+		reply, err := ask("release")
+		if err != nil {
+			return err
+		}
+		ns, err := strconv.ParseInt(strings.TrimPrefix(reply, "released "), 10, 64)
+		if err != nil {
+			return fmt.Errorf("holder process: %q", reply)
+		}
+		if err := <-got; err != nil {
+			return err
+		}
+		r.record(granted.Sub(time.Unix(0, ns)))
+		if _, err := waiter.Release(ctx, "hot"); err != nil {
+			return err
+		}
+	}
+	r.note = "ops/s column: 1 / mean latency"
+	rep.add(r)
+	rep.targets = append(rep.targets,
+		target{id: "P7a", what: "cross-process handoff p50, PostgreSQL (ms)", got: ms(r.quantile(0.5))},
+		target{id: "P7b", what: "cross-process handoff p99, PostgreSQL (ms)", got: ms(r.quantile(0.99))})
+	return nil
+}
+
+// runPGHolder is the holder process of P7: "acquire" takes "hot" and
+// answers "held"; "release" answers "released <Unix ns>", read just before
+// the release.
+func runPGHolder(dsn string) error {
+	ctx := context.Background()
+	m, err := lock.Open(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	s, _ := m.Session("holder")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch in.Text() {
+		case "acquire":
+			if _, err := s.TryAcquire(ctx, "hot"); err != nil {
+				return err
+			}
+			fmt.Println("held")
+		case "release":
+			at := time.Now()
+			if _, err := s.Release(ctx, "hot"); err != nil {
+				return err
+			}
+			fmt.Println("released", at.UnixNano())
+		}
+	}
+	return in.Err()
+}
