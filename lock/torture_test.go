@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -207,7 +208,11 @@ func tortureKill9(t *testing.T, b locktest.Backend) {
 	grantsBefore, checked := 0, 0
 	for k := range kills {
 		prefix := fmt.Sprintf("victim%d", k)
-		victim := startWorker(t, "torture", "ENTITYLOCK_DB="+path, "ENTITYLOCK_SESSION_PREFIX="+prefix,
+		victimDB := path
+		if b.Name == "postgres" {
+			victimDB = withQuery(t, path, "application_name", prefix)
+		}
+		victim := startWorker(t, "torture", "ENTITYLOCK_DB="+victimDB, "ENTITYLOCK_SESSION_PREFIX="+prefix,
 			"ENTITYLOCK_GOROUTINES=3", "ENTITYLOCK_HOT=2", "ENTITYLOCK_GUARDED=1", "ENTITYLOCK_HOLD_US=3000", ttlEnv,
 			fmt.Sprintf("ENTITYLOCK_UNTIL=%d", until.UnixNano()))
 		out, err := victim.StdoutPipe()
@@ -223,6 +228,15 @@ func tortureKill9(t *testing.T, b locktest.Backend) {
 		time.Sleep(time.Duration(5+rng.IntN(60)) * time.Millisecond)
 		victim.Process.Signal(syscall.SIGKILL)
 		victim.Wait()
+		if b.Name == "postgres" {
+			// A statement the victim sent before it died still runs, and may
+			// commit, on its server process, which ends only after that.
+			waitFor(t, "the victim's server processes to end", func() bool {
+				var n int
+				err := db.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, prefix).Scan(&n)
+				return err == nil && n == 0
+			})
+		}
 
 		if b.Name == "sqlite" {
 			var integrity string
@@ -368,4 +382,17 @@ func TestOpenRefusesUnusableSchema(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withQuery sets a query parameter of a URL DSN.
+func withQuery(t *testing.T, dsn, key, value string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
