@@ -25,23 +25,14 @@ func dumpLeases(t *testing.T, path string) []string {
 		UNION ALL SELECT 'fence|' || last_token FROM entitylock_fence ORDER BY 1`)
 }
 
-func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
+// SQLite's own failures, beside the engine-neutral bad input of the
+// conformance suite: each is a clear error and leaves the file as it was.
+func TestSQLiteFailuresChangeNothing(t *testing.T) {
 	clk := newTestClock()
 	path := filepath.Join(t.TempDir(), "locks.db")
 	m := mustOpenPath(t, path, lock.WithClock(clk.Now))
-	s := mustSession(t, m, "session-a")
-	mustAcquire(t, s, "entity::held")
+	mustAcquire(t, mustSession(t, m, "session-a"), "entity::held")
 	before := dumpLeases(t, path)
-
-	cancelled, cancel := context.WithCancel(t.Context())
-	cancel()
-	expired, cancel2 := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
-	defer cancel2()
-
-	// A second Manager on the same file, closed before use.
-	closed := mustOpenPath(t, path)
-	closedSession := mustSession(t, closed, "session-a")
-	closed.Close()
 
 	// The same file opened read-only.
 	ro := mustOpenPath(t, "file:"+path+"?mode=ro")
@@ -96,37 +87,11 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 		}
 	}
 
-	long := strings.Repeat("e", lock.MaxEntityLen+1)
 	tests := []struct {
 		name string
 		call func() error
 		want error
 	}{
-		{"empty entity", func() error { _, err := s.TryAcquire(t.Context(), ""); return err }, lock.ErrInvalidEntity},
-		{"oversized entity", func() error { _, err := s.Acquire(t.Context(), long); return err }, lock.ErrInvalidEntity},
-		{"NUL in entity", func() error { _, err := s.TryAcquire(t.Context(), "a\x00b"); return err }, lock.ErrInvalidEntity},
-		{"invalid UTF-8 entity", func() error { _, err := s.TryAcquire(t.Context(), "a\xffb"); return err }, lock.ErrInvalidEntity},
-		{"extend empty entity", func() error { _, err := s.Extend(t.Context(), "", time.Second); return err }, lock.ErrInvalidEntity},
-		{"release NUL entity", func() error { _, err := s.Release(t.Context(), "\x00"); return err }, lock.ErrInvalidEntity},
-		{"holder empty entity", func() error { _, err := m.Holder(t.Context(), ""); return err }, lock.ErrInvalidEntity},
-		{"force release oversized", func() error { _, err := m.ForceRelease(t.Context(), long); return err }, lock.ErrInvalidEntity},
-		{"empty session", func() error { _, err := m.Session(""); return err }, lock.ErrInvalidSession},
-		{"oversized session", func() error { _, err := m.Session(strings.Repeat("s", lock.MaxSessionLen+1)); return err }, lock.ErrInvalidSession},
-		{"NUL in session", func() error { _, err := m.Session("s\x00"); return err }, lock.ErrInvalidSession},
-		{"invalid UTF-8 session", func() error { _, err := m.Session("\xc3\x28"); return err }, lock.ErrInvalidSession},
-		{"zero extension", func() error { _, err := s.Extend(t.Context(), "entity::held", 0); return err }, lock.ErrInvalidDuration},
-		{"negative extension", func() error { _, err := s.Extend(t.Context(), "entity::held", -time.Second); return err }, lock.ErrInvalidDuration},
-		{"sub-millisecond extension", func() error { _, err := s.Extend(t.Context(), "entity::held", time.Microsecond); return err }, lock.ErrInvalidDuration},
-		{"cancelled ctx acquire", func() error { _, err := s.TryAcquire(cancelled, "entity::new"); return err }, context.Canceled},
-		{"cancelled ctx release", func() error { _, err := s.Release(cancelled, "entity::held"); return err }, context.Canceled},
-		{"cancelled ctx purge", func() error { _, err := m.PurgeExpired(cancelled); return err }, context.Canceled},
-		{"expired ctx acquire", func() error { _, err := s.Acquire(expired, "entity::new"); return err }, context.DeadlineExceeded},
-		{"expired ctx extend", func() error { _, err := s.Extend(expired, "entity::held", time.Hour); return err }, context.DeadlineExceeded},
-		{"zero TTL", openErr(path, lock.WithTTL(0)), lock.ErrInvalidDuration},
-		{"negative TTL", openErr(path, lock.WithTTL(-time.Minute)), lock.ErrInvalidDuration},
-		{"acquire after Close", func() error { _, err := closedSession.TryAcquire(t.Context(), "entity::new"); return err }, lock.ErrClosed},
-		{"release all after Close", func() error { _, err := closedSession.ReleaseAll(t.Context()); return err }, lock.ErrClosed},
-		{"nil *sql.DB", func() error { _, err := lock.New(t.Context(), nil); return err }, lock.ErrInvalidOption},
 		{"path is a directory", openErr(dir), lock.ErrInvalidOption},
 		{"file is not SQLite", openErr(notDB), sqlite3.NOTADB},
 		{"read-only database", func() error { _, err := roSession.TryAcquire(t.Context(), "entity::new"); return err }, sqlite3.READONLY},
@@ -139,9 +104,6 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			_, err := shortSession.Release(ctx, "entity::held")
 			return err
 		}), sqlite3.BUSY},
-	}
-	if len(tests) < 25 {
-		t.Fatalf("only %d cases", len(tests))
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -75,6 +75,7 @@ var tests = []suiteTest{
 	{"SweeperPurgesExpiredRows", testSweeperPurgesExpiredRows},
 	{"StatsAndLogs", testStatsAndLogs},
 	{"NothingIsLoggedByDefault", testNothingIsLoggedByDefault},
+	{"BadInputIsRejectedAndChangesNothing", testBadInputIsRejectedAndChangesNothing},
 	{"BoundaryNamesAreAccepted", testBoundaryNamesAreAccepted},
 	{"CallsAfterCloseFail", testCallsAfterCloseFail},
 	{"ErrorsNameOperationAndEntity", testErrorsNameOperationAndEntity},

@@ -1,0 +1,209 @@
+package lock_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/entitylock/entitylock/lock"
+	"github.com/entitylock/entitylock/lock/locktest"
+)
+
+// pgDump reads a PostgreSQL lease table behind the library's back.
+func pgDump(t *testing.T, b locktest.Backend, dsn string) []string {
+	t.Helper()
+	return queryStrings(t, b.OpenRaw(t, dsn), `SELECT entity || '|' || session_id || '|' || token || '|' ||
+		acquired_at || '|' || expires_at FROM entitylock_leases ORDER BY entity`)
+}
+
+func withParams(t *testing.T, dsn string, kv ...string) string {
+	t.Helper()
+	for i := 0; i+1 < len(kv); i += 2 {
+		dsn = withQuery(t, dsn, kv[i], kv[i+1])
+	}
+	return dsn
+}
+
+// PostgreSQL's own failures: each is a clear error (a *pgconn.PgError with
+// its SQLSTATE) and leaves the leases as they were.
+func TestPostgresFailuresChangeNothing(t *testing.T) {
+	b := locktest.Postgres(t)
+	dsn := b.NewDSN(t)
+	m := mustOpenPath(t, dsn)
+	held := mustAcquire(t, mustSession(t, m, "session-a"), "entity::held")
+	before := pgDump(t, b, dsn)
+
+	ro := mustOpenPath(t, withParams(t, dsn, "default_transaction_read_only", "on"))
+	roSession := mustSession(t, ro, "session-ro")
+	short := mustOpenPath(t, withParams(t, dsn, "lock_timeout", "300"))
+	shortA, shortB := mustSession(t, short, "session-a"), mustSession(t, short, "session-b")
+	// locked runs call while another transaction holds the lease row.
+	locked := func(call func(ctx context.Context) error) func() error {
+		return func() error {
+			tx, err := b.OpenRaw(t, dsn).BeginTx(t.Context(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			if _, err := tx.Exec(`SELECT 1 FROM entitylock_leases WHERE entity = 'entity::held' FOR UPDATE`); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // a hang fails here
+			defer cancel()
+			start := time.Now()
+			err = call(ctx)
+			if waited := time.Since(start); waited < 250*time.Millisecond || ctx.Err() != nil {
+				t.Errorf("returned after %v (ctx %v); want about the 300ms lock_timeout", waited, ctx.Err())
+			}
+			return err
+		}
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = "127.0.0.1:1"
+	unreachable := u.String()
+
+	tests := []struct {
+		name  string
+		call  func() error
+		state string // SQLSTATE, or "" for want
+		want  error
+	}{
+		{"read-only transactions", func() error { _, err := roSession.TryAcquire(t.Context(), "entity::new"); return err }, "25006", nil},
+		{"read-only transactions, release", func() error { _, err := roSession.ReleaseAll(t.Context()); return err }, "25006", nil},
+		{"row locked, takeover", locked(func(ctx context.Context) error { _, err := shortB.TryAcquire(ctx, "entity::held"); return err }), "55P03", nil},
+		{"row locked, release", locked(func(ctx context.Context) error { _, err := shortA.Release(ctx, "entity::held"); return err }), "55P03", nil},
+		{"row locked, renewal by extend", locked(func(ctx context.Context) error { _, err := shortA.Extend(ctx, "entity::held", time.Second); return err }), "55P03", nil},
+		{"URL does not parse", func() error { _, err := lock.Open(t.Context(), "postgres://%zz"); return err }, "", lock.ErrInvalidOption},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			var pgErr *pgconn.PgError
+			switch {
+			case tt.state != "" && !(errors.As(err, &pgErr) && pgErr.Code == tt.state):
+				t.Fatalf("got err %v, want SQLSTATE %s", err, tt.state)
+			case tt.state == "" && !errors.Is(err, tt.want):
+				t.Fatalf("got err %v, want %v", err, tt.want)
+			}
+			if diff := cmp.Diff(before, pgDump(t, b, dsn)); diff != "" {
+				t.Errorf("database changed (-before +after):\n%s", diff)
+			}
+		})
+	}
+	t.Run("no server", func(t *testing.T) {
+		var connErr *pgconn.ConnectError
+		if _, err := lock.Open(t.Context(), unreachable); !errors.As(err, &connErr) {
+			t.Fatalf("got err %v, want a *pgconn.ConnectError", err)
+		}
+	})
+	if h, err := m.Holder(t.Context(), "entity::held"); err != nil || h != held {
+		t.Errorf("Holder = %+v, %v; want %+v", h, err, held)
+	}
+}
+
+// A schema newer than the code, or marked dirty, stops Open with a clear
+// error and leaves the schema as it was.
+func TestPostgresOpenRefusesUnusableSchema(t *testing.T) {
+	b := locktest.Postgres(t)
+	for _, tc := range []struct {
+		name, update string
+		want         error
+	}{
+		{"newer", `UPDATE entitylock_schema_migrations SET version = version + 1`, lock.ErrSchemaTooNew},
+		{"dirty", `UPDATE entitylock_schema_migrations SET dirty = true`, lock.ErrSchemaDirty},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dsn := b.NewDSN(t)
+			m := mustOpenPath(t, dsn)
+			mustAcquire(t, mustSession(t, m, "a"), "entity::x")
+			raw := b.OpenRaw(t, dsn)
+			if _, err := raw.Exec(tc.update); err != nil {
+				t.Fatal(err)
+			}
+			before := pgDump(t, b, dsn)
+			version := queryStrings(t, raw, `SELECT version || ',' || dirty FROM entitylock_schema_migrations`)
+			if _, err := lock.Open(t.Context(), dsn); !errors.Is(err, tc.want) {
+				t.Fatalf("Open: got err %v, want %v", err, tc.want)
+			}
+			if diff := cmp.Diff(before, pgDump(t, b, dsn)); diff != "" {
+				t.Errorf("leases changed (-before +after):\n%s", diff)
+			}
+			if after := queryStrings(t, raw, `SELECT version || ',' || dirty FROM entitylock_schema_migrations`); !cmp.Equal(version, after) {
+				t.Errorf("version changed: %v -> %v", version, after)
+			}
+		})
+	}
+}
+
+// Without WithClock, PostgreSQL leases are timed by the server's clock, so
+// Managers on machines whose clocks are an hour apart agree on every lease,
+// and Do renews instead of giving the lease up on a clock that runs ahead.
+func TestPostgresServerClock(t *testing.T) {
+	b := locktest.Postgres(t)
+	dsn := b.NewDSN(t)
+	ahead := mustOpenPath(t, dsn, lock.WithTTL(time.Minute),
+		lock.WithLocalClock(func() time.Time { return time.Now().Add(time.Hour) }))
+	behind := mustOpenPath(t, dsn, lock.WithTTL(time.Minute),
+		lock.WithLocalClock(func() time.Time { return time.Now().Add(-time.Hour) }))
+	raw := b.OpenRaw(t, dsn)
+	serverNow := func() time.Time {
+		var ms int64
+		if err := raw.QueryRow(`SELECT entitylock_clock(NULL)`).Scan(&ms); err != nil {
+			t.Fatal(err)
+		}
+		return time.UnixMilli(ms)
+	}
+	near := func(what string, got, want time.Time) {
+		t.Helper()
+		if d := got.Sub(want); d < -time.Second || d > time.Second {
+			t.Errorf("%s = %v, want the server's %v (off by %v)", what, got, want, d)
+		}
+	}
+
+	t0 := serverNow()
+	l := mustAcquire(t, mustSession(t, ahead, "ahead"), "entity::clock")
+	near("AcquiredAt", l.AcquiredAt, t0)
+	if l.ExpiresAt.Sub(l.AcquiredAt) != time.Minute {
+		t.Errorf("lease spans %v, want the 1m TTL", l.ExpiresAt.Sub(l.AcquiredAt))
+	}
+	near("Now on the machine an hour ahead", ahead.Now(), serverNow())
+
+	// The machine an hour behind sees the lease held, not expired long ago
+	// nor granted for an hour and a minute.
+	_, err := mustSession(t, behind, "behind").TryAcquire(t.Context(), "entity::clock")
+	var he *lock.HeldError
+	if !errors.As(err, &he) || he.Holder.Token != l.Token {
+		t.Fatalf("TryAcquire from the machine behind: got err %v; want ErrHeld by token %d", err, l.Token)
+	}
+	near("Now on the machine an hour behind", behind.Now(), serverNow())
+	if locks, err := behind.Locks(t.Context()); err != nil || len(locks) != 1 {
+		t.Errorf("Locks from the machine behind = %v, %v; want the one lease", locks, err)
+	}
+
+	// Do on the machine ahead: its deadlines are measured against the
+	// server's clock, so the lease is renewed, not lost at once.
+	short := mustOpenPath(t, dsn, lock.WithTTL(600*time.Millisecond), lock.WithRenewInterval(150*time.Millisecond),
+		lock.WithLocalClock(func() time.Time { return time.Now().Add(time.Hour) }))
+	err = mustSession(t, short, "doer").Do(t.Context(), "entity::do", func(ctx context.Context, l lock.Lease) error {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(time.Second): // past the TTL: only renewals keep the lease
+			return nil
+		}
+	})
+	if err != nil {
+		t.Fatalf("Do on a machine an hour ahead: %v", err)
+	}
+	if st := short.Stats(); st.Renewals < 2 || st.LostLeases != 0 {
+		t.Errorf("Do: %d renewals, %d lost; want ≥ 2 renewals and none lost", st.Renewals, st.LostLeases)
+	}
+}
