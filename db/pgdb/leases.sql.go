@@ -476,14 +476,23 @@ func (q *Queries) ReleaseGrant(ctx context.Context, arg ReleaseGrantParams) (int
 }
 
 const releaseSession = `-- name: ReleaseSession :many
-WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
-UPDATE entitylock_leases SET expires_at = 0
-WHERE session_id = $1 AND expires_at <> 0
+WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),
+mine AS (
+    SELECT o.entity FROM entitylock_leases AS o
+    WHERE o.session_id = $1 AND o.expires_at <> 0
+    ORDER BY o.entity COLLATE "C"
+    FOR UPDATE
+)
+UPDATE entitylock_leases AS l SET expires_at = 0
+FROM mine AS m
+WHERE l.entity = m.entity AND l.session_id = $1 AND l.expires_at <> 0
   AND EXISTS (SELECT 1 FROM async)
-RETURNING entity
+RETURNING l.entity
 `
 
-// Releases every lease of @session_id and names the entities freed.
+// Releases every lease of @session_id and names the entities freed. The
+// rows are locked in entity (byte) order first, the order AcquireAll writes
+// them in, so the two cannot deadlock.
 func (q *Queries) ReleaseSession(ctx context.Context, sessionID string) ([]string, error) {
 	rows, err := q.db.QueryContext(ctx, releaseSession, sessionID)
 	if err != nil {

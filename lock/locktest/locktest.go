@@ -70,6 +70,7 @@ var tests = []suiteTest{
 	{"GuardHoldsOffTakeover", testGuardHoldsOffTakeover},
 	{"AcquireAll", testAcquireAll},
 	{"AcquireAllWaitsForBlockingEntity", testAcquireAllWaitsForBlockingEntity},
+	{"AcquireAllOverlappingSets", testAcquireAllOverlappingSets},
 	{"InProcessWaitersAreServedFIFO", testInProcessWaitersAreServedFIFO},
 	{"WaiterIsWokenByOtherManagersRelease", testWaiterIsWokenByOtherManagersRelease},
 	{"SweeperPurgesExpiredRows", testSweeperPurgesExpiredRows},

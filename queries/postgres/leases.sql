@@ -83,12 +83,21 @@ WHERE entity = @entity AND session_id = @session_id AND token = @token AND expir
   AND EXISTS (SELECT 1 FROM async);
 
 -- name: ReleaseSession :many
--- Releases every lease of @session_id and names the entities freed.
-WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
-UPDATE entitylock_leases SET expires_at = 0
-WHERE session_id = @session_id AND expires_at <> 0
+-- Releases every lease of @session_id and names the entities freed. The
+-- rows are locked in entity (byte) order first, the order AcquireAll writes
+-- them in, so the two cannot deadlock.
+WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),
+mine AS (
+    SELECT o.entity FROM entitylock_leases AS o
+    WHERE o.session_id = @session_id AND o.expires_at <> 0
+    ORDER BY o.entity COLLATE "C"
+    FOR UPDATE
+)
+UPDATE entitylock_leases AS l SET expires_at = 0
+FROM mine AS m
+WHERE l.entity = m.entity AND l.session_id = @session_id AND l.expires_at <> 0
   AND EXISTS (SELECT 1 FROM async)
-RETURNING entity;
+RETURNING l.entity;
 
 -- name: ForceRelease :execrows
 -- Releases the lease on @entity whoever holds it.
