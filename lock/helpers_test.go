@@ -15,9 +15,6 @@ type testClock = locktest.Clock
 
 func newTestClock() *testClock { return locktest.NewClock() }
 
-// fastRetry makes Acquire give up quickly in tests that expect contention.
-var fastRetry = lock.RetryPolicy{MaxRetries: 2, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}
-
 // mustOpen opens a Manager on a fresh database file in t.TempDir and closes
 // it when the test ends.
 func mustOpen(tb testing.TB, opts ...lock.Option) *lock.Manager {
