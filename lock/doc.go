@@ -1,13 +1,15 @@
 // Package lock provides advisory, time-bounded locks ("leases") on named
-// entities, stored in a SQLite table that any number of goroutines and
-// processes share.
+// entities, stored in a table that any number of goroutines and processes
+// share: in SQLite for agents on one machine, or in PostgreSQL for agents on
+// several. The API and its guarantees are the same on both; the package
+// locktest holds the behaviour suite that both engines pass.
 //
 // A [Manager] owns the database handle; a [Session] acquires and releases
 // leases under one session id. A lease lasts its TTL unless refreshed,
 // extended or released: a holder that crashes blocks others only until its
 // lease expires, after which the next TryAcquire reclaims the entity.
 //
-//	m, err := lock.Open(ctx, "agents.db")
+//	m, err := lock.Open(ctx, "agents.db") // or "postgres://host/db"
 //	...
 //	s, err := m.Session("agent-7")
 //	l, err := s.Acquire(ctx, "entity::Foo")
@@ -16,18 +18,31 @@
 //
 // # Time
 //
-// Every decision uses "now" from the Manager's clock ([WithClock], default
-// time.Now) at millisecond resolution, bound into the SQL; the database clock
-// is never read. A lease is live while now < ExpiresAt.
+// A lease is live while now < ExpiresAt, at millisecond resolution. On
+// SQLite "now" is the Manager's clock (time.Now), bound into the SQL. On
+// PostgreSQL it is the server's clock_timestamp(), read in each statement, so
+// machines whose clocks disagree still agree on every lease; [Manager.Now]
+// and [Session.Do]'s deadlines use the local clock corrected by the server's
+// offset. [WithClock] replaces either, for tests.
+//
+// # Waiting
+//
+// [Session.Acquire] waits in a first-come-first-served line per entity and
+// Manager; a release through the same Manager wakes the next waiter at once.
+// On PostgreSQL, releases by other processes and machines wake it too,
+// through LISTEN/NOTIFY; elsewhere waiters poll on the retry policy's
+// backoff, never later than the holder's expiry.
 //
 // # Fencing
 //
 // Every new grant of an entity carries a token greater than any that entity
 // had before, across releases, expiry takeovers, [Manager.ForceRelease] and
-// [Manager.PurgeExpired]. Tokens are per entity: two entities may hold the
-// same value. A holder whose lease lapsed can still be running; passing the
+// [Manager.PurgeExpired]. Only their order per entity is promised: on
+// SQLite each entity counts up from its own floor, on PostgreSQL all tokens
+// come from one sequence, so two entities may or may not share a value. A holder whose lease lapsed can still be running; passing the
 // token to the protected resource lets it refuse the stale holder's writes,
-// and [Manager.Guard] checks it inside a transaction on the same database.
+// and [Manager.Guard] checks it inside a transaction on the same database,
+// holding off any takeover until that transaction ends.
 //
 // # Errors
 //

@@ -11,7 +11,7 @@ type Lease struct {
 	SessionID string
 	// Token is the fencing token: every new grant of Entity gets a token
 	// greater than any that Entity had before; refreshing or extending the
-	// lease keeps it. Tokens of different entities are unrelated. Pass it
+	// lease keeps it. Only the order per entity is promised. Pass it
 	// to the resource the lock protects, which can then refuse writes
 	// carrying an older token.
 	Token int64

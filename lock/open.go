@@ -148,8 +148,9 @@ func enableWAL(ctx context.Context, db *sql.DB) error {
 // any other driver is refused with ErrInvalidOption. The lock tables can
 // share db with the application's own. Close does not close db.
 //
-// On PostgreSQL, a Manager holds one of db's connections, while any of its
-// Acquire calls waits, to LISTEN for releases: give db room for it.
+// On PostgreSQL, from its first wait in Acquire until Close, a Manager
+// holds one of db's connections to LISTEN for releases: give db room for it
+// (with SetMaxOpenConns(1) it does without, and waiters only poll).
 func New(ctx context.Context, db *sql.DB, opts ...Option) (*Manager, error) {
 	if db == nil {
 		return nil, opError("new", "", fmt.Errorf("%w: nil *sql.DB", ErrInvalidOption))
