@@ -113,15 +113,17 @@ type keeper struct {
 	deadline atomic.Int64 // Unix nanoseconds on the Manager's clock
 	lostErr  atomic.Pointer[LeaseLostError]
 	quit     chan struct{}
+	check    chan struct{} // buffered 1: renew now, a release was notified
 	wg       sync.WaitGroup
 }
 
 func (s *Session) keep(ctx context.Context, l Lease) *keeper {
-	k := &keeper{s: s, lease: l, quit: make(chan struct{})}
+	k := &keeper{s: s, lease: l, quit: make(chan struct{}), check: make(chan struct{}, 1)}
 	k.ctx, k.cancel = context.WithCancelCause(ctx)
 	// The grant (or refresh) set ExpiresAt to its start + TTL.
 	k.deadline.Store(l.ExpiresAt.Add(-s.m.cfg.safetyMargin()).UnixNano())
 	s.m.keepers.add(k)
+	s.m.listen() // PostgreSQL: releases by other processes reach k at once
 	k.wg.Go(k.renew)
 	k.wg.Go(k.watch)
 	return k
@@ -141,6 +143,14 @@ func (k *keeper) lose(cause error) {
 	if k.lostErr.CompareAndSwap(nil, e) {
 		k.s.lost(k.lease, cause)
 		k.cancel(e)
+	}
+}
+
+// poke asks the renewal loop to renew now.
+func (k *keeper) poke() {
+	select {
+	case k.check <- struct{}{}:
+	default: // a check is already pending
 	}
 }
 
@@ -165,6 +175,8 @@ func (k *keeper) renew() {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-k.check:
+			t.Stop()
 		}
 		start := m.now()
 		err := k.renewOnce(ctx, start, every)

@@ -4,8 +4,9 @@ import "sync"
 
 // keepers indexes the Manager's running Do calls by entity, so that a
 // release made through the same Manager tells them at once that their lease
-// is gone, instead of at their next renewal. Releases by other processes are
-// still found by the renewal.
+// is gone, instead of at their next renewal. A release notified by another
+// process (PostgreSQL) makes them renew at once: the notification may be of
+// an earlier grant's release, so only the renewal can tell.
 type keepers struct {
 	mu       sync.Mutex
 	byEntity map[string]map[*keeper]struct{}
@@ -49,5 +50,26 @@ func (ks *keepers) released(entity, session string) {
 	ks.mu.Unlock()
 	for _, k := range hit {
 		k.lose(ErrNotHeld)
+	}
+}
+
+// check makes the running Do calls on entity renew now.
+func (ks *keepers) check(entity string) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	for k := range ks.byEntity[entity] {
+		k.poke()
+	}
+}
+
+// checkAll makes every running Do call renew now, after a time in which
+// notifications could have been missed.
+func (ks *keepers) checkAll() {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	for _, set := range ks.byEntity {
+		for k := range set {
+			k.poke()
+		}
 	}
 }

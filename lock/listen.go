@@ -12,11 +12,11 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// listen starts, once, the goroutine that wakes this Manager's waiters when
-// another process releases an entity; only PostgreSQL has one. It is started
-// by the first wait, so a Manager that never waits holds no connection for
-// it, and not at all on a pool limited to one connection, which it would
-// take from every other call.
+// listen starts, once, the goroutine that tells this Manager's waiters and
+// Do calls when another process releases an entity; only PostgreSQL has
+// one. It is started by the first wait or Do, so a Manager that does
+// neither holds no connection for it, and not at all on a pool limited to
+// one connection, which it would take from every other call.
 func (m *Manager) listen() {
 	if _, ok := m.eng.(*postgresEngine); !ok || m.db.Stats().MaxOpenConnections == 1 {
 		return
@@ -29,8 +29,8 @@ func (m *Manager) listen() {
 }
 
 // listener holds one connection in LISTEN entitylock until the Manager
-// closes, and wakes the head of an entity's line when a release of it in
-// this schema is notified. When the connection fails it reconnects, with
+// closes. When a release of an entity in this schema is notified, it wakes
+// the head of the entity's line and makes Do calls holding it renew at once. When the connection fails it reconnects, with
 // backoff; since notifications sent in between are lost, it then wakes
 // every line's head, as waiters do their own polling anyway.
 func (m *Manager) listener() {
@@ -82,7 +82,9 @@ func (m *Manager) waitNotifications(ctx context.Context, c *pgx.Conn) error {
 	if _, err := c.Exec(ctx, "LISTEN entitylock"); err != nil {
 		return err
 	}
-	m.queues.wakeAll() // releases before LISTEN took effect were missed
+	// Releases before LISTEN took effect were missed.
+	m.queues.wakeAll()
+	m.keepers.checkAll()
 	prefix := schema + "/"
 	for {
 		n, err := c.WaitForNotification(ctx)
@@ -91,6 +93,7 @@ func (m *Manager) waitNotifications(ctx context.Context, c *pgx.Conn) error {
 		}
 		if entity, ok := strings.CutPrefix(n.Payload, prefix); ok {
 			m.queues.wake(entity)
+			m.keepers.check(entity)
 		}
 	}
 }

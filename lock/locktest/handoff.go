@@ -3,6 +3,7 @@ package locktest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -172,5 +173,41 @@ func testWaiterIsWokenByOtherManagersRelease(t *testing.T, h *harness) {
 	got, err := m1.Holder(t.Context(), "entity::hot")
 	if err != nil || got.SessionID != "waiter" || got.Token <= held.Token {
 		t.Fatalf("Holder = %+v, %v; want the waiter with a token above %d", got, err, held.Token)
+	}
+}
+
+// On PostgreSQL a Do whose lease another Manager force-releases learns of it
+// from the release's notification, long before its next renewal (20s away).
+// On SQLite the next renewal finds it (DoCancelsWhenLeaseIsForceReleased).
+func testDoLosesAtOnceToOtherManagersRelease(t *testing.T, h *harness) {
+	if h.b.Name != "postgres" {
+		t.Skip("SQLite has no cross-process notification; Do finds the loss at its next renewal")
+	}
+	dsn := h.dsn(t)
+	m := h.openDSN(t, dsn, lock.WithTTL(time.Minute), lock.WithRenewInterval(20*time.Second))
+	operator := h.openDSN(t, dsn)
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- mustSession(t, m, "worker").Do(context.Background(), "entity::job", func(ctx context.Context, l lock.Lease) error {
+			close(started)
+			<-ctx.Done()
+			return context.Cause(ctx)
+		})
+	}()
+	<-started
+	// Released before or after the listener listens: the notification, or
+	// the check that follows LISTEN, makes Do renew and find the loss.
+	began := time.Now()
+	if ok, err := operator.ForceRelease(t.Context(), "entity::job"); err != nil || !ok {
+		t.Fatalf("ForceRelease = %v, %v", ok, err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, lock.ErrLeaseLost) || !errors.Is(err, lock.ErrNotHeld) {
+			t.Fatalf("Do = %v; want ErrLeaseLost (ErrNotHeld)", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Do not cancelled %v after another Manager's release; its next renewal is 20s away", time.Since(began))
 	}
 }

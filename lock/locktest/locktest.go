@@ -73,6 +73,7 @@ var tests = []suiteTest{
 	{"AcquireAllOverlappingSets", testAcquireAllOverlappingSets},
 	{"InProcessWaitersAreServedFIFO", testInProcessWaitersAreServedFIFO},
 	{"WaiterIsWokenByOtherManagersRelease", testWaiterIsWokenByOtherManagersRelease},
+	{"DoLosesAtOnceToOtherManagersRelease", testDoLosesAtOnceToOtherManagersRelease},
 	{"SweeperPurgesExpiredRows", testSweeperPurgesExpiredRows},
 	{"StatsAndLogs", testStatsAndLogs},
 	{"NothingIsLoggedByDefault", testNothingIsLoggedByDefault},
