@@ -165,6 +165,13 @@ func (k *keeper) renew() {
 	defer cancel()
 	stop := context.AfterFunc(k.ctx, cancel) // fn's ctx done: stop renewing
 	defer stop()
+	go func() { // Do returning: stop a renewal in flight
+		select {
+		case <-k.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 
 	t := time.NewTimer(every)
 	defer t.Stop()
@@ -178,8 +185,12 @@ func (k *keeper) renew() {
 		case <-k.check:
 			t.Stop()
 		}
+		// An attempt may take until the local deadline: cut short, it
+		// would cost a PostgreSQL connection (pgx closes a connection whose
+		// query is cancelled), and the next attempt a new one.
 		start := m.now()
-		err := k.renewOnce(ctx, start, every)
+		timeout := max(every, time.Duration(k.deadline.Load()-start.UnixNano()))
+		err := k.renewOnce(ctx, start, timeout)
 		switch {
 		case err == nil:
 			k.deadline.Store(start.Add(m.cfg.ttl - m.cfg.safetyMargin()).UnixNano())
