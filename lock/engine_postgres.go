@@ -63,10 +63,7 @@ func (e *postgresEngine) acquireAll(ctx context.Context, entities []string, sess
 	if err := tx.Commit(); err != nil {
 		return nil, 0, err
 	}
-	leases = make([]Lease, len(rows))
-	for i, r := range rows {
-		leases[i] = pgLease(r.EntitylockLease)
-	}
+	leases = pgLeases(rows, func(r pgdb.AcquireAllRow) pgdb.EntitylockLease { return r.EntitylockLease })
 	return leases, rows[0].Now, nil
 }
 
@@ -118,29 +115,17 @@ func (e *postgresEngine) purgeExpired(ctx context.Context, now sql.NullInt64) (i
 
 func (e *postgresEngine) liveLeases(ctx context.Context, now sql.NullInt64) ([]Lease, error) {
 	rows, err := e.q.LiveLeases(ctx, now)
-	out := make([]Lease, len(rows))
-	for i, r := range rows {
-		out[i] = pgLease(r.EntitylockLease)
-	}
-	return out, err
+	return pgLeases(rows, func(r pgdb.LiveLeasesRow) pgdb.EntitylockLease { return r.EntitylockLease }), err
 }
 
 func (e *postgresEngine) sessionLeases(ctx context.Context, session string, now sql.NullInt64) ([]Lease, error) {
 	rows, err := e.q.SessionLeases(ctx, pgdb.SessionLeasesParams{SessionID: session, Now: now})
-	out := make([]Lease, len(rows))
-	for i, r := range rows {
-		out[i] = pgLease(r.EntitylockLease)
-	}
-	return out, err
+	return pgLeases(rows, func(r pgdb.SessionLeasesRow) pgdb.EntitylockLease { return r.EntitylockLease }), err
 }
 
 func (e *postgresEngine) allLeases(ctx context.Context) ([]Lease, error) {
 	rows, err := e.q.AllLeases(ctx)
-	out := make([]Lease, len(rows))
-	for i, r := range rows {
-		out[i] = pgLease(r.EntitylockLease)
-	}
-	return out, err
+	return pgLeases(rows, func(r pgdb.AllLeasesRow) pgdb.EntitylockLease { return r.EntitylockLease }), err
 }
 
 // guard locks the lease row FOR SHARE in tx: a takeover, renewal or release
@@ -164,4 +149,13 @@ func pgLease(r pgdb.EntitylockLease) Lease {
 		ExpiresAt:  time.UnixMilli(r.ExpiresAt).UTC(),
 		Reclaimed:  r.Reclaimed,
 	}
+}
+
+// pgLeases converts the rows of a query that embeds the lease row.
+func pgLeases[R any](rows []R, lease func(R) pgdb.EntitylockLease) []Lease {
+	out := make([]Lease, len(rows))
+	for i, r := range rows {
+		out[i] = pgLease(lease(r))
+	}
+	return out
 }
