@@ -2,6 +2,8 @@ package lock_test
 
 import (
 	"context"
+	"database/sql"
+	sqldriver "database/sql/driver"
 	"errors"
 	"os"
 	"path/filepath"
@@ -121,3 +123,21 @@ func TestNewUsesCallersDB(t *testing.T) {
 		t.Errorf("got err %v, want ErrClosed", err)
 	}
 }
+
+// New refuses a *sql.DB of any driver but the two engines'.
+func TestNewRefusesOtherDrivers(t *testing.T) {
+	sql.Register("entitylock-test-other", otherDriver{})
+	other, err := sql.Open("entitylock-test-other", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := lock.New(t.Context(), other); !errors.Is(err, lock.ErrInvalidOption) {
+		t.Errorf("New(*sql.DB of another driver): got err %v, want ErrInvalidOption", err)
+	}
+}
+
+// otherDriver is a database/sql driver that is neither engine's.
+type otherDriver struct{}
+
+func (otherDriver) Open(string) (sqldriver.Conn, error) { return nil, errors.New("not a real driver") }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,5 +206,30 @@ func TestPostgresServerClock(t *testing.T) {
 	}
 	if st := short.Stats(); st.Renewals < 2 || st.LostLeases != 0 {
 		t.Errorf("Do: %d renewals, %d lost; want ≥ 2 renewals and none lost", st.Renewals, st.LostLeases)
+	}
+}
+
+// New takes a *sql.DB of pgx's driver, and leaves it open on Close; Open
+// takes postgresql:// as well as postgres://.
+func TestPostgresNewAndURLSchemes(t *testing.T) {
+	b := locktest.Postgres(t)
+	dsn := b.NewDSN(t)
+	db := b.OpenRaw(t, dsn)
+	m, err := lock.New(t.Context(), db)
+	if err != nil {
+		t.Fatalf("New(pgx *sql.DB): %v", err)
+	}
+	l := mustAcquire(t, mustSession(t, m, "a"), "entity::new")
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Ping(); err != nil {
+		t.Fatalf("Close closed the caller's *sql.DB: %v", err)
+	}
+
+	alt := strings.Replace(dsn, "postgres://", "postgresql://", 1)
+	m2 := mustOpenPath(t, alt)
+	if got, err := m2.Holder(t.Context(), "entity::new"); err != nil || got != l {
+		t.Errorf("Holder through postgresql:// = %+v, %v; want %+v", got, err, l)
 	}
 }
