@@ -72,31 +72,32 @@ func pgSchema(ctx context.Context, o options) (string, func(), error) {
 	return u.String(), drop, nil
 }
 
+// openPostgres opens a Manager on a fresh schema; done closes it and drops
+// the schema.
+func openPostgres(ctx context.Context, o options) (dsn string, m *lock.Manager, done func(), err error) {
+	dsn, drop, err := pgSchema(ctx, o)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if m, err = lock.Open(ctx, dsn); err != nil {
+		drop()
+		return "", nil, nil, err
+	}
+	return dsn, m, func() { m.Close(); drop() }, nil
+}
+
 // P6: uncontended TryAcquire+Release pairs on PostgreSQL, the lock API
 // against the seed's PostgreSQL SQL, both through pgx's database/sql driver
 // (which prepares and caches statements for both alike).
 func benchPostgres(ctx context.Context, o options, rep *report) error {
-	dsn, drop, err := pgSchema(ctx, o)
+	dsn, m, done, err := openPostgres(ctx, o)
 	if err != nil {
 		rep.notes = append(rep.notes, "PostgreSQL rows skipped: "+err.Error())
 		rep.ratio("P6a", "lock API vs seed SQL on PostgreSQL (ops/s ratio)", "P6-ours", "P6-seed", 1.0)
 		return nil
 	}
-	defer drop()
-
-	m, err := lock.Open(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	s, _ := m.Session("bench")
-	r, err := timeOps(o.pairs, func(int) error {
-		if _, err := s.TryAcquire(ctx, "entity::bench"); err != nil {
-			return err
-		}
-		_, err := s.Release(ctx, "entity::bench")
-		return err
-	})
+	defer done()
+	r, err := timeLockPairs(ctx, m, o.pairs)
 	if err != nil {
 		return err
 	}
@@ -137,17 +138,12 @@ func benchPostgres(ctx context.Context, o options, rep *report) error {
 // through LISTEN/NOTIFY. Latency runs from just before the holder's
 // Release to the waiter's grant, both read from the machine's clock.
 func benchPostgresHandoff(ctx context.Context, o options, rep *report) error {
-	dsn, drop, err := pgSchema(ctx, o)
+	dsn, m, done, err := openPostgres(ctx, o)
 	if err != nil {
 		rep.notes = append(rep.notes, "PostgreSQL handoff skipped: "+err.Error())
 		return nil
 	}
-	defer drop()
-	m, err := lock.Open(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
+	defer done()
 	waiter, _ := m.Session("waiter")
 
 	exe, err := os.Executable()

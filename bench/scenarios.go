@@ -53,14 +53,7 @@ func benchPairs(ctx context.Context, o options, rep *report) error {
 		return err
 	}
 	defer m.Close()
-	s, _ := m.Session("bench")
-	r, err := timeOps(o.pairs, func(int) error {
-		if _, err := s.TryAcquire(ctx, "entity::bench"); err != nil {
-			return err
-		}
-		_, err := s.Release(ctx, "entity::bench")
-		return err
-	})
+	r, err := timeLockPairs(ctx, m, o.pairs)
 	if err != nil {
 		return err
 	}
@@ -112,6 +105,21 @@ func benchPairs(ctx context.Context, o options, rep *report) error {
 	rep.ratio("P1a", "lock API vs seed SQL, same driver (ops/s ratio)", "P1-ours", "P1-seed", 1.3)
 	rep.ratio("P1b", "lock API (pure Go) vs seed SQL on mattn (cgo)", "P1-ours", "P1-mattn", 1.0)
 	return nil
+}
+
+// timeLockPairs times n uncontended TryAcquire+Release pairs through m.
+func timeLockPairs(ctx context.Context, m *lock.Manager, n int) (row, error) {
+	s, err := m.Session("bench")
+	if err != nil {
+		return row{}, err
+	}
+	return timeOps(n, func(int) error {
+		if _, err := s.TryAcquire(ctx, "entity::bench"); err != nil {
+			return err
+		}
+		_, err := s.Release(ctx, "entity::bench")
+		return err
+	})
 }
 
 func benchPostgresPairs(ctx context.Context, o options, rep *report) error {

@@ -3,11 +3,9 @@ package schema
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 
 	"github.com/golang-migrate/migrate/v4"
-	"github.com/golang-migrate/migrate/v4/database"
 	pgxmigrate "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	"github.com/golang-migrate/migrate/v4/source"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -65,26 +63,6 @@ func privateDB(ctx context.Context, db *sql.DB) (*sql.DB, error) {
 // readPostgresVersion returns database.NilVersion when nothing was ever
 // migrated in the connection's current schema.
 func readPostgresVersion(ctx context.Context, q querier) (int, bool, error) {
-	var exists bool
-	err := q.QueryRowContext(ctx,
-		`SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1)`,
-		MigrationsTable).Scan(&exists)
-	if err != nil {
-		return 0, false, err
-	}
-	if !exists {
-		return database.NilVersion, false, nil
-	}
-	var (
-		version int
-		dirty   bool
-	)
-	err = q.QueryRowContext(ctx, "SELECT version, dirty FROM "+MigrationsTable+" LIMIT 1").Scan(&version, &dirty)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return database.NilVersion, false, nil
-	case err != nil:
-		return 0, false, err
-	}
-	return version, dirty, nil
+	return readVersionRow(ctx, q,
+		`SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1)`)
 }

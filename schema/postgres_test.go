@@ -18,29 +18,13 @@ import (
 // connection's current schema, to compare states.
 func pgObjects(t *testing.T, db *sql.DB) []string {
 	t.Helper()
-	rows, err := db.Query(`
+	return queryStrings(t, db, `
 		SELECT c.relkind::text || ' ' || c.relname FROM pg_class c
 		WHERE c.relnamespace = current_schema()::regnamespace
 		UNION ALL
 		SELECT 'f ' || p.proname FROM pg_proc p
 		WHERE p.pronamespace = current_schema()::regnamespace
 		ORDER BY 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 func TestPostgresMigrateUpDownAndConcurrentStart(t *testing.T) {

@@ -30,6 +30,7 @@ import (
 	"strings"
 
 	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/database"
 	"github.com/golang-migrate/migrate/v4/source"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -122,7 +123,7 @@ func Version(ctx context.Context, db *sql.DB) (version uint, dirty bool, err err
 	if e == Postgres {
 		v, dirty, err = readPostgresVersion(ctx, db)
 	} else {
-		v, dirty, err = readVersion(ctx, db)
+		v, dirty, err = readSQLiteVersion(ctx, db)
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("schema: read version: %w", err)
@@ -203,4 +204,33 @@ func checkVersion(v uint, dirty bool) error {
 		return fmt.Errorf("version %d: %w (this code knows up to version %d)", v, ErrTooNew, Latest())
 	}
 	return nil
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// readVersionRow reads the version row, if the query tableExists, given
+// MigrationsTable, finds the table; else it returns database.NilVersion.
+func readVersionRow(ctx context.Context, q querier, tableExists string) (int, bool, error) {
+	var exists bool
+	err := q.QueryRowContext(ctx, tableExists, MigrationsTable).Scan(&exists)
+	if err != nil {
+		return 0, false, err
+	}
+	if !exists {
+		return database.NilVersion, false, nil
+	}
+	var (
+		version int
+		dirty   bool
+	)
+	err = q.QueryRowContext(ctx, "SELECT version, dirty FROM "+MigrationsTable+" LIMIT 1").Scan(&version, &dirty)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return database.NilVersion, false, nil
+	case err != nil:
+		return 0, false, err
+	}
+	return version, dirty, nil
 }

@@ -25,10 +25,10 @@ func openDB(t *testing.T, path string) *sql.DB {
 	return db
 }
 
-// objects lists the schema objects and the version rows, to compare states.
-func objects(t *testing.T, db *sql.DB) []string {
+// queryStrings runs a query whose rows are one text column each.
+func queryStrings(t *testing.T, db *sql.DB, query string) []string {
 	t.Helper()
-	rows, err := db.Query(`SELECT type || ' ' || name FROM sqlite_schema ORDER BY 1`)
+	rows, err := db.Query(query)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +44,13 @@ func objects(t *testing.T, db *sql.DB) []string {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
+	return out
+}
+
+// objects lists the schema objects and the version rows, to compare states.
+func objects(t *testing.T, db *sql.DB) []string {
+	t.Helper()
+	out := queryStrings(t, db, `SELECT type || ' ' || name FROM sqlite_schema ORDER BY 1`)
 	var exists bool
 	db.QueryRow(`SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = ?)`, schema.MigrationsTable).Scan(&exists)
 	if exists {

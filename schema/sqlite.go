@@ -108,9 +108,9 @@ func (d *driver) SetVersion(version int, dirty bool) error {
 
 func (d *driver) Version() (int, bool, error) {
 	if d.conn != nil {
-		return readVersion(d.ctx, d.conn)
+		return readSQLiteVersion(d.ctx, d.conn)
 	}
-	return readVersion(d.ctx, d.db)
+	return readSQLiteVersion(d.ctx, d.db)
 }
 
 // Drop is refused: the lock tables may share a database with the host
@@ -126,32 +126,9 @@ func (d *driver) exec(query string, args ...any) (sql.Result, error) {
 	return d.conn.ExecContext(d.ctx, query, args...)
 }
 
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// readVersion returns database.NilVersion when nothing was ever migrated.
-func readVersion(ctx context.Context, q querier) (int, bool, error) {
-	var exists bool
-	err := q.QueryRowContext(ctx,
-		`SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?)`,
-		MigrationsTable).Scan(&exists)
-	if err != nil {
-		return 0, false, err
-	}
-	if !exists {
-		return database.NilVersion, false, nil
-	}
-	var (
-		version int
-		dirty   bool
-	)
-	err = q.QueryRowContext(ctx, "SELECT version, dirty FROM "+MigrationsTable+" LIMIT 1").Scan(&version, &dirty)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return database.NilVersion, false, nil
-	case err != nil:
-		return 0, false, err
-	}
-	return version, dirty, nil
+// readSQLiteVersion returns database.NilVersion when nothing was ever
+// migrated.
+func readSQLiteVersion(ctx context.Context, q querier) (int, bool, error) {
+	return readVersionRow(ctx, q,
+		`SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?)`)
 }
