@@ -44,7 +44,7 @@ type Manager struct {
 	done   chan struct{}  // closed by Close; ends waits and the sweeper
 	bg     sync.WaitGroup // the sweeper and the listener
 
-	listenOnce sync.Once // starts the listener (PostgreSQL) at the first wait
+	listenOnce sync.Once // starts the listener (PostgreSQL) at the first wait or Do
 
 	queues  waitQueues
 	keepers keepers

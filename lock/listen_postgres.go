@@ -30,9 +30,10 @@ func (m *Manager) listen() {
 
 // listener holds one connection in LISTEN entitylock until the Manager
 // closes. When a release of an entity in this schema is notified, it wakes
-// the head of the entity's line and makes Do calls holding it renew at once. When the connection fails it reconnects, with
-// backoff; since notifications sent in between are lost, it then wakes
-// every line's head, as waiters do their own polling anyway.
+// the head of the entity's line and makes Do calls holding it renew at
+// once. When the connection fails it reconnects, with backoff; since
+// notifications sent in between are lost, it then wakes every line's head
+// and makes every Do renew. Waiters poll on their backoff meanwhile.
 func (m *Manager) listener() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
