@@ -233,3 +233,62 @@ func TestPostgresNewAndURLSchemes(t *testing.T) {
 		t.Errorf("Holder through postgresql:// = %+v, %v; want %+v", got, err, l)
 	}
 }
+
+// When the listening connection dies, the Manager reconnects and listens
+// again; releases sent in between reach its waiters anyway (the wake-up
+// after LISTEN, or their own polling), and later releases wake them through
+// notifications again.
+func TestPostgresListenerReconnects(t *testing.T) {
+	b := locktest.Postgres(t)
+	dsn := b.NewDSN(t)
+	raw := b.OpenRaw(t, dsn)
+	app := "entitylock-waiter-" + strings.ToLower(t.Name())
+	never := lock.RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour}
+	holderM := mustOpenPath(t, dsn, lock.WithTTL(time.Hour))
+	waiterM := mustOpenPath(t, withParams(t, dsn, "application_name", app), lock.WithTTL(time.Hour), lock.WithRetry(never))
+	holder, waiter := mustSession(t, holderM, "holder"), mustSession(t, waiterM, "waiter")
+
+	listeners := func() []string {
+		return queryStrings(t, raw, `SELECT pid::text FROM pg_stat_activity
+			WHERE application_name = $1 AND query = 'LISTEN entitylock'`, app)
+	}
+	// handoff has the waiter wait for entity until the holder releases it.
+	handoff := func(entity string, beforeRelease func()) {
+		t.Helper()
+		mustAcquire(t, holder, entity)
+		refused := waiter.Stats().Contended
+		done := make(chan error, 1)
+		go func() {
+			_, err := waiter.Acquire(context.Background(), entity)
+			done <- err
+		}()
+		waitFor(t, "the waiter to be refused", func() bool { return waiter.Stats().Contended > refused && len(listeners()) == 1 })
+		beforeRelease()
+		if ok, err := holder.Release(t.Context(), entity); err != nil || !ok {
+			t.Fatalf("Release(%q) = %v, %v", entity, ok, err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("waiter: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("waiter on %s not granted within 10s of the release", entity)
+		}
+	}
+
+	handoff("entity::1", func() {})
+	old := listeners()
+	// Kill the listening connection, then release at once: the
+	// notification may go nowhere.
+	handoff("entity::2", func() {
+		if _, err := raw.Exec(`SELECT pg_terminate_backend($1::int)`, old[0]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	waitFor(t, "a new listening connection", func() bool {
+		l := listeners()
+		return len(l) == 1 && l[0] != old[0]
+	})
+	handoff("entity::3", func() {})
+}
