@@ -29,7 +29,8 @@ check-generated: $(SQLC) ## Fail if db/ is stale or go.mod/go.sum are untidy.
 	cd bench && $(GO) mod tidy -diff
 
 .PHONY: test
-test: ## Run every test under the race detector.
+test: ## Run every test under the race detector (PostgreSQL too when ENTITYLOCK_POSTGRES_DSN is set).
+	@[ -n "$$ENTITYLOCK_POSTGRES_DSN" ] || echo "note: the PostgreSQL tests skip: set ENTITYLOCK_POSTGRES_DSN to run them, e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	$(GO) test -race -shuffle=on -count=1 ./...
 
 .PHONY: bench
