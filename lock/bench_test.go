@@ -8,11 +8,18 @@ import (
 	"time"
 
 	"github.com/entitylock/entitylock/lock"
+	"github.com/entitylock/entitylock/lock/locktest"
 )
 
 // Uncontended TryAcquire+Release pairs on a WAL file database.
-func BenchmarkTryAcquireRelease(b *testing.B) {
-	m := mustOpen(b)
+func BenchmarkTryAcquireRelease(b *testing.B) { benchPairs(b, mustOpen(b)) }
+
+// The same on PostgreSQL, in a fresh schema.
+func BenchmarkPostgresTryAcquireRelease(b *testing.B) {
+	benchPairs(b, mustOpenPath(b, locktest.Postgres(b).NewDSN(b)))
+}
+
+func benchPairs(b *testing.B, m *lock.Manager) {
 	s := mustSession(b, m, "bench")
 	ctx := context.Background()
 	for b.Loop() {
@@ -41,8 +48,22 @@ func BenchmarkTryAcquire(b *testing.B) {
 // In-process handoff: the time from the holder's Release returning to the
 // waiter's Acquire returning with the grant. Reports p50 and p99.
 func BenchmarkHandoff(b *testing.B) {
-	m := mustOpen(b, lock.WithRetry(lock.RetryPolicy{MaxRetries: -1, BaseDelay: 50 * time.Millisecond, Jitter: 0.2}))
-	holder, waiter := mustSession(b, m, "holder"), mustSession(b, m, "waiter")
+	m := mustOpen(b, handoffRetry)
+	benchHandoff(b, m, m)
+}
+
+// Handoff on PostgreSQL between two Managers, as between two processes:
+// the waiter learns of the release only through LISTEN/NOTIFY.
+func BenchmarkPostgresHandoffAcrossManagers(b *testing.B) {
+	dsn := locktest.Postgres(b).NewDSN(b)
+	benchHandoff(b, mustOpenPath(b, dsn, handoffRetry), mustOpenPath(b, dsn, handoffRetry))
+}
+
+var handoffRetry = lock.WithRetry(lock.RetryPolicy{MaxRetries: -1, BaseDelay: 50 * time.Millisecond, Jitter: 0.2})
+
+func benchHandoff(b *testing.B, holderM, waiterM *lock.Manager) {
+	holder, waiter := mustSession(b, holderM, "holder"), mustSession(b, waiterM, "waiter")
+	m := waiterM
 	ctx := context.Background()
 	mustAcquire(b, holder, "entity::hot")
 	var lat []time.Duration
