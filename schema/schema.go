@@ -139,6 +139,9 @@ func Version(ctx context.Context, db *sql.DB) (version uint, dirty bool, err err
 // It returns an error wrapping ErrTooNew or ErrDirty, and changes nothing,
 // when the recorded version is newer than this code or marked dirty.
 func Migrate(ctx context.Context, db *sql.DB) error {
+	if v, dirty, err := Version(ctx, db); err == nil && !dirty && v == Latest() {
+		return nil // current: no lock, no migration connection
+	}
 	return run(ctx, db, func(m *migrate.Migrate) error { return m.Up() })
 }
 
