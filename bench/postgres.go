@@ -129,6 +129,15 @@ func benchPostgres(ctx context.Context, o options, rep *report) error {
 	r.id, r.name, r.note = "P6-seed", "seed SQL on PostgreSQL (upsert with NOW() + interval, DELETE)", "no token"
 	rep.add(r)
 	rep.ratio("P6a", "lock API vs seed SQL on PostgreSQL (ops/s ratio)", "P6-ours", "P6-seed", 1.0)
+
+	err = timeAcquireAll(ctx, o, rep, "P6", " (PostgreSQL)", func(string) (*lock.Manager, func(), error) {
+		_, m, done, err := openPostgres(ctx, o)
+		return m, done, err
+	})
+	if err != nil {
+		return err
+	}
+	rep.ratio("P6b", "AcquireAll(100) vs 100 × Acquire on PostgreSQL", "P6-all", "P6-seq", 20)
 	return nil
 }
 

@@ -416,6 +416,25 @@ func benchScale(ctx context.Context, o options, rep *report) error {
 
 // P4: AcquireAll of 100 entities against 100 sequential Acquire calls.
 func benchAcquireAll(ctx context.Context, o options, rep *report) error {
+	err := timeAcquireAll(ctx, o, rep, "P4", "", func(name string) (*lock.Manager, func(), error) {
+		m, err := openOurs(ctx, o, name)
+		if err != nil {
+			return nil, nil, err
+		}
+		return m, func() { m.Close() }, nil
+	})
+	if err != nil {
+		return err
+	}
+	rep.ratio("P4", "AcquireAll(100) vs 100 × Acquire", "P4-all", "P4-seq", 20)
+	return nil
+}
+
+// timeAcquireAll adds the rows <prefix>-all (AcquireAll of 100 entities)
+// and <prefix>-seq (100 sequential Acquire calls), each on a Manager from
+// open, which returns the function that closes it.
+func timeAcquireAll(ctx context.Context, o options, rep *report, prefix, engine string,
+	open func(name string) (*lock.Manager, func(), error)) error {
 	names := make([]string, 100)
 	for i := range names {
 		names[i] = fmt.Sprintf("entity::%03d", i)
@@ -425,11 +444,11 @@ func benchAcquireAll(ctx context.Context, o options, rep *report) error {
 		id, name string
 		do       func(*lock.Session) error
 	}{
-		{"P4-all", "AcquireAll of 100 entities", func(s *lock.Session) error {
+		{prefix + "-all", "AcquireAll of 100 entities" + engine, func(s *lock.Session) error {
 			_, err := s.AcquireAll(ctx, names...)
 			return err
 		}},
-		{"P4-seq", "100 sequential Acquire calls", func(s *lock.Session) error {
+		{prefix + "-seq", "100 sequential Acquire calls" + engine, func(s *lock.Session) error {
 			for _, n := range names {
 				if _, err := s.Acquire(ctx, n); err != nil {
 					return err
@@ -438,7 +457,7 @@ func benchAcquireAll(ctx context.Context, o options, rep *report) error {
 			return nil
 		}},
 	} {
-		m, err := openOurs(ctx, o, v.id)
+		m, done, err := open(v.id)
 		if err != nil {
 			return err
 		}
@@ -447,19 +466,18 @@ func benchAcquireAll(ctx context.Context, o options, rep *report) error {
 		for range reps {
 			t0 := time.Now()
 			if err := v.do(s); err != nil {
-				m.Close()
+				done()
 				return err
 			}
 			r.record(time.Since(t0))
 			if _, err := s.ReleaseAll(ctx); err != nil {
-				m.Close()
+				done()
 				return err
 			}
 		}
-		m.Close()
+		done()
 		rep.add(r)
 	}
-	rep.ratio("P4", "AcquireAll(100) vs 100 × Acquire", "P4-all", "P4-seq", 20)
 	return nil
 }
 
