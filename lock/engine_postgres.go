@@ -27,15 +27,39 @@ func newPostgresEngine(db *sql.DB) *postgresEngine {
 func (e *postgresEngine) serverClock() bool { return true }
 func (e *postgresEngine) close() error      { return nil }
 
+// acquire retries the statement when it fails with a serialization failure:
+// the fence trigger refusing a new row whose token a concurrent purge
+// overtook (schema/postgres), or SERIALIZABLE isolation set by the caller.
+// Either way nothing was written, and the next attempt draws a new token.
 func (e *postgresEngine) acquire(ctx context.Context, entity, session string, now sql.NullInt64, ttlMs int64) (Lease, int64, error) {
-	row, err := e.q.Acquire(ctx, pgdb.AcquireParams{Entity: entity, SessionID: session, TtlMs: ttlMs, Now: now})
-	return pgLease(row.EntitylockLease), row.Now, err
+	for attempt := 1; ; attempt++ {
+		row, err := e.q.Acquire(ctx, pgdb.AcquireParams{Entity: entity, SessionID: session, TtlMs: ttlMs, Now: now})
+		if attempt < maxSerializationRetries && isSerializationFailure(err) {
+			continue
+		}
+		return pgLease(row.EntitylockLease), row.Now, err
+	}
+}
+
+// maxSerializationRetries bounds the attempts of a statement that keeps
+// failing with a serialization failure.
+const maxSerializationRetries = 8
+
+func isSerializationFailure(err error) bool {
+	return pgCode(err) == "40001"
+}
+
+func pgCode(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
 }
 
 // acquireAll runs the all-or-nothing statement in a transaction: under READ
 // COMMITTED a grant committed by another transaction while the statement
-// runs can make it skip a row, and then the whole set is rolled back. Two
-// calls that deadlock on each other's rows count as contention too.
+// runs can make it skip a row, and then the whole set is rolled back.
 func (e *postgresEngine) acquireAll(ctx context.Context, entities []string, session string, now sql.NullInt64, ttlMs int64) (leases []Lease, nowMs int64, err error) {
 	list, err := json.Marshal(entities)
 	if err != nil {
@@ -53,8 +77,9 @@ func (e *postgresEngine) acquireAll(ctx context.Context, entities []string, sess
 	rows, err := e.q.WithTx(tx).AcquireAll(ctx, pgdb.AcquireAllParams{
 		SessionID: session, TtlMs: ttlMs, Now: now, Entities: list,
 	})
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "40P01" { // deadlock_detected
+	if code := pgCode(err); code == "40P01" || code == "40001" {
+		// A deadlock with another AcquireAll, or the fence refusing a new
+		// row (see acquire): contention, tried again by the caller.
 		return nil, 0, nil
 	}
 	if err != nil || len(rows) != len(entities) {

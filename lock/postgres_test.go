@@ -292,3 +292,57 @@ func TestPostgresListenerReconnects(t *testing.T) {
 	})
 	handoff("entity::3", func() {})
 }
+
+// A new row's token is drawn before the row is inserted. Should a purge
+// delete a greater token in between (here: the sequence is wound back, as
+// if the token had been drawn before that purge), the fence refuses the row
+// and the grant is retried with a fresh token, above every purged one.
+func TestPostgresFenceRefusesTokenBelowPurge(t *testing.T) {
+	b := locktest.Postgres(t)
+	dsn := b.NewDSN(t)
+	clk := locktest.NewClock()
+	m := mustOpenPath(t, dsn, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+	raw := b.OpenRaw(t, dsn)
+	s := mustSession(t, m, "a")
+	for _, e := range []string{"entity::1", "entity::2", "entity::3"} {
+		mustAcquire(t, s, e)
+	}
+	gone := mustAcquire(t, s, "entity::gone")
+	clk.Advance(2 * time.Minute)
+	if n, err := m.PurgeExpired(t.Context()); err != nil || n != 4 {
+		t.Fatalf("PurgeExpired = %d, %v; want 4", n, err)
+	}
+	var fence int64
+	if err := raw.QueryRow(`SELECT last_token FROM entitylock_fence`).Scan(&fence); err != nil || fence != gone.Token {
+		t.Fatalf("fence = %d, %v; want the purged token %d", fence, err, gone.Token)
+	}
+
+	// A row inserted behind the library's back with a token at the fence.
+	_, err := raw.Exec(`INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at)
+		VALUES ('entity::raw', 'x', $1, 0, 1)`, fence)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "40001" {
+		t.Fatalf("insert at the fence: got err %v, want SQLSTATE 40001", err)
+	}
+
+	// The next token drawn equals the fence: refused, retried, granted above.
+	if _, err := raw.Exec(`SELECT setval('entitylock_tokens', $1)`, fence-1); err != nil {
+		t.Fatal(err)
+	}
+	got := mustAcquire(t, s, "entity::gone")
+	if got.Token <= fence {
+		t.Fatalf("re-grant after the purge has token %d, want > %d", got.Token, fence)
+	}
+	if _, err := raw.Exec(`SELECT setval('entitylock_tokens', $1)`, fence-1); err != nil {
+		t.Fatal(err)
+	}
+	all, err := mustSession(t, m, "b").AcquireAll(t.Context(), "entity::new1", "entity::new2")
+	if err != nil {
+		t.Fatalf("AcquireAll after winding the sequence back: %v", err)
+	}
+	for _, l := range all {
+		if l.Token <= fence {
+			t.Errorf("%s: token %d, want > %d", l.Entity, l.Token, fence)
+		}
+	}
+}

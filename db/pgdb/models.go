@@ -4,6 +4,11 @@
 
 package pgdb
 
+type EntitylockFence struct {
+	ID        int32
+	LastToken int64
+}
+
 type EntitylockLease struct {
 	Entity     string
 	SessionID  string

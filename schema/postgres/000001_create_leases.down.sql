@@ -1,4 +1,9 @@
 DROP TRIGGER IF EXISTS entitylock_leases_released ON entitylock_leases;
+DROP TRIGGER IF EXISTS entitylock_leases_inserted ON entitylock_leases;
+DROP TRIGGER IF EXISTS entitylock_leases_deleted ON entitylock_leases;
+DROP FUNCTION IF EXISTS entitylock_fence_check();
+DROP FUNCTION IF EXISTS entitylock_fence_raise();
+DROP TABLE IF EXISTS entitylock_fence;
 DROP FUNCTION IF EXISTS entitylock_notify_release();
 DROP FUNCTION IF EXISTS entitylock_clock(bigint);
 DROP SEQUENCE IF EXISTS entitylock_tokens;

@@ -25,6 +25,56 @@ CREATE INDEX entitylock_leases_session ON entitylock_leases (session_id);
 -- entity only grow, across releases, takeovers and purges.
 CREATE SEQUENCE entitylock_tokens AS bigint;
 
+-- The fence: the largest token of any deleted row. A grant that inserts a
+-- row draws its token before the insert; were that entity's row granted a
+-- greater token, released and purged in between, the new row would start
+-- below it. So each delete statement raises the fence, and an inserted row
+-- whose token is not above the fence is refused with SQLSTATE 40001
+-- (serialization_failure), which the library retries with a new token.
+-- (Rows of existing entities draw their token after locking the row.)
+CREATE TABLE entitylock_fence (
+    id         integer NOT NULL PRIMARY KEY CHECK (id = 1),
+    last_token bigint  NOT NULL
+);
+
+INSERT INTO entitylock_fence (id, last_token) VALUES (1, 0);
+
+CREATE FUNCTION entitylock_fence_raise() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    UPDATE entitylock_fence SET last_token = d.top
+    FROM (SELECT max(token) AS top FROM gone) AS d
+    WHERE id = 1 AND d.top > last_token;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER entitylock_leases_deleted
+AFTER DELETE ON entitylock_leases
+REFERENCING OLD TABLE AS gone
+FOR EACH STATEMENT
+EXECUTE FUNCTION entitylock_fence_raise();
+
+-- Runs after the row is in, with a snapshot of its own (a volatile
+-- function's statement), so it sees a purge that committed meanwhile.
+CREATE FUNCTION entitylock_fence_check() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NEW.token <= (SELECT f.last_token FROM entitylock_fence AS f WHERE f.id = 1) THEN
+        RAISE EXCEPTION 'entitylock: token % of new row "%" is not above the fence of a purge', NEW.token, NEW.entity
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER entitylock_leases_inserted
+AFTER INSERT ON entitylock_leases
+FOR EACH ROW
+EXECUTE FUNCTION entitylock_fence_check();
+
 -- "Now" for one statement: the caller's reading when given, else the
 -- server's clock. clock_timestamp(), not now(), which stands still for the
 -- whole transaction.
