@@ -188,17 +188,7 @@ func benchPostgresHandoff(ctx context.Context, o options, rep *report) error {
 		if reply, err := ask("acquire"); err != nil || reply != "held" {
 			return fmt.Errorf("holder process: %q, %v", reply, err)
 		}
-		before := m.Stats().Contended
-		got := make(chan error, 1)
-		var granted time.Time
-		go func() {
-			_, err := waiter.Acquire(ctx, "hot")
-			granted = time.Now()
-			got <- err
-		}()
-		for m.Stats().Contended == before {
-			time.Sleep(20 * time.Microsecond)
-		}
+		granted := startWaiter(ctx, m, waiter, "hot")
 		time.Sleep(time.Duration(rng.Int64N(int64(50 * time.Millisecond))))
 		reply, err := ask("release")
 		if err != nil {
@@ -208,10 +198,11 @@ func benchPostgresHandoff(ctx context.Context, o options, rep *report) error {
 		if err != nil {
 			return fmt.Errorf("holder process: %q", reply)
 		}
-		if err := <-got; err != nil {
+		at, err := granted()
+		if err != nil {
 			return err
 		}
-		r.record(granted.Sub(time.Unix(0, ns)))
+		r.record(at.Sub(time.Unix(0, ns)))
 		if _, err := waiter.Release(ctx, "hot"); err != nil {
 			return err
 		}

@@ -173,6 +173,27 @@ func benchRedisPairs(ctx context.Context, o options, rep *report) error {
 	return nil
 }
 
+// startWaiter has waiter, of m, Acquire entity in the background, and
+// returns once the waiter was refused (it is in line). granted gives the
+// time of the grant.
+func startWaiter(ctx context.Context, m *lock.Manager, waiter *lock.Session, entity string) (granted func() (time.Time, error)) {
+	before := m.Stats().Contended
+	got := make(chan error, 1)
+	var at time.Time
+	go func() {
+		_, err := waiter.Acquire(ctx, entity)
+		at = time.Now()
+		got <- err
+	}()
+	for m.Stats().Contended == before {
+		time.Sleep(20 * time.Microsecond)
+	}
+	return func() (time.Time, error) {
+		err := <-got
+		return at, err
+	}
+}
+
 // P2: in-process handoff. A waiter is blocked; after a random 0–50 ms the
 // holder releases; latency runs from the release to the waiter's grant.
 func benchHandoff(ctx context.Context, o options, rep *report) error {
@@ -194,26 +215,17 @@ func benchHandoff(ctx context.Context, o options, rep *report) error {
 		if _, err := holder.TryAcquire(ctx, "hot"); err != nil {
 			return err
 		}
-		before := m.Stats().Contended
-		got := make(chan error, 1)
-		var granted time.Time
-		go func() {
-			_, err := waiter.Acquire(ctx, "hot")
-			granted = time.Now()
-			got <- err
-		}()
-		for m.Stats().Contended == before {
-			time.Sleep(20 * time.Microsecond)
-		}
+		granted := startWaiter(ctx, m, waiter, "hot")
 		time.Sleep(d)
 		released := time.Now()
 		if _, err := holder.Release(ctx, "hot"); err != nil {
 			return err
 		}
-		if err := <-got; err != nil {
+		at, err := granted()
+		if err != nil {
 			return err
 		}
-		r.record(granted.Sub(released))
+		r.record(at.Sub(released))
 		if _, err := waiter.Release(ctx, "hot"); err != nil {
 			return err
 		}

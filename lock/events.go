@@ -1,7 +1,6 @@
 package lock
 
 import (
-	"context"
 	"log/slog"
 	"time"
 )
@@ -63,12 +62,8 @@ func (s *Session) lost(l Lease, cause error) {
 // sweep purges expired and released rows every cfg.sweep until the Manager
 // closes.
 func (m *Manager) sweep() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := m.lifeContext()
 	defer cancel()
-	go func() {
-		<-m.done
-		cancel()
-	}()
 	t := time.NewTicker(m.cfg.sweep)
 	defer t.Stop()
 	for {

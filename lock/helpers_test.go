@@ -5,10 +5,16 @@ import (
 	"database/sql"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/lock/locktest"
+)
+
+// The helpers shared with the conformance suite.
+var (
+	mustSession = locktest.MustSession
+	mustAcquire = locktest.MustAcquire
+	waitFor     = locktest.WaitFor
 )
 
 type testClock = locktest.Clock
@@ -36,24 +42,6 @@ func mustOpenPath(tb testing.TB, path string, opts ...lock.Option) *lock.Manager
 	return m
 }
 
-func mustSession(tb testing.TB, m *lock.Manager, id string) *lock.Session {
-	tb.Helper()
-	s, err := m.Session(id)
-	if err != nil {
-		tb.Fatalf("Session(%q): %v", id, err)
-	}
-	return s
-}
-
-func mustAcquire(tb testing.TB, s *lock.Session, entity string) lock.Lease {
-	tb.Helper()
-	l, err := s.TryAcquire(context.Background(), entity)
-	if err != nil {
-		tb.Fatalf("%s: TryAcquire(%q): %v", s.ID(), entity, err)
-	}
-	return l
-}
-
 // rawDB opens a second handle on the file for checks made behind the
 // library's back.
 func rawDB(tb testing.TB, path string) *sql.DB {
@@ -64,19 +52,6 @@ func rawDB(tb testing.TB, path string) *sql.DB {
 	}
 	tb.Cleanup(func() { db.Close() })
 	return db
-}
-
-// waitFor polls cond until it holds, failing the test after 10s. It waits
-// for background work (renewals, sweeps), never for a TTL.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // queryStrings runs a query whose rows are one text column each and

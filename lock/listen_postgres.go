@@ -35,12 +35,8 @@ func (m *Manager) listen() {
 // notifications sent in between are lost, it then wakes every line's head
 // and makes every Do renew. Waiters poll on their backoff meanwhile.
 func (m *Manager) listener() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := m.lifeContext()
 	defer cancel()
-	go func() {
-		<-m.done
-		cancel()
-	}()
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, time.Second) {
 		err := m.listenOnConn(ctx)
 		if ctx.Err() != nil {

@@ -82,6 +82,20 @@ func newManager(ctx context.Context, db *sql.DB, kind schema.Engine, opts []Opti
 	return m, nil
 }
 
+// lifeContext returns a context for background work that ends when the
+// Manager closes (or cancel is called).
+func (m *Manager) lifeContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-m.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // enter starts a call that touches the database; the caller must call
 // m.exit when it returns nil.
 func (m *Manager) enter() error {

@@ -188,7 +188,8 @@ func newTestClock() *Clock { return NewClock() }
 // fastRetry makes Acquire give up quickly in tests that expect contention.
 var fastRetry = lock.RetryPolicy{MaxRetries: 2, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}
 
-func mustSession(tb testing.TB, m *lock.Manager, id string) *lock.Session {
+// MustSession returns m's session id, failing tb if it cannot.
+func MustSession(tb testing.TB, m *lock.Manager, id string) *lock.Session {
 	tb.Helper()
 	s, err := m.Session(id)
 	if err != nil {
@@ -197,7 +198,8 @@ func mustSession(tb testing.TB, m *lock.Manager, id string) *lock.Session {
 	return s
 }
 
-func mustAcquire(tb testing.TB, s *lock.Session, entity string) lock.Lease {
+// MustAcquire takes entity with one TryAcquire, failing tb if it cannot.
+func MustAcquire(tb testing.TB, s *lock.Session, entity string) lock.Lease {
 	tb.Helper()
 	l, err := s.TryAcquire(context.Background(), entity)
 	if err != nil {
@@ -206,9 +208,9 @@ func mustAcquire(tb testing.TB, s *lock.Session, entity string) lock.Lease {
 	return l
 }
 
-// waitFor polls cond until it holds, failing the test after 10s. It waits
-// for background work (renewals, sweeps), never for a TTL.
-func waitFor(tb testing.TB, what string, cond func() bool) {
+// WaitFor polls cond until it holds, failing tb after 10s. It waits for
+// background work (renewals, sweeps, other processes), never for a TTL.
+func WaitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -218,3 +220,10 @@ func waitFor(tb testing.TB, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// Short names inside the suite.
+var (
+	mustSession = MustSession
+	mustAcquire = MustAcquire
+	waitFor     = WaitFor
+)
