@@ -3,61 +3,55 @@ package schema
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
-
-	"github.com/golang-migrate/migrate/v4"
-	pgxmigrate "github.com/golang-migrate/migrate/v4/database/pgx/v5"
-	"github.com/golang-migrate/migrate/v4/source"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// runPostgres migrates through golang-migrate's pgx/v5 driver. That driver
-// holds a connection for its advisory lock and closes its *sql.DB when done,
-// so it gets a private one, opened with the configuration of one of db's
-// connections (same server, user, database and search_path).
-func runPostgres(ctx context.Context, db *sql.DB, src source.Driver, step func(*migrate.Migrate) error) error {
-	own, err := privateDB(ctx, db)
-	if err != nil {
-		src.Close()
-		return err
-	}
-	drv, err := pgxmigrate.WithInstance(own, &pgxmigrate.Config{MigrationsTable: MigrationsTable})
-	if err != nil {
-		src.Close()
-		own.Close()
-		return err
-	}
-	m, err := migrate.NewWithInstance("iofs", src, "entitylock", drv)
-	if err != nil {
-		src.Close()
-		drv.Close()
-		return err
-	}
-	defer m.Close() // closes src, the driver's connection and own
-	return step(m)
+// ErrNoSchema reports a PostgreSQL connection whose search_path names no
+// schema that exists, so there is nowhere to put the lock tables. Create
+// the schema (CREATE SCHEMA name), or fix the search_path; the library does
+// not create it, since a mistyped name would silently make a second,
+// separate set of locks that excludes nobody.
+var ErrNoSchema = errors.New("no schema of the search_path exists")
+
+// postgresDialect runs migrations in one transaction that first takes an
+// advisory transaction lock keyed by the current schema: processes that
+// start together wait for each other, and the first one migrates. DDL is
+// transactional on PostgreSQL, so the run commits whole or not at all.
+var postgresDialect = dialect{
+	begin: func(ctx context.Context, conn *sql.Conn) error {
+		if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+		if err := checkCurrentSchema(ctx, conn); err != nil {
+			return err
+		}
+		const lock = `SELECT pg_advisory_xact_lock(hashtextextended('` + MigrationsTable + `:' || current_schema(), 0))`
+		if _, err := conn.ExecContext(ctx, lock); err != nil {
+			return fmt.Errorf("take the migration lock: %w", err)
+		}
+		return nil
+	},
+	// Columns as golang-migrate's PostgreSQL drivers make them.
+	createTable:   `CREATE TABLE IF NOT EXISTS ` + MigrationsTable + ` (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)`,
+	insertVersion: "INSERT INTO " + MigrationsTable + " (version, dirty) VALUES ($1, $2)",
+	readVersion:   readPostgresVersion,
 }
 
-// privateDB opens a one-connection *sql.DB configured like db's connections.
-func privateDB(ctx context.Context, db *sql.DB) (*sql.DB, error) {
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return nil, err
+// checkCurrentSchema returns an error wrapping ErrNoSchema, naming the
+// search_path, when none of its schemas exists.
+func checkCurrentSchema(ctx context.Context, q querier) error {
+	var (
+		current    sql.NullString
+		searchPath string
+	)
+	if err := q.QueryRowContext(ctx, `SELECT current_schema(), current_setting('search_path')`).Scan(&current, &searchPath); err != nil {
+		return fmt.Errorf("read current schema: %w", err)
 	}
-	defer conn.Close()
-	var own *sql.DB
-	err = conn.Raw(func(dc any) error {
-		c, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("connection is a %T, not a pgx stdlib connection", dc)
-		}
-		own = stdlib.OpenDB(*c.Conn().Config().Copy())
-		return nil
-	})
-	if err != nil {
-		return nil, err
+	if !current.Valid {
+		return fmt.Errorf("%w (search_path is %q): create it first, e.g. CREATE SCHEMA name", ErrNoSchema, searchPath)
 	}
-	own.SetMaxOpenConns(1)
-	return own, nil
+	return nil
 }
 
 // readPostgresVersion returns database.NilVersion when nothing was ever

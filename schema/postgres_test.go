@@ -3,9 +3,13 @@ package schema_test
 import (
 	"database/sql"
 	"errors"
+	"fmt"
 	"io/fs"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -91,4 +95,117 @@ func TestEnginesHaveTheSameVersions(t *testing.T) {
 	if diff := cmp.Diff(sqlite, pg); diff != "" {
 		t.Errorf("migration files differ between engines (-sqlite +postgres):\n%s", diff)
 	}
+}
+
+// A connection killed at any moment of the first migration leaves the
+// schema either untouched or fully migrated, never marked dirty, and the
+// next Migrate succeeds.
+func TestPostgresMigrationSurvivesKilledConnection(t *testing.T) {
+	b := locktest.Postgres(t)
+	const tries = 40
+	outcomes := map[string]int{}
+	for try := range tries {
+		dsn := b.NewDSN(t)
+		app := fmt.Sprintf("entitylock_victim_%d", try)
+		victim := b.OpenRaw(t, withParam(t, dsn, "application_name", app))
+		killer := b.OpenRaw(t, dsn)
+		if err := victim.PingContext(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		delay := time.Duration(try%17) * time.Millisecond // 0–16 ms into the migration
+		done := make(chan error, 1)
+		go func() { done <- schema.Migrate(t.Context(), victim) }()
+		time.Sleep(delay)
+		if _, err := killer.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app); err != nil {
+			t.Fatal(err)
+		}
+		migErr := <-done
+		v, dirty, err := schema.Version(t.Context(), killer)
+		if err != nil {
+			t.Fatalf("try %d: Version: %v", try, err)
+		}
+		if dirty {
+			t.Errorf("try %d (kill after %v): schema left dirty at version %d (Migrate: %v)", try, delay, v, migErr)
+			continue
+		}
+		outcomes[fmt.Sprintf("version %d", v)]++
+		if err := schema.Migrate(t.Context(), killer); err != nil {
+			t.Errorf("try %d: Migrate after the kill: %v", try, err)
+		}
+	}
+	t.Logf("after %d kills: %v", tries, outcomes)
+}
+
+// A dirty version row (left by another tool, or an older release) stops
+// Migrate with ErrDirty and changes nothing; Force records the version the
+// operator names, and refuses versions this build does not know.
+func TestForce(t *testing.T) {
+	engines := []struct {
+		name string
+		b    func(t *testing.T) locktest.Backend
+	}{
+		{"sqlite", func(*testing.T) locktest.Backend { return locktest.SQLite() }},
+		{"postgres", func(t *testing.T) locktest.Backend { return locktest.Postgres(t) }},
+	}
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			b := e.b(t)
+			db := b.OpenRaw(t, b.NewDSN(t))
+			if err := schema.Migrate(t.Context(), db); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(`UPDATE ` + schema.MigrationsTable + ` SET dirty = true`); err != nil {
+				t.Fatal(err)
+			}
+			if err := schema.Migrate(t.Context(), db); !errors.Is(err, schema.ErrDirty) {
+				t.Fatalf("Migrate on a dirty schema: %v; want ErrDirty", err)
+			}
+			for _, bad := range []int{-2, int(schema.Latest()) + 1, 1 << 40} {
+				if err := schema.Force(t.Context(), db, bad); !errors.Is(err, schema.ErrUnknownVersion) {
+					t.Errorf("Force(%d) = %v; want ErrUnknownVersion", bad, err)
+				}
+				if _, dirty, _ := schema.Version(t.Context(), db); !dirty {
+					t.Errorf("Force(%d) changed the version row", bad)
+				}
+			}
+			if err := schema.Force(t.Context(), db, int(schema.Latest())); err != nil {
+				t.Fatalf("Force(latest): %v", err)
+			}
+			v, dirty, err := schema.Version(t.Context(), db)
+			if err != nil || dirty || v != schema.Latest() {
+				t.Fatalf("after Force: %d, %v, %v; want %d clean", v, dirty, err, schema.Latest())
+			}
+			if err := schema.Migrate(t.Context(), db); err != nil {
+				t.Errorf("Migrate after Force: %v", err)
+			}
+		})
+	}
+}
+
+// A search_path that names no existing schema is a clear error that names
+// it, and creates nothing.
+func TestPostgresMissingSchema(t *testing.T) {
+	b := locktest.Postgres(t)
+	dsn := withParam(t, b.NewDSN(t), "search_path", "entitylock_no_such_schema")
+	db := b.OpenRaw(t, dsn)
+	err := schema.Migrate(t.Context(), db)
+	if !errors.Is(err, schema.ErrNoSchema) || !strings.Contains(err.Error(), "entitylock_no_such_schema") {
+		t.Fatalf("Migrate: %v; want ErrNoSchema naming the search_path", err)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM pg_namespace WHERE nspname = 'entitylock_no_such_schema'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("schema count %d, %v; want 0", n, err)
+	}
+}
+
+func withParam(t *testing.T, dsn, key, value string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String()
 }

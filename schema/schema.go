@@ -6,17 +6,18 @@
 // entitylock_schema_migrations, so the lock tables can live in the host
 // application's database beside that application's own golang-migrate table.
 //
-// On SQLite all migrations pending at once run in a single BEGIN IMMEDIATE
-// transaction: several processes that open a fresh database file together
-// serialize on SQLite's write lock, the first one migrates, and the others
-// find the schema current. A migration that fails leaves the database
-// exactly as it was.
+// All migrations pending at once run in a single transaction, together with
+// the version row, on either engine: on SQLite a BEGIN IMMEDIATE
+// transaction, on PostgreSQL one that first takes an advisory lock keyed by
+// the schema. Any number of processes may migrate one database at the same
+// moment: they serialize on that lock, the first one migrates, and the
+// others find the schema current. No process ever sees a migration
+// half-way, and one that fails or is cut short (a crash, a killed
+// connection) leaves the database exactly as it was, never marked dirty.
 //
-// On PostgreSQL migrations run through golang-migrate's pgx/v5 driver, which
-// serializes concurrent processes with an advisory lock; each migration
-// file runs as one implicit transaction. The tables go in the connection's
-// current schema (the first of its search_path), so one database can hold
-// several independent sets of lock tables.
+// On PostgreSQL the tables go in the connection's current schema (the first
+// existing schema of its search_path), so one database can hold several
+// independent sets of lock tables; the schema must exist (ErrNoSchema).
 package schema
 
 import (
@@ -26,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -66,6 +68,13 @@ func (e Engine) String() string {
 
 func (e Engine) dir() string { return e.String() }
 
+func (e Engine) dialect() dialect {
+	if e == Postgres {
+		return postgresDialect
+	}
+	return sqliteDialect
+}
+
 // ErrUnsupportedDriver reports a *sql.DB whose driver is neither of the
 // supported ones.
 var ErrUnsupportedDriver = errors.New("unsupported database driver")
@@ -88,28 +97,47 @@ var (
 	// ErrTooNew reports a database whose schema version is newer than any
 	// migration this code knows: it was migrated by a newer release.
 	ErrTooNew = errors.New("database schema is newer than this code")
-	// ErrDirty reports a database whose last migration was marked as failed
-	// half-way (by another tool); it needs an operator's attention.
+	// ErrDirty reports a database whose version row is marked dirty: a
+	// migration failed half-way under another tool, or under a release of
+	// this library before migrations ran in one transaction. This package
+	// never leaves that mark. An operator checks which migration's objects
+	// exist and records that version with Force (the command:
+	// entitylock migrate force VERSION).
 	ErrDirty = errors.New("database schema is marked dirty")
+	// ErrUnknownVersion reports a version given to Force that is neither 0
+	// (no migration applied) nor one of the embedded migrations.
+	ErrUnknownVersion = errors.New("unknown schema version")
 )
 
 // Latest returns the highest migration version embedded in this build (the
 // same for both engines).
-func Latest() uint { return latest(SQLite) }
+func Latest() uint {
+	vs := versions()
+	if len(vs) == 0 {
+		return 0
+	}
+	return vs[len(vs)-1]
+}
 
-func latest(e Engine) uint {
-	var latest uint
-	entries, _ := fs.ReadDir(files, e.dir()) // embedded directories always read
+// hasVersion reports whether migration v is embedded.
+func hasVersion(v uint) bool { return slices.Contains(versions(), v) }
+
+// versions lists the embedded migration versions (the same for both
+// engines), in ascending order.
+func versions() []uint {
+	var out []uint
+	entries, _ := fs.ReadDir(files, SQLite.dir()) // embedded directories always read
 	for _, e := range entries {
 		head, _, ok := strings.Cut(e.Name(), "_")
 		if !ok {
 			continue
 		}
-		if v, err := strconv.ParseUint(head, 10, 64); err == nil && uint(v) > latest {
-			latest = uint(v)
+		if v, err := strconv.ParseUint(head, 10, 64); err == nil && !slices.Contains(out, uint(v)) {
+			out = append(out, uint(v))
 		}
 	}
-	return latest
+	slices.Sort(out)
+	return out
 }
 
 // Version reports the schema version recorded in db (0 when the database was
@@ -119,12 +147,7 @@ func Version(ctx context.Context, db *sql.DB) (version uint, dirty bool, err err
 	if err != nil {
 		return 0, false, err
 	}
-	var v int
-	if e == Postgres {
-		v, dirty, err = readPostgresVersion(ctx, db)
-	} else {
-		v, dirty, err = readSQLiteVersion(ctx, db)
-	}
+	v, dirty, err := e.dialect().readVersion(ctx, db)
 	if err != nil {
 		return 0, false, fmt.Errorf("schema: read version: %w", err)
 	}
@@ -143,6 +166,37 @@ func Migrate(ctx context.Context, db *sql.DB) error {
 		return nil // current: no lock, no migration connection
 	}
 	return run(ctx, db, func(m *migrate.Migrate) error { return m.Up() })
+}
+
+// Force records version as db's schema version, clean, without running any
+// migration: the way out of ErrDirty once an operator has checked which
+// migrations the database really has. Version 0 (or -1, golang-migrate's
+// spelling) records that none is applied. Other versions must be embedded
+// in this build; anything else is refused with ErrUnknownVersion and
+// changes nothing.
+func Force(ctx context.Context, db *sql.DB, version int) error {
+	if version == 0 {
+		version = database.NilVersion
+	}
+	if version != database.NilVersion && (version < 1 || !hasVersion(uint(version))) {
+		return fmt.Errorf("schema: force %d: %w (want 0 or a version from 1 to %d)", version, ErrUnknownVersion, Latest())
+	}
+	e, err := EngineOf(db)
+	if err != nil {
+		return err
+	}
+	drv := &driver{ctx: ctx, db: db, d: e.dialect()}
+	if err := drv.Lock(); err != nil {
+		return fmt.Errorf("schema: force %d: %w", version, err)
+	}
+	err = drv.SetVersion(version, false)
+	if uerr := drv.Unlock(); err == nil {
+		err = uerr
+	}
+	if err != nil {
+		return fmt.Errorf("schema: force %d: %w", version, err)
+	}
+	return nil
 }
 
 // MigrateDown reverts every migration, dropping the lock tables (and the
@@ -168,11 +222,7 @@ func run(ctx context.Context, db *sql.DB, step func(*migrate.Migrate) error) err
 	if err != nil {
 		return fmt.Errorf("schema: migrate: open embedded migrations: %w", err)
 	}
-	if e == Postgres {
-		err = runPostgres(ctx, db, src, step)
-	} else {
-		err = runSQLite(ctx, db, src, step)
-	}
+	err = runSteps(ctx, db, e, src, step)
 	var dirtyErr migrate.ErrDirty
 	switch {
 	case err == nil, errors.Is(err, migrate.ErrNoChange):
@@ -188,11 +238,11 @@ func run(ctx context.Context, db *sql.DB, step func(*migrate.Migrate) error) err
 	}
 }
 
-func runSQLite(ctx context.Context, db *sql.DB, src source.Driver, step func(*migrate.Migrate) error) error {
+func runSteps(ctx context.Context, db *sql.DB, e Engine, src source.Driver, step func(*migrate.Migrate) error) error {
 	// m.Close would close the driver's connection and the source; the caller
 	// owns db, and the driver releases its own *sql.Conn in Unlock.
 	defer src.Close()
-	m, err := migrate.NewWithInstance("iofs", src, "entitylock", &driver{ctx: ctx, db: db})
+	m, err := migrate.NewWithInstance("iofs", src, "entitylock", &driver{ctx: ctx, db: db, d: e.dialect()})
 	if err != nil {
 		return err
 	}
