@@ -13,12 +13,15 @@ import (
 	"github.com/ncruces/go-sqlite3/vfs/memdb"
 )
 
-// ErrSchemaTooNew and ErrSchemaDirty are returned (wrapped) by Open and New
-// when the database's schema cannot be used by this code; the database is
-// left untouched.
+// ErrSchemaTooNew, ErrSchemaDirty and ErrSchemaMissing are returned
+// (wrapped) by Open and New when the database's schema cannot be used by
+// this code: migrated by a newer release, marked dirty by another tool
+// (see schema.Force), or, on PostgreSQL, no schema of the search_path
+// exists. The database is left untouched.
 var (
-	ErrSchemaTooNew = schema.ErrTooNew
-	ErrSchemaDirty  = schema.ErrDirty
+	ErrSchemaTooNew  = schema.ErrTooNew
+	ErrSchemaDirty   = schema.ErrDirty
+	ErrSchemaMissing = schema.ErrNoSchema
 )
 
 // A Manager hands out sessions over one database and answers questions

@@ -20,10 +20,12 @@ import (
 // Open opens the database dsn, brings its schema up to date, and returns a
 // Manager that owns it: Close closes the database.
 //
-// A dsn that begins with "postgres://" or "postgresql://" is a PostgreSQL
-// connection URL (see github.com/jackc/pgx/v5/pgconn.ParseConfig; a
+// A dsn that begins with "postgres://" or "postgresql://" (in any letter
+// case), or a libpq keyword/value string ("host=… user=… dbname=…"), is a
+// PostgreSQL database (see github.com/jackc/pgx/v5/pgconn.ParseConfig; a
 // search_path parameter picks the schema that holds the lock tables). The
-// database must exist; Open creates the tables.
+// database and the schema must exist; Open creates the tables. A URL of any
+// other scheme is refused with ErrInvalidDSN.
 //
 // Any other dsn is an SQLite database, created if needed: a file path, a
 // "file:" URI, or ":memory:" for a private in-memory database shared by
@@ -34,7 +36,11 @@ import (
 // share the file. Transactions begin IMMEDIATE (the driver's default), so a
 // transaction that writes never fails half-way with SQLITE_BUSY.
 func Open(ctx context.Context, dsn string, opts ...Option) (*Manager, error) {
-	if isPostgresURL(dsn) {
+	kind, dsn, err := parseDSN(dsn)
+	if err != nil {
+		return nil, opError("open", "", err)
+	}
+	if kind == schema.Postgres {
 		return openPostgres(ctx, dsn, opts)
 	}
 	uri, memName, wal, err := buildDSN(dsn)
@@ -78,7 +84,7 @@ func buildDSN(dsn string) (uri, memName string, wal bool, err error) {
 		memName = "/entitylock-" + rand.Text()
 		memdb.Create(memName, nil)
 		u = &url.URL{Scheme: "file", OmitHost: true, Path: memName, RawQuery: "vfs=memdb"}
-	case strings.HasPrefix(dsn, "file:"):
+	case len(dsn) >= 5 && strings.EqualFold(dsn[:5], "file:"):
 		if u, err = url.Parse(dsn); err != nil {
 			return "", "", false, fmt.Errorf("%w: DSN: %v", ErrInvalidOption, err)
 		}

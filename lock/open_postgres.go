@@ -3,7 +3,6 @@ package lock
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/entitylock/entitylock/schema"
@@ -13,10 +12,6 @@ import (
 
 // postgresIdleConns is how many idle connections Open keeps to PostgreSQL.
 const postgresIdleConns = 16
-
-func isPostgresURL(dsn string) bool {
-	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
-}
 
 // openPostgres opens a pgx database/sql pool on url.
 func openPostgres(ctx context.Context, url string, opts []Option) (*Manager, error) {

@@ -1,0 +1,94 @@
+package lock_test
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/entitylock/entitylock/lock"
+	"github.com/entitylock/entitylock/lock/locktest"
+)
+
+// Strings that are not an SQLite path never create a file, and never put a
+// password in an error.
+func TestOpenDSNsThatAreNotFiles(t *testing.T) {
+	const password = "S3cretPassw0rd"
+	dir := t.TempDir()
+	t.Chdir(dir)
+	tests := []struct {
+		name, dsn string
+		want      error // nil: any error, as long as no file appears
+	}{
+		{"empty", "", lock.ErrInvalidDSN},
+		{"blank", "   ", lock.ErrInvalidDSN},
+		{"other scheme", "mysql://root:" + password + "@127.0.0.1/x", lock.ErrInvalidDSN},
+		{"http", "http://example.invalid/locks.db", lock.ErrInvalidDSN},
+		{"keyword DSN, no server", "host=127.0.0.1 port=1 user=postgres password=" + password + " dbname=x sslmode=disable connect_timeout=2", nil},
+		{"keyword DSN, bad keyword value", "host=127.0.0.1 port=notaport password=" + password, lock.ErrInvalidOption},
+		{"upper-case URL, no server", "POSTGRES://postgres:" + password + "@127.0.0.1:1/x?sslmode=disable&connect_timeout=2", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := lock.Open(t.Context(), tt.dsn)
+			if err == nil {
+				m.Close()
+				t.Fatalf("Open(%q) succeeded; want an error", tt.dsn)
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("Open: %v; want %v", err, tt.want)
+			}
+			if strings.Contains(err.Error(), password) {
+				t.Errorf("error shows the password: %v", err)
+			}
+			if strings.Contains(err.Error(), "sqlite") {
+				t.Errorf("error is SQLite's: %v", err)
+			}
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				t.Errorf("Open(%q) created %q", tt.dsn, e.Name())
+			}
+		})
+	}
+}
+
+// Every form of PostgreSQL DSN that pgx accepts opens PostgreSQL, and
+// "FILE:" URIs open SQLite.
+func TestOpenDSNForms(t *testing.T) {
+	t.Run("sqlite FILE: URI", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "upper.db")
+		m, err := lock.Open(t.Context(), "FILE:"+path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Close()
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("no database at %s: %v", path, err)
+		}
+	})
+	b := locktest.Postgres(t)
+	base := b.NewDSN(t)
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyword := fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable search_path=%s",
+		u.Hostname(), u.Port(), u.User.Username(), strings.TrimPrefix(u.Path, "/"), u.Query().Get("search_path"))
+	rest := strings.TrimPrefix(base, "postgres")
+	for _, dsn := range []string{base, "POSTGRES" + rest, "PostgreSQL" + rest, keyword} {
+		t.Run(dsn[:min(len(dsn), 16)], func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			m := mustOpenPath(t, dsn)
+			l := mustAcquire(t, mustSession(t, m, "s"), "entity::dsn")
+			if l.Token <= 0 {
+				t.Errorf("token %d", l.Token)
+			}
+			if entries, _ := os.ReadDir("."); len(entries) > 0 {
+				t.Errorf("Open(%q) created files: %v", dsn, entries)
+			}
+		})
+	}
+}
