@@ -1,6 +1,7 @@
 package lock_test
 
 import (
+	"errors"
 	"sync"
 	"testing"
 
@@ -42,5 +43,56 @@ func TestFleetStartInOneProcess(t *testing.T) {
 		if failures > 0 {
 			t.Errorf("%d of %d opens failed", failures, managers*rounds)
 		}
+	})
+}
+
+// One session id used at once by goroutines of several Managers: a refused
+// TryAcquire never names the caller's own session as the holder (the grant
+// is retried, and is then a refresh).
+func TestSharedSessionNeverRefusedByItself(t *testing.T) {
+	engines(t, func(t *testing.T, b locktest.Backend) {
+		dsn := b.NewDSN(t)
+		const managers, perManager, rounds = 3, 4, 150
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var selfRefusals, grants int
+		for range managers {
+			m := mustOpenPath(t, dsn)
+			for i := range perManager {
+				// Another session contends too, so grants of the shared one
+				// are refused, and the entity changes hands all the time.
+				id := "shared"
+				if i == 0 {
+					id = "other"
+				}
+				s := mustSession(t, m, id)
+				wg.Go(func() {
+					for range rounds {
+						_, err := s.TryAcquire(t.Context(), "entity::shared")
+						var held *lock.HeldError
+						switch {
+						case errors.As(err, &held):
+							if held.Holder.SessionID == s.ID() {
+								mu.Lock()
+								selfRefusals++
+								mu.Unlock()
+								t.Errorf("refused by its own session: %v", err)
+							}
+						case err != nil:
+							t.Errorf("TryAcquire: %v", err)
+						default:
+							mu.Lock()
+							grants++
+							mu.Unlock()
+						}
+						if _, err := s.Release(t.Context(), "entity::shared"); err != nil {
+							t.Errorf("Release: %v", err)
+						}
+					}
+				})
+			}
+		}
+		wg.Wait()
+		t.Logf("%d grants, %d refusals naming the caller", grants, selfRefusals)
 	})
 }

@@ -77,7 +77,9 @@ func (s *Session) Acquire(ctx context.Context, entity string) (Lease, error) {
 func (s *Session) tryAcquire(ctx context.Context, entity string) (Lease, error) {
 	// The grant statement returns no row when a live lease of another session
 	// stands; the holder is then read in a second statement. Should the holder
-	// vanish in between, the grant is simply tried again.
+	// vanish in between, or be this very session (another goroutine or
+	// process sharing its id was granted the entity in between), the grant is
+	// simply tried again: it is then a grant or a refresh.
 	m := s.m
 	for range 8 {
 		before := m.cfg.now()
@@ -91,6 +93,9 @@ func (s *Session) tryAcquire(ctx context.Context, entity string) (Lease, error) 
 			return Lease{}, err
 		}
 		holder, nowMs, err := m.eng.holder(ctx, entity, m.at())
+		if err == nil && holder.SessionID == s.id {
+			continue
+		}
 		if err == nil {
 			m.observe(before, nowMs)
 			return Lease{}, s.refused(holder)
