@@ -46,35 +46,49 @@ func (e *LeaseLostError) Unwrap() error { return e.Cause }
 //
 // While fn runs the lease is renewed in the background every renewal
 // interval (WithRenewInterval, default TTL/3); transient failures of a
-// renewal are retried. fn's ctx is cancelled as soon as the lease is lost:
-// at once when the lease is released through the same Manager (ForceRelease,
-// or Release by the same session); when a renewal finds another holder or no
-// lease (a release by another process); or when the local deadline passes
+// renewal are retried. Renewals go on until fn returns, even after ctx is
+// cancelled: cancelling asks fn to stop, and fn keeps its lease for as long
+// as it takes to. fn's ctx is cancelled as soon as the lease is lost: at
+// once when the lease is released through the same Manager (ForceRelease,
+// or Release by the same session); when a renewal finds another holder or
+// no lease (a release by another process); when the local deadline passes
 // without a successful renewal: the start of the last successful renewal +
-// TTL − safety margin (WithSafetyMargin, default TTL/10), on the Manager's
-// clock; or when the Manager closes. The deadline can only fire before the
-// lease expires in the database, so fn is told to stop before anyone else
-// can be granted entity. fn should still guard its writes (Manager.Guard):
-// a cancelled ctx asks fn to stop, it cannot take back a write in flight.
+// TTL − safety margin (WithSafetyMargin, default TTL/10), measured on the
+// monotonic clock (or the WithClock clock), so a step of the wall clock
+// moves it neither way; or when the Manager closes. The deadline can only
+// fire before the lease expires in the database, so fn is told to stop
+// before anyone else can be granted entity. fn should still guard its
+// writes (Manager.Guard): a cancelled ctx asks fn to stop, it cannot take
+// back a write in flight.
 //
-// Do returns fn's error. When the lease was lost, the error also satisfies
-// errors.Is(err, ErrLeaseLost) and errors.As gives the *LeaseLostError.
+// Do returns fn's error. Do never reports success for work whose lease was
+// lost while fn ran: when the lease was lost, or the release after fn finds
+// the grant already gone (taken over or force-released before a renewal
+// could notice), the error satisfies errors.Is(err, ErrLeaseLost) and
+// errors.As gives the *LeaseLostError, wrapped together with fn's own error
+// if it had one.
 func (s *Session) Do(ctx context.Context, entity string, fn func(ctx context.Context, l Lease) error) (err error) {
 	if fn == nil {
 		return opError("do", entity, fmt.Errorf("%w: nil function", ErrInvalidOption))
 	}
-	l, err := s.Acquire(ctx, entity)
+	l, start, err := s.acquire(ctx, entity)
 	if err != nil {
 		return err
 	}
-	k := s.keep(ctx, l)
+	k := s.keep(ctx, l, start)
 	defer func() {
-		lost := k.stop()
+		k.stop()
 		// Release even when the caller's ctx is done; a lost lease may still
 		// be ours in the database (renewals failed, nobody took it yet).
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.cfg.ttl)
 		defer cancel()
-		relErr := s.releaseGrant(rctx, l)
+		released, relErr := s.releaseGrant(rctx, l)
+		if relErr == nil && !released {
+			// The grant was gone before fn returned, and no renewal had
+			// noticed yet: fn's work was not under the lease throughout.
+			k.lose(ErrNotHeld)
+		}
+		lost := k.lostErr.Load()
 		switch {
 		case lost != nil && err != nil:
 			err = fmt.Errorf("%w (%w)", err, lost)
@@ -87,20 +101,21 @@ func (s *Session) Do(ctx context.Context, entity string, fn func(ctx context.Con
 	return fn(k.ctx, l)
 }
 
-// releaseGrant removes exactly grant l, nothing the session got since.
-func (s *Session) releaseGrant(ctx context.Context, l Lease) error {
+// releaseGrant removes exactly grant l, nothing the session got since, and
+// reports whether it was still there.
+func (s *Session) releaseGrant(ctx context.Context, l Lease) (bool, error) {
 	if err := s.m.enter(); err != nil {
-		return opError("release", l.Entity, err)
+		return false, opError("release", l.Entity, err)
 	}
 	defer s.m.exit()
 	n, err := s.m.eng.releaseGrant(ctx, l)
 	if err != nil {
-		return s.m.fail(ctx, "release", l.Entity, err)
+		return false, s.m.fail(ctx, "release", l.Entity, err)
 	}
 	if n > 0 {
 		s.m.released(s, l.Entity)
 	}
-	return nil
+	return n > 0, nil
 }
 
 // keeper renews one lease in the background and watches its local deadline.
@@ -110,18 +125,20 @@ type keeper struct {
 	ctx    context.Context // fn's
 	cancel context.CancelCauseFunc
 
-	deadline atomic.Int64 // Unix nanoseconds on the Manager's clock
+	deadline atomic.Pointer[time.Time] // on the deadline clock (config.deadlineNow)
 	lostErr  atomic.Pointer[LeaseLostError]
 	quit     chan struct{}
 	check    chan struct{} // buffered 1: renew now, a release was notified
 	wg       sync.WaitGroup
 }
 
-func (s *Session) keep(ctx context.Context, l Lease) *keeper {
+// keep starts renewing l, granted by a statement that began at start on
+// the deadline clock.
+func (s *Session) keep(ctx context.Context, l Lease, start time.Time) *keeper {
 	k := &keeper{s: s, lease: l, quit: make(chan struct{}), check: make(chan struct{}, 1)}
 	k.ctx, k.cancel = context.WithCancelCause(ctx)
-	// The grant (or refresh) set ExpiresAt to its start + TTL.
-	k.deadline.Store(l.ExpiresAt.Add(-s.m.cfg.safetyMargin()).UnixNano())
+	// The grant (or refresh) set ExpiresAt to its start + TTL, after start.
+	k.setDeadline(start)
 	s.m.keepers.add(k)
 	s.m.listen() // PostgreSQL: releases by other processes reach k at once
 	k.wg.Go(k.renew)
@@ -129,13 +146,25 @@ func (s *Session) keep(ctx context.Context, l Lease) *keeper {
 	return k
 }
 
-// stop ends renewal and returns the loss, if the lease was lost.
-func (k *keeper) stop() *LeaseLostError {
+// setDeadline sets the local deadline from a successful grant or renewal
+// whose statement began at start on the deadline clock.
+func (k *keeper) setDeadline(start time.Time) {
+	cfg := &k.s.m.cfg
+	d := start.Add(cfg.ttl - cfg.safetyMargin())
+	k.deadline.Store(&d)
+}
+
+// left is the time until the local deadline.
+func (k *keeper) left() time.Duration {
+	return k.deadline.Load().Sub(k.s.m.cfg.deadlineNow())
+}
+
+// stop ends renewal and cancels fn's ctx.
+func (k *keeper) stop() {
 	k.s.m.keepers.remove(k)
 	close(k.quit)
 	k.wg.Wait()
 	k.cancel(context.Canceled)
-	return k.lostErr.Load()
 }
 
 func (k *keeper) lose(cause error) {
@@ -156,15 +185,15 @@ func (k *keeper) poke() {
 
 func (k *keeper) lostAlready() bool { return k.lostErr.Load() != nil }
 
-// renew refreshes the lease every renewal interval until stopped or lost.
+// renew refreshes the lease every renewal interval until Do returns or the
+// lease is lost. It goes on after fn's ctx is cancelled: fn may still be
+// running, and its work is covered until it returns.
 func (k *keeper) renew() {
 	m := k.s.m
 	every := m.cfg.renewEvery()
 	retryIn := max(every/8, time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stop := context.AfterFunc(k.ctx, cancel) // fn's ctx done: stop renewing
-	defer stop()
 	go func() { // Do returning: stop a renewal in flight
 		select {
 		case <-k.quit:
@@ -179,21 +208,23 @@ func (k *keeper) renew() {
 		select {
 		case <-k.quit:
 			return
-		case <-ctx.Done():
-			return
 		case <-t.C:
 		case <-k.check:
 			t.Stop()
 		}
+		if k.lostAlready() {
+			return
+		}
 		// An attempt may take until the local deadline: cut short, it
 		// would cost a PostgreSQL connection (pgx closes a connection whose
 		// query is cancelled), and the next attempt a new one.
-		start := m.now()
-		timeout := max(every, time.Duration(k.deadline.Load()-start.UnixNano()))
-		err := k.renewOnce(ctx, start, timeout)
+		start := m.cfg.deadlineNow()
+		err := k.renewOnce(ctx, max(every, k.left()))
 		switch {
 		case err == nil:
-			k.deadline.Store(start.Add(m.cfg.ttl - m.cfg.safetyMargin()).UnixNano())
+			k.setDeadline(start)
+			// Counted once in effect, deadline included.
+			m.count(k.s, func(c *counters) { c.renewals.Add(1) })
 			t.Reset(every)
 		case errors.Is(err, sql.ErrNoRows):
 			k.lose(ErrNotHeld)
@@ -208,7 +239,7 @@ func (k *keeper) renew() {
 	}
 }
 
-func (k *keeper) renewOnce(ctx context.Context, start time.Time, timeout time.Duration) error {
+func (k *keeper) renewOnce(ctx context.Context, timeout time.Duration) error {
 	m := k.s.m
 	if err := m.enter(); err != nil {
 		return err
@@ -216,19 +247,16 @@ func (k *keeper) renewOnce(ctx context.Context, start time.Time, timeout time.Du
 	defer m.exit()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	at := m.at()
-	if at.Valid {
-		at.Int64 = start.UnixMilli()
-	}
-	_, err := m.eng.renew(ctx, k.lease, at, m.cfg.ttl.Milliseconds())
+	before := m.cfg.now()
+	_, nowMs, err := m.eng.renew(ctx, k.lease, m.at(), m.cfg.ttl.Milliseconds())
 	if err == nil {
-		m.count(k.s, func(c *counters) { c.renewals.Add(1) })
+		m.observe(before, nowMs)
 	}
 	return err
 }
 
 // watch cancels fn's ctx when the local deadline passes, or when the
-// Manager closes. It re-reads the Manager's clock at least every renewal
+// Manager closes. It re-reads the deadline clock at least every renewal
 // interval, so an injected clock that jumps is noticed too.
 func (k *keeper) watch() {
 	m := k.s.m
@@ -236,7 +264,7 @@ func (k *keeper) watch() {
 	t := time.NewTimer(every)
 	defer t.Stop()
 	for !k.lostAlready() {
-		left := time.Duration(k.deadline.Load() - m.now().UnixNano())
+		left := k.left()
 		if left <= 0 {
 			k.lose(errNotRenewed)
 			return
@@ -244,8 +272,6 @@ func (k *keeper) watch() {
 		t.Reset(min(left, every))
 		select {
 		case <-k.quit:
-			return
-		case <-k.ctx.Done():
 			return
 		case <-m.done: // Close: nobody will renew the lease any more
 			k.lose(ErrClosed)

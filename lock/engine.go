@@ -30,7 +30,7 @@ type engine interface {
 	extend(ctx context.Context, entity, session string, byMs int64, now sql.NullInt64) (Lease, error)
 	// renew sets the expiry of exactly this live grant to now + ttlMs, never
 	// earlier than it was, or returns sql.ErrNoRows.
-	renew(ctx context.Context, l Lease, now sql.NullInt64, ttlMs int64) (Lease, error)
+	renew(ctx context.Context, l Lease, now sql.NullInt64, ttlMs int64) (renewed Lease, nowMs int64, err error)
 	// release, releaseGrant and forceRelease release one lease, live or
 	// expired, and report how many rows they changed (0 or 1).
 	release(ctx context.Context, entity, session string) (int64, error)

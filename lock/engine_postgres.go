@@ -111,11 +111,11 @@ func (e *postgresEngine) extend(ctx context.Context, entity, session string, byM
 	return pgLease(row.EntitylockLease), err
 }
 
-func (e *postgresEngine) renew(ctx context.Context, l Lease, now sql.NullInt64, ttlMs int64) (Lease, error) {
+func (e *postgresEngine) renew(ctx context.Context, l Lease, now sql.NullInt64, ttlMs int64) (Lease, int64, error) {
 	row, err := e.q.Renew(ctx, pgdb.RenewParams{
 		TtlMs: ttlMs, Entity: l.Entity, SessionID: l.SessionID, Token: l.Token, Now: now,
 	})
-	return pgLease(row.EntitylockLease), err
+	return pgLease(row.EntitylockLease), row.Now, err
 }
 
 func (e *postgresEngine) release(ctx context.Context, entity, session string) (int64, error) {

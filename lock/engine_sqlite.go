@@ -80,7 +80,7 @@ func (e *sqliteEngine) extend(ctx context.Context, entity, session string, byMs 
 	return sqliteLease(row), err
 }
 
-func (e *sqliteEngine) renew(ctx context.Context, l Lease, now sql.NullInt64, ttlMs int64) (Lease, error) {
+func (e *sqliteEngine) renew(ctx context.Context, l Lease, now sql.NullInt64, ttlMs int64) (Lease, int64, error) {
 	row, err := e.q.Renew(ctx, sqlitedb.RenewParams{
 		ExpiresAt: now.Int64 + ttlMs,
 		Entity:    l.Entity,
@@ -88,7 +88,7 @@ func (e *sqliteEngine) renew(ctx context.Context, l Lease, now sql.NullInt64, tt
 		Token:     l.Token,
 		Now:       now.Int64,
 	})
-	return sqliteLease(row), err
+	return sqliteLease(row), now.Int64, err
 }
 
 func (e *sqliteEngine) release(ctx context.Context, entity, session string) (int64, error) {

@@ -44,6 +44,16 @@ func defaultConfig() config {
 	}
 }
 
+// deadlineNow reads the clock Do's local deadlines run on: the injected
+// clock under WithClock, else time.Now, whose monotonic reading makes the
+// deadlines immune to steps of the wall clock.
+func (c *config) deadlineNow() time.Time {
+	if c.clockSet {
+		return c.now()
+	}
+	return time.Now()
+}
+
 // renewEvery is how often Do renews a lease.
 func (c *config) renewEvery() time.Duration {
 	if c.renew > 0 {

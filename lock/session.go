@@ -35,7 +35,7 @@ func (s *Session) TryAcquire(ctx context.Context, entity string) (Lease, error) 
 		return Lease{}, opError("acquire", entity, err)
 	}
 	defer s.m.exit()
-	l, err := s.tryAcquire(ctx, entity)
+	l, _, err := s.tryAcquire(ctx, entity)
 	if err != nil {
 		return Lease{}, s.m.fail(ctx, "acquire", entity, err)
 	}
@@ -54,27 +54,38 @@ func (s *Session) TryAcquire(ctx context.Context, entity string) (Lease, error) 
 // have committed before the error (an answer lost on the way back), the
 // same session's next attempt refreshes that grant, with the same token.
 func (s *Session) Acquire(ctx context.Context, entity string) (Lease, error) {
+	l, _, err := s.acquire(ctx, entity)
+	return l, err
+}
+
+// acquire is Acquire; it also returns when, on the deadline clock, the
+// granting attempt began: the lease runs for the TTL from then at least.
+func (s *Session) acquire(ctx context.Context, entity string) (Lease, time.Time, error) {
 	if err := validateEntity(entity); err != nil {
-		return Lease{}, opError("acquire", entity, err)
+		return Lease{}, time.Time{}, opError("acquire", entity, err)
 	}
-	var l Lease
+	var (
+		l     Lease
+		start time.Time
+	)
 	err := s.retry(ctx, func() error {
 		if err := s.m.enter(); err != nil {
 			return err
 		}
 		defer s.m.exit()
 		var err error
-		l, err = s.tryAcquire(ctx, entity)
+		l, start, err = s.tryAcquire(ctx, entity)
 		return err
 	})
 	if err != nil {
-		return Lease{}, s.m.fail(ctx, "acquire", entity, err)
+		return Lease{}, time.Time{}, s.m.fail(ctx, "acquire", entity, err)
 	}
-	return l, nil
+	return l, start, nil
 }
 
 // tryAcquire is one attempt; the caller has validated entity and entered.
-func (s *Session) tryAcquire(ctx context.Context, entity string) (Lease, error) {
+// start is the deadline clock's reading when the granting statement began.
+func (s *Session) tryAcquire(ctx context.Context, entity string) (l Lease, start time.Time, err error) {
 	// The grant statement returns no row when a live lease of another session
 	// stands; the holder is then read in a second statement. Should the holder
 	// vanish in between, or be this very session (another goroutine or
@@ -82,15 +93,16 @@ func (s *Session) tryAcquire(ctx context.Context, entity string) (Lease, error) 
 	// simply tried again: it is then a grant or a refresh.
 	m := s.m
 	for range 8 {
+		start = m.cfg.deadlineNow()
 		before := m.cfg.now()
 		l, nowMs, err := m.eng.acquire(ctx, entity, s.id, m.at(), m.cfg.ttl.Milliseconds())
 		if err == nil {
 			m.observe(before, nowMs)
 			s.granted(l, nowMs)
-			return l, nil
+			return l, start, nil
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
-			return Lease{}, err
+			return Lease{}, time.Time{}, err
 		}
 		holder, nowMs, err := m.eng.holder(ctx, entity, m.at())
 		if err == nil && holder.SessionID == s.id {
@@ -98,13 +110,13 @@ func (s *Session) tryAcquire(ctx context.Context, entity string) (Lease, error) 
 		}
 		if err == nil {
 			m.observe(before, nowMs)
-			return Lease{}, s.refused(holder)
+			return Lease{}, time.Time{}, s.refused(holder)
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
-			return Lease{}, err
+			return Lease{}, time.Time{}, err
 		}
 	}
-	return Lease{}, fmt.Errorf("%w: its holder kept changing", ErrHeld)
+	return Lease{}, time.Time{}, fmt.Errorf("%w: its holder kept changing", ErrHeld)
 }
 
 // Extend pushes back the expiry of this session's live lease on entity by

@@ -523,7 +523,7 @@ SET expires_at = greatest(l.expires_at, c.now + $1::bigint)
 FROM clock AS c
 WHERE l.entity = $2 AND l.session_id = $3 AND l.token = $4
   AND l.expires_at > c.now
-RETURNING l.entity, l.session_id, l.token, l.acquired_at, l.expires_at, l.reclaimed
+RETURNING l.entity, l.session_id, l.token, l.acquired_at, l.expires_at, l.reclaimed, c.now
 `
 
 type RenewParams struct {
@@ -536,6 +536,7 @@ type RenewParams struct {
 
 type RenewRow struct {
 	EntitylockLease EntitylockLease
+	Now             int64
 }
 
 // Sets a new expiry, now + @ttl_ms, on exactly this grant (@entity,
@@ -558,6 +559,7 @@ func (q *Queries) Renew(ctx context.Context, arg RenewParams) (RenewRow, error) 
 		&i.EntitylockLease.AcquiredAt,
 		&i.EntitylockLease.ExpiresAt,
 		&i.EntitylockLease.Reclaimed,
+		&i.Now,
 	)
 	return i, err
 }

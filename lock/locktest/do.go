@@ -86,9 +86,8 @@ func testDoRenews(t *testing.T, h *harness) {
 	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
 	err := a.Do(t.Context(), "entity::Foo", func(ctx context.Context, l lock.Lease) error {
 		for range 5 { // five times 40s: well past the one-minute TTL
-			before := m.Stats().Renewals
 			clk.Advance(40 * time.Second)
-			waitFor(t, "a renewal", func() bool { return m.Stats().Renewals > before })
+			waitRenewedAfterAdvance(t, m, clk, "entity::Foo")
 		}
 		h, err := m.Holder(ctx, "entity::Foo")
 		if err != nil {
@@ -104,6 +103,82 @@ func testDoRenews(t *testing.T, h *harness) {
 	})
 	if err != nil {
 		t.Fatalf("Do: %v", err)
+	}
+}
+
+// waitRenewedAfterAdvance waits, under doOpts, until Do has renewed entity
+// in a renewal that began after the clock's last move, and that renewal is
+// in effect (counted, its local deadline set). A renewal in flight while
+// the clock moved does not count: its deadline is measured from before.
+func waitRenewedAfterAdvance(t *testing.T, m *lock.Manager, clk *Clock, entity string) {
+	t.Helper()
+	want := clk.Now().Add(time.Minute) // the renewal's start + the doOpts TTL
+	waitFor(t, "a renewal after the clock moved", func() bool {
+		l, err := m.Holder(t.Context(), entity)
+		return err == nil && !l.ExpiresAt.Before(want)
+	})
+	// That renewal is counted only after its deadline is set, and a renewal
+	// counted from now on began after it committed.
+	before := m.Stats().Renewals
+	waitFor(t, "a renewal to be counted", func() bool { return m.Stats().Renewals > before })
+}
+
+// Cancelling Do's ctx asks fn to stop; it does not stop the renewals while
+// fn still runs, so nobody else is granted the entity meanwhile.
+func testDoKeepsRenewingAfterCallerCancels(t *testing.T, h *harness) {
+	clk := newTestClock()
+	dsn := h.dsn(t)
+	m := h.openDSN(t, dsn, doOpts(clk)...)
+	other := h.openDSN(t, dsn, doOpts(clk)...)
+	a, b := mustSession(t, m, "a"), mustSession(t, other, "b")
+	ctx, cancel := context.WithCancel(t.Context())
+	var stolen []time.Duration
+	start := clk.Now()
+	err := a.Do(ctx, "entity::Foo", func(fnCtx context.Context, l lock.Lease) error {
+		cancel()
+		<-fnCtx.Done()
+		// fn ignores the cancellation and works on for five times 40s.
+		for range 5 {
+			clk.Advance(40 * time.Second)
+			waitRenewedAfterAdvance(t, m, clk, "entity::Foo")
+			if _, err := b.TryAcquire(t.Context(), "entity::Foo"); err == nil {
+				stolen = append(stolen, clk.Now().Sub(start))
+				b.Release(t.Context(), "entity::Foo")
+			}
+		}
+		return nil
+	})
+	if len(stolen) > 0 {
+		t.Errorf("another session was granted the entity at %v while fn ran (Do returned %v)", stolen, err)
+	}
+	if err != nil {
+		t.Errorf("Do = %v; want nil: fn's work stayed under the lease", err)
+	}
+}
+
+// A takeover in another process that no renewal noticed before fn returned
+// is found by the release at the latest: Do reports the loss, never
+// success.
+func testDoReportsLossFoundAtRelease(t *testing.T, h *harness) {
+	clk := newTestClock()
+	dsn := h.dsn(t)
+	// Renewals far apart in real time: none happens while fn runs.
+	m := h.openDSN(t, dsn, lock.WithClock(clk.Now), lock.WithTTL(time.Minute), lock.WithRenewInterval(20*time.Second))
+	other := h.openDSN(t, dsn, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+	a, b := mustSession(t, m, "a"), mustSession(t, other, "b")
+	var taken lock.Lease
+	err := a.Do(t.Context(), "entity::Foo", func(context.Context, lock.Lease) error {
+		// An operator in another process evicts a, and b takes the entity.
+		mustForce(t, other, "entity::Foo")
+		taken = mustAcquire(t, b, "entity::Foo")
+		return nil
+	})
+	var lost *lock.LeaseLostError
+	if !errors.As(err, &lost) || !errors.Is(err, lock.ErrLeaseLost) || !errors.Is(err, lock.ErrNotHeld) {
+		t.Fatalf("Do = %v; want a *LeaseLostError caused by ErrNotHeld", err)
+	}
+	if got, err := other.Holder(t.Context(), "entity::Foo"); err != nil || got != taken {
+		t.Errorf("Holder = %+v, %v; want b's lease %+v untouched", got, err, taken)
 	}
 }
 

@@ -63,6 +63,8 @@ var tests = []suiteTest{
 	{"DoReleasesWhenFnPanics", testDoReleasesWhenFnPanics},
 	{"DoReleasesWhenCallerCtxIsCancelled", testDoReleasesWhenCallerCtxIsCancelled},
 	{"DoRenews", testDoRenews},
+	{"DoKeepsRenewingAfterCallerCancels", testDoKeepsRenewingAfterCallerCancels},
+	{"DoReportsLossFoundAtRelease", testDoReportsLossFoundAtRelease},
 	{"DoCancelsWhenLeaseIsForceReleased", testDoCancelsWhenLeaseIsForceReleased},
 	{"DoCancelsBeforeExpiryWhenRenewalsStall", testDoCancelsBeforeExpiryWhenRenewalsStall},
 	{"DoCancelsWhenManagerCloses", testDoCancelsWhenManagerCloses},

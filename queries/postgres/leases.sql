@@ -61,7 +61,7 @@ SET expires_at = greatest(l.expires_at, c.now + @ttl_ms::bigint)
 FROM clock AS c
 WHERE l.entity = @entity AND l.session_id = @session_id AND l.token = @token
   AND l.expires_at > c.now
-RETURNING sqlc.embed(l);
+RETURNING sqlc.embed(l), c.now;
 
 -- Releases commit without waiting for the WAL flush: the async CTE sets
 -- synchronous_commit off for the statement's own transaction. A release lost
