@@ -71,6 +71,10 @@ func (s *Session) Do(ctx context.Context, entity string, fn func(ctx context.Con
 	if fn == nil {
 		return opError("do", entity, fmt.Errorf("%w: nil function", ErrInvalidOption))
 	}
+	if cfg := &s.m.cfg; !cfg.canRenew() {
+		return opError("do", entity, fmt.Errorf("%w: TTL %v is too short to renew every %v with a safety margin of %v",
+			ErrInvalidDuration, cfg.ttl, cfg.renewEvery(), cfg.safetyMargin()))
+	}
 	l, start, err := s.acquire(ctx, entity)
 	if err != nil {
 		return err

@@ -132,6 +132,10 @@ func TestInvalidOptions(t *testing.T) {
 		{"jitter above 1", "a.db", []lock.Option{lock.WithRetry(lock.RetryPolicy{Jitter: 1.5})}, lock.ErrInvalidOption},
 		{"nil clock", "a.db", []lock.Option{lock.WithClock(nil)}, lock.ErrInvalidOption},
 		{"nil logger", "a.db", []lock.Option{lock.WithLogger(nil)}, lock.ErrInvalidOption},
+		{"renew interval under MinInterval", "a.db", []lock.Option{lock.WithRenewInterval(time.Nanosecond)}, lock.ErrInvalidDuration},
+		{"renew interval not under the TTL", "a.db", []lock.Option{lock.WithTTL(time.Second), lock.WithRenewInterval(time.Second)}, lock.ErrInvalidDuration},
+		{"sweep interval under MinInterval", "a.db", []lock.Option{lock.WithSweepInterval(time.Nanosecond)}, lock.ErrInvalidDuration},
+		{"negative sweep interval", "a.db", []lock.Option{lock.WithSweepInterval(-time.Second)}, lock.ErrInvalidDuration},
 		{"empty DSN", "", nil, lock.ErrInvalidOption},
 		{"directory", ".", nil, lock.ErrInvalidOption},
 	}
@@ -152,5 +156,20 @@ func TestInvalidOptions(t *testing.T) {
 	}
 	if _, err := lock.New(t.Context(), nil); !errors.Is(err, lock.ErrInvalidOption) {
 		t.Errorf("New(nil): got err %v, want ErrInvalidOption", err)
+	}
+}
+
+// A TTL too short to renew (a few milliseconds) still serves TryAcquire,
+// but Do refuses to start, and takes nothing.
+func TestDoRefusesTTLTooShortToRenew(t *testing.T) {
+	m := mustOpenPath(t, filepath.Join(t.TempDir(), "a.db"), lock.WithTTL(time.Millisecond))
+	s := mustSession(t, m, "a")
+	ran := false
+	err := s.Do(t.Context(), "e", func(context.Context, lock.Lease) error { ran = true; return nil })
+	if !errors.Is(err, lock.ErrInvalidDuration) || ran {
+		t.Fatalf("Do = %v (fn ran: %v); want ErrInvalidDuration, fn not run", err, ran)
+	}
+	if all, err := m.AllLeases(t.Context()); err != nil || len(all) != 0 {
+		t.Errorf("leases after the refusal: %v, %v; want none", all, err)
 	}
 }

@@ -19,6 +19,11 @@ var DefaultRetry = RetryPolicy{MaxRetries: 3, BaseDelay: 50 * time.Millisecond, 
 // busy_timeout itself.
 const DefaultBusyTimeout = 10 * time.Second
 
+// MinInterval is the shortest interval the Manager polls or writes at: each
+// retry wait is raised to it, and renewal and sweep intervals under it are
+// refused. It is also the resolution leases are stored at.
+const MinInterval = time.Millisecond
+
 // An Option configures a Manager; pass options to Open or New. When an
 // option is given twice, the last one wins.
 type Option func(*config)
@@ -59,7 +64,7 @@ func (c *config) renewEvery() time.Duration {
 	if c.renew > 0 {
 		return c.renew
 	}
-	return c.ttl / 3
+	return max(c.ttl/3, MinInterval)
 }
 
 // safetyMargin is how long before its expiry Do gives a lease up as lost
@@ -83,20 +88,30 @@ func (c *config) validate() error {
 	if c.logger == nil {
 		return fmt.Errorf("%w: nil logger", ErrInvalidOption)
 	}
-	if c.sweep < 0 {
-		return fmt.Errorf("%w: sweep interval %v is negative", ErrInvalidDuration, c.sweep)
+	if c.sweep < 0 || (c.sweep > 0 && c.sweep < MinInterval) {
+		return fmt.Errorf("%w: sweep interval %v: want 0 (off) or at least %v", ErrInvalidDuration, c.sweep, MinInterval)
 	}
-	if c.renew < 0 || c.renewEvery() >= c.ttl || c.renewEvery() <= 0 {
-		return fmt.Errorf("%w: renewal interval %v must be positive and under the TTL %v", ErrInvalidDuration, c.renewEvery(), c.ttl)
+	if c.renew < 0 || (c.renew > 0 && c.renew < MinInterval) {
+		return fmt.Errorf("%w: renewal interval %v: want at least %v", ErrInvalidDuration, c.renew, MinInterval)
+	}
+	if c.renew > 0 && c.renew >= c.ttl {
+		return fmt.Errorf("%w: renewal interval %v must be under the TTL %v", ErrInvalidDuration, c.renew, c.ttl)
 	}
 	if c.safetyMargin() < 0 {
 		return fmt.Errorf("%w: safety margin %v is negative", ErrInvalidDuration, c.safetyMargin())
 	}
-	if c.renewEvery()+c.safetyMargin() >= c.ttl {
+	if (c.renew > 0 || c.marginSet) && !c.canRenew() {
 		return fmt.Errorf("%w: renewal interval %v plus safety margin %v must be under the TTL %v",
 			ErrInvalidDuration, c.renewEvery(), c.safetyMargin(), c.ttl)
 	}
 	return c.retry.validate()
+}
+
+// canRenew reports whether Do can keep a lease: a renewal and the safety
+// margin fit in the TTL. With the defaults only a TTL of a few
+// milliseconds fails it; Do then refuses to start.
+func (c *config) canRenew() bool {
+	return c.renewEvery()+c.safetyMargin() < c.ttl
 }
 
 // WithTTL sets how long each grant and refresh lasts (default DefaultTTL).
@@ -129,15 +144,16 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithSweepInterval makes the Manager purge expired and released rows in
-// the background every d until it closes (off by default). Fencing tokens
-// stay monotonic across purges.
+// the background every d until it closes (off by default, and with d = 0).
+// d must otherwise be at least MinInterval. Fencing tokens stay monotonic
+// across purges.
 func WithSweepInterval(d time.Duration) Option {
 	return func(c *config) { c.sweep = d }
 }
 
 // WithRenewInterval sets how often Do renews its lease while its function
-// runs (default TTL/3). Together with the safety margin it must stay under
-// the TTL.
+// runs (default TTL/3, at least MinInterval). It must be at least
+// MinInterval, and together with the safety margin stay under the TTL.
 func WithRenewInterval(d time.Duration) Option {
 	return func(c *config) { c.renew = d }
 }

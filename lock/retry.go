@@ -10,8 +10,10 @@ import (
 //
 // After the n-th failed attempt (n from 0) Acquire waits
 // BaseDelay·2ⁿ, capped at MaxDelay, then spread uniformly by ±Jitter (a
-// fraction: 0.2 means ±20%). It never waits past the holder's expiry when
-// that comes sooner, and stops at once when its ctx ends.
+// fraction: 0.2 means ±20%), and never less than MinInterval: a zero or tiny
+// BaseDelay is raised to it, so no policy polls in a busy loop. It never
+// waits past the holder's expiry when that comes sooner, and stops at once
+// when its ctx ends.
 //
 // Waiters of one Manager line up per entity, first come first served; only
 // the first in line polls the database. A release through the same Manager
@@ -43,7 +45,7 @@ func (p RetryPolicy) validate() error {
 	return nil
 }
 
-// delay is the wait after failed attempt n (from 0), before jitter.
+// delay is the wait after failed attempt n (from 0).
 func (p RetryPolicy) delay(n int) time.Duration {
 	const noDoubling = time.Duration(1 << 62) // doubling past this overflows
 	d := p.BaseDelay
@@ -57,7 +59,7 @@ func (p RetryPolicy) delay(n int) time.Duration {
 		spread := (rand.Float64()*2 - 1) * p.Jitter // in [-Jitter, +Jitter)
 		d += time.Duration(float64(d) * spread)
 	}
-	return d
+	return max(d, MinInterval)
 }
 
 // exhausted reports whether no retry may follow failed attempt n (from 0).

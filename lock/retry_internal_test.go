@@ -82,3 +82,46 @@ func TestRetryDelay(t *testing.T) {
 		}
 	}
 }
+
+// No policy waits less than MinInterval between attempts, so a zero or tiny
+// BaseDelay cannot make a busy loop.
+func TestRetryDelayFloor(t *testing.T) {
+	for _, p := range []RetryPolicy{
+		{MaxRetries: -1},
+		{MaxRetries: -1, BaseDelay: time.Nanosecond, Jitter: 1},
+		{MaxRetries: -1, BaseDelay: time.Microsecond, MaxDelay: 2 * time.Microsecond},
+	} {
+		for n := range 40 {
+			if d := p.delay(n); d < MinInterval {
+				t.Errorf("%+v: delay(%d) = %v; want at least %v", p, n, d, MinInterval)
+			}
+		}
+	}
+}
+
+// Retrying forever with no delay polls at most once per MinInterval.
+func TestZeroDelayRetryIsNoBusyLoop(t *testing.T) {
+	m, err := Open(t.Context(), filepath.Join(t.TempDir(), "l.db"), WithRetry(RetryPolicy{MaxRetries: -1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	holder, _ := m.Session("holder")
+	waiter, _ := m.Session("waiter")
+	if _, err := holder.TryAcquire(t.Context(), "e"); err != nil {
+		t.Fatal(err)
+	}
+	const window = 200 * time.Millisecond
+	ctx, cancel := context.WithTimeout(t.Context(), window)
+	defer cancel()
+	start := time.Now()
+	if _, err := waiter.Acquire(ctx, "e"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Acquire = %v; want the deadline", err)
+	}
+	// One attempt, then one per MinInterval at most (a loaded machine
+	// only makes fewer).
+	limit := int64(time.Since(start)/MinInterval) + 1
+	if got := waiter.Stats().Contended; got > limit {
+		t.Errorf("%d attempts in %v; want at most %d", got, time.Since(start), limit)
+	}
+}
