@@ -59,6 +59,9 @@ func benchPairs(ctx context.Context, o options, rep *report) error {
 	}
 	r.id, r.name = "P1-ours", "lock API TryAcquire+Release (ncruces, pure Go)"
 	rep.add(r)
+	if err := benchDurablePairs(ctx, o, rep); err != nil {
+		return err
+	}
 
 	for _, v := range []struct {
 		id, name string
@@ -104,6 +107,26 @@ func benchPairs(ctx context.Context, o options, rep *report) error {
 	}
 	rep.ratio("P1a", "lock API vs seed SQL, same driver (ops/s ratio)", "P1-ours", "P1-seed", 1.3)
 	rep.ratio("P1b", "lock API (pure Go) vs seed SQL on mattn (cgo)", "P1-ours", "P1-mattn", 1.0)
+	return nil
+}
+
+// P1-full: the same pairs with synchronous=FULL, which syncs every commit
+// to disk (a grant survives power loss) instead of NORMAL's syncs at
+// checkpoints (a grant survives a process crash). Fewer pairs: each costs
+// two fsyncs.
+func benchDurablePairs(ctx context.Context, o options, rep *report) error {
+	m, err := lock.Open(ctx, "file:"+freshPath(o, "ours-full")+"?_pragma=synchronous(full)")
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	r, err := timeLockPairs(ctx, m, max(o.pairs/20, 100))
+	if err != nil {
+		return err
+	}
+	r.id, r.name = "P1-full", "lock API TryAcquire+Release, synchronous=FULL"
+	rep.add(r)
+	rep.ratio("P1-sync", "synchronous=FULL vs the default NORMAL (ops/s ratio; informative)", "P1-full", "P1-ours", 0)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package lock_test
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
@@ -88,6 +89,40 @@ func TestOpenDSNForms(t *testing.T) {
 			}
 			if entries, _ := os.ReadDir("."); len(entries) > 0 {
 				t.Errorf("Open(%q) created files: %v", dsn, entries)
+			}
+		})
+	}
+}
+
+// SQLite's durability is NORMAL unless the DSN asks for FULL, on every
+// pooled connection (the README states what each guarantees).
+func TestOpenSynchronousSetting(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name, dsn string
+		want      int // PRAGMA synchronous: 1 NORMAL, 2 FULL
+	}{
+		{"default", filepath.Join(dir, "default.db"), 1},
+		{"synchronous(full)", "file:" + filepath.Join(dir, "full.db") + "?_pragma=synchronous(full)", 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := mustOpenPath(t, tt.dsn)
+			db := m.DB()
+			db.SetMaxIdleConns(4)
+			conns := make([]*sql.Conn, 4) // four distinct connections
+			for i := range conns {
+				c, err := db.Conn(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				conns[i] = c
+			}
+			for i, c := range conns {
+				var got int
+				if err := c.QueryRowContext(t.Context(), "PRAGMA synchronous").Scan(&got); err != nil || got != tt.want {
+					t.Errorf("connection %d: synchronous = %d, %v; want %d", i, got, err, tt.want)
+				}
 			}
 		})
 	}

@@ -33,7 +33,10 @@ import (
 // give each pooled connection its own empty database). Unless the DSN sets
 // them with _pragma, Open sets busy_timeout to DefaultBusyTimeout,
 // journal_mode to WAL and synchronous to NORMAL, which lets many processes
-// share the file. Transactions begin IMMEDIATE (the driver's default), so a
+// share the file. With NORMAL every commit survives a process crash, but
+// power loss may roll back the last ones, so a token may be issued again
+// after it; "file:path?_pragma=synchronous(full)" syncs every commit and
+// never issues a token twice, at the cost of an fsync per write. Transactions begin IMMEDIATE (the driver's default), so a
 // transaction that writes never fails half-way with SQLITE_BUSY.
 func Open(ctx context.Context, dsn string, opts ...Option) (*Manager, error) {
 	kind, dsn, err := parseDSN(dsn)
