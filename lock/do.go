@@ -233,6 +233,9 @@ func (k *keeper) renew() {
 		case errors.Is(err, sql.ErrNoRows):
 			k.lose(ErrNotHeld)
 			return
+		case errors.Is(err, ErrDatabaseReplaced):
+			k.lose(err)
+			return
 		case ctx.Err() != nil || errors.Is(err, ErrClosed):
 			return
 		default: // busy, interrupted by the per-attempt timeout, I/O: try again soon

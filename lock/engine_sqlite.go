@@ -12,21 +12,29 @@ import (
 // sqliteEngine runs the statements of queries/sqlite, prepared once per
 // Manager. SQLite is timed by the Manager's clock: now is always Valid.
 type sqliteEngine struct {
-	q *sqlitedb.Queries
+	q    *sqlitedb.Queries
+	file dbFile
 }
 
 func newSQLiteEngine(ctx context.Context, db *sql.DB) (*sqliteEngine, error) {
+	file, err := openedFile(ctx, db)
+	if err != nil {
+		return nil, err
+	}
 	q, err := sqlitedb.Prepare(ctx, db)
 	if err != nil {
 		return nil, err
 	}
-	return &sqliteEngine{q: q}, nil
+	return &sqliteEngine{q: q, file: file}, nil
 }
 
 func (e *sqliteEngine) serverClock() bool { return false }
 func (e *sqliteEngine) close() error      { return e.q.Close() }
 
 func (e *sqliteEngine) acquire(ctx context.Context, entity, session string, now sql.NullInt64, ttlMs int64) (Lease, int64, error) {
+	if err := e.file.check(); err != nil {
+		return Lease{}, now.Int64, err
+	}
 	row, err := e.q.Acquire(ctx, sqlitedb.AcquireParams{
 		Entity:    entity,
 		SessionID: session,
@@ -37,6 +45,9 @@ func (e *sqliteEngine) acquire(ctx context.Context, entity, session string, now 
 }
 
 func (e *sqliteEngine) acquireAll(ctx context.Context, entities []string, session string, now sql.NullInt64, ttlMs int64) ([]Lease, int64, error) {
+	if err := e.file.check(); err != nil {
+		return nil, now.Int64, err
+	}
 	list, err := json.Marshal(entities)
 	if err != nil {
 		return nil, now.Int64, err
@@ -76,11 +87,17 @@ func (e *sqliteEngine) firstHeld(ctx context.Context, entities []string, session
 }
 
 func (e *sqliteEngine) extend(ctx context.Context, entity, session string, byMs int64, now sql.NullInt64) (Lease, error) {
+	if err := e.file.check(); err != nil {
+		return Lease{}, err
+	}
 	row, err := e.q.Extend(ctx, sqlitedb.ExtendParams{ByMs: byMs, Entity: entity, SessionID: session, Now: now.Int64})
 	return sqliteLease(row), err
 }
 
 func (e *sqliteEngine) renew(ctx context.Context, l Lease, now sql.NullInt64, ttlMs int64) (Lease, int64, error) {
+	if err := e.file.check(); err != nil {
+		return Lease{}, now.Int64, err
+	}
 	row, err := e.q.Renew(ctx, sqlitedb.RenewParams{
 		ExpiresAt: now.Int64 + ttlMs,
 		Entity:    l.Entity,
