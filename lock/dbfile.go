@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+
+	"github.com/ncruces/go-sqlite3"
 )
 
 // ErrDatabaseReplaced means the SQLite database file a Manager opened was
@@ -15,6 +18,13 @@ import (
 // Manager refuses to grant, extend or renew; Do calls lose their leases.
 // Close it and open the path again.
 var ErrDatabaseReplaced = errors.New("database file was deleted or replaced")
+
+// ErrDiskFull means a write failed because the file system that holds the
+// database is full. The statement was rolled back: the database is as it
+// was. On SQLite it is reported for SQLITE_FULL, and for an I/O error while
+// the file system has less than a MiB left (the driver reports a full disk
+// as a plain I/O error); on PostgreSQL for SQLSTATE 53100.
+var ErrDiskFull = errors.New("disk full")
 
 // dbFile is the identity of the file an SQLite database lives in.
 type dbFile struct {
@@ -52,4 +62,22 @@ func (f dbFile) check() error {
 		return fmt.Errorf("%w: %s is another file now", ErrDatabaseReplaced, f.path)
 	}
 	return nil
+}
+
+// nearlyFull is the free space under which an I/O error is taken for a
+// full disk.
+const nearlyFull = 1 << 20
+
+// explain marks an error of a statement on the file as ErrDiskFull when the
+// disk is full.
+func (f dbFile) explain(err error) error {
+	full := errors.Is(err, sqlite3.FULL)
+	if !full && f.path != "" && errors.Is(err, sqlite3.IOERR) {
+		free, ok := freeBytes(filepath.Dir(f.path))
+		full = ok && free < nearlyFull
+	}
+	if full {
+		return fmt.Errorf("%w: no space left for %s: %w", ErrDiskFull, f.path, err)
+	}
+	return err
 }

@@ -46,6 +46,9 @@ type engine interface {
 	// guard checks, inside tx, that l is still the live lease, and keeps it
 	// so until tx ends.
 	guard(ctx context.Context, tx *sql.Tx, l Lease, now sql.NullInt64) (bool, error)
+	// explain translates a driver's error into this package's terms where
+	// it has one (ErrDiskFull), keeping the original wrapped.
+	explain(err error) error
 	// serverClock reports whether a Manager without WithClock should let
 	// the database time leases (pass now unset).
 	serverClock() bool

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/entitylock/entitylock/db/pgdb"
@@ -163,6 +164,15 @@ func (e *postgresEngine) guard(ctx context.Context, tx *sql.Tx, l Lease, now sql
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// explain marks PostgreSQL's disk_full (SQLSTATE 53100) as ErrDiskFull.
+func (e *postgresEngine) explain(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "53100" {
+		return fmt.Errorf("%w: %w", ErrDiskFull, err)
+	}
+	return err
 }
 
 func pgLease(r pgdb.EntitylockLease) Lease {

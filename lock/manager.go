@@ -282,6 +282,7 @@ func (m *Manager) Close() error {
 // fail wraps a database error from op. When ctx has ended, the error also
 // satisfies errors.Is(err, ctx.Err()) whatever the driver reported.
 func (m *Manager) fail(ctx context.Context, op, entity string, err error) error {
+	err = m.eng.explain(err)
 	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 		err = fmt.Errorf("%w: %w", cerr, err)
 	}
