@@ -30,7 +30,7 @@ func newSQLiteEngine(ctx context.Context, db *sql.DB) (*sqliteEngine, error) {
 
 func (e *sqliteEngine) serverClock() bool       { return false }
 func (e *sqliteEngine) explain(err error) error { return e.file.explain(err) }
-func (e *sqliteEngine) close() error      { return e.q.Close() }
+func (e *sqliteEngine) close() error            { return e.q.Close() }
 
 func (e *sqliteEngine) acquire(ctx context.Context, entity, session string, now sql.NullInt64, ttlMs int64) (Lease, int64, error) {
 	if err := e.file.check(); err != nil {
