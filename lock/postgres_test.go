@@ -25,7 +25,7 @@ func pgDump(t *testing.T, b locktest.Backend, dsn string) []string {
 func withParams(t *testing.T, dsn string, kv ...string) string {
 	t.Helper()
 	for i := 0; i+1 < len(kv); i += 2 {
-		dsn = withQuery(t, dsn, kv[i], kv[i+1])
+		dsn = locktest.WithParam(t, dsn, kv[i], kv[i+1])
 	}
 	return dsn
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -210,7 +209,7 @@ func tortureKill9(t *testing.T, b locktest.Backend) {
 		prefix := fmt.Sprintf("victim%d", k)
 		victimDB := path
 		if b.Name == "postgres" {
-			victimDB = withQuery(t, path, "application_name", prefix)
+			victimDB = locktest.WithParam(t, path, "application_name", prefix)
 		}
 		victim := startWorker(t, "torture", "ENTITYLOCK_DB="+victimDB, "ENTITYLOCK_SESSION_PREFIX="+prefix,
 			"ENTITYLOCK_GOROUTINES=3", "ENTITYLOCK_HOT=2", "ENTITYLOCK_GUARDED=1", "ENTITYLOCK_HOLD_US=3000", ttlEnv,
@@ -382,17 +381,4 @@ func TestOpenRefusesUnusableSchema(t *testing.T) {
 			}
 		})
 	}
-}
-
-// withQuery sets a query parameter of a URL DSN.
-func withQuery(t *testing.T, dsn, key, value string) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set(key, value)
-	u.RawQuery = q.Encode()
-	return u.String()
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -107,7 +106,7 @@ func TestPostgresMigrationSurvivesKilledConnection(t *testing.T) {
 	for try := range tries {
 		dsn := b.NewDSN(t)
 		app := fmt.Sprintf("entitylock_victim_%d", try)
-		victim := b.OpenRaw(t, withParam(t, dsn, "application_name", app))
+		victim := b.OpenRaw(t, locktest.WithParam(t, dsn, "application_name", app))
 		killer := b.OpenRaw(t, dsn)
 		if err := victim.PingContext(t.Context()); err != nil {
 			t.Fatal(err)
@@ -186,7 +185,7 @@ func TestForce(t *testing.T) {
 // it, and creates nothing.
 func TestPostgresMissingSchema(t *testing.T) {
 	b := locktest.Postgres(t)
-	dsn := withParam(t, b.NewDSN(t), "search_path", "entitylock_no_such_schema")
+	dsn := locktest.WithParam(t, b.NewDSN(t), "search_path", "entitylock_no_such_schema")
 	db := b.OpenRaw(t, dsn)
 	err := schema.Migrate(t.Context(), db)
 	if !errors.Is(err, schema.ErrNoSchema) || !strings.Contains(err.Error(), "entitylock_no_such_schema") {
@@ -196,16 +195,4 @@ func TestPostgresMissingSchema(t *testing.T) {
 	if err := db.QueryRow(`SELECT count(*) FROM pg_namespace WHERE nspname = 'entitylock_no_such_schema'`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("schema count %d, %v; want 0", n, err)
 	}
-}
-
-func withParam(t *testing.T, dsn, key, value string) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set(key, value)
-	u.RawQuery = q.Encode()
-	return u.String()
 }

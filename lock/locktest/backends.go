@@ -89,12 +89,18 @@ func NewPostgresSchema(tb testing.TB, base string) string {
 			tb.Errorf("drop schema %s: %v", schema, err)
 		}
 	})
-	u, err := url.Parse(base)
+	return WithParam(tb, base, "search_path", schema)
+}
+
+// WithParam returns the URL dsn with its query parameter key set to value.
+func WithParam(tb testing.TB, dsn, key, value string) string {
+	tb.Helper()
+	u, err := url.Parse(dsn)
 	if err != nil {
-		tb.Fatalf("$%s: %v", PostgresEnv, err)
+		tb.Fatalf("DSN: %v", err)
 	}
 	q := u.Query()
-	q.Set("search_path", schema)
+	q.Set(key, value)
 	u.RawQuery = q.Encode()
 	return u.String()
 }
