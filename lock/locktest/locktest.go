@@ -53,6 +53,7 @@ var tests = []suiteTest{
 	{"PurgeExpiredAndForceRelease", testPurgeExpiredAndForceRelease},
 	{"TokenMonotonicity", testTokenMonotonicity},
 	{"ExactlyOneWinner", testExactlyOneWinner},
+	{"Linearizable", testLinearizable},
 	{"ContentionOnSharedPool", testContentionOnSharedPool},
 	{"AcquireWaitsForRelease", testAcquireWaitsForRelease},
 	{"AcquireStopsWhenCtxEnds", testAcquireStopsWhenCtxEnds},
