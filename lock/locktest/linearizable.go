@@ -25,7 +25,7 @@ const HistoryHTMLEnv = "ENTITYLOCK_HISTORY_HTML"
 
 // The shape of the histories testLinearizable records.
 const (
-	linBursts        = 150 // bursts of concurrent calls
+	linBursts        = 250 // bursts of concurrent calls
 	linCallsPerBurst = 8   // calls started at once in a burst
 	linTick          = 250 // ms; TTLs, extensions and clock moves are multiples of it, so expiries often fall exactly on "now"
 )

@@ -8,6 +8,11 @@
 //
 // Every test opens its own database, so the tests run in parallel. Time is
 // moved with an injected Clock, never slept through.
+//
+// One test, Linearizable, records concurrent histories of several Managers
+// on one database and checks them with porcupine against a sequential
+// model of one entity's lease; set HistoryHTMLEnv to keep porcupine's
+// visualization of them.
 package locktest
 
 import (
