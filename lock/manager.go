@@ -235,7 +235,9 @@ func (m *Manager) ForceRelease(ctx context.Context, entity string) (bool, error)
 // how many it deleted. A released lease's row is kept, with its token, so
 // that the entity's next grant is a one-page write; expired leases are
 // reclaimed by the next grant anyway. Purging only keeps the table small;
-// fencing tokens stay monotonic across it.
+// fencing tokens stay monotonic across it. On PostgreSQL a row that another
+// transaction has locked at that moment is skipped, for a later purge, so
+// purges never wait for each other or for other calls.
 func (m *Manager) PurgeExpired(ctx context.Context) (int, error) {
 	if err := m.enter(); err != nil {
 		return 0, opError("purge expired", "", err)

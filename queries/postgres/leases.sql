@@ -107,12 +107,21 @@ WHERE entity = @entity AND expires_at <> 0
   AND EXISTS (SELECT 1 FROM async);
 
 -- name: PurgeExpired :execrows
--- Deletes released and expired rows. Tokens come from the sequence, which a
--- delete does not touch.
-WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now)
+-- Deletes released and expired rows, and the trigger raises the fence. The
+-- rows are locked first, in entity order, skipping any that another
+-- transaction has locked: two purges, each deleting rows as its scan met
+-- them, could lock the same rows in opposite orders (an update moves a row)
+-- and deadlock. A skipped row is in flux and left for a later purge.
+WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now),
+doomed AS (
+    SELECT o.entity FROM entitylock_leases AS o, clock AS c
+    WHERE o.expires_at <= c.now
+    ORDER BY o.entity COLLATE "C"
+    FOR UPDATE OF o SKIP LOCKED
+)
 DELETE FROM entitylock_leases AS l
-USING clock AS c
-WHERE l.expires_at <= c.now;
+USING doomed AS d, clock AS c
+WHERE l.entity = d.entity AND l.expires_at <= c.now;
 
 -- name: LiveLeases :many
 WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now)
