@@ -2,6 +2,7 @@ package lock_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"net/url"
 	"strings"
@@ -30,6 +31,21 @@ func withParams(t *testing.T, dsn string, kv ...string) string {
 	return dsn
 }
 
+// lockLeaseRow begins a transaction on db that holds entity's lease row
+// FOR UPDATE; the caller rolls it back.
+func lockLeaseRow(t *testing.T, db *sql.DB, entity string) *sql.Tx {
+	t.Helper()
+	tx, err := db.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(`SELECT 1 FROM entitylock_leases WHERE entity = $1 FOR UPDATE`, entity); err != nil {
+		tx.Rollback()
+		t.Fatal(err)
+	}
+	return tx
+}
+
 // PostgreSQL's own failures: each is a clear error (a *pgconn.PgError with
 // its SQLSTATE) and leaves the leases as they were.
 func TestPostgresFailuresChangeNothing(t *testing.T) {
@@ -46,18 +62,12 @@ func TestPostgresFailuresChangeNothing(t *testing.T) {
 	// locked runs call while another transaction holds the lease row.
 	locked := func(call func(ctx context.Context) error) func() error {
 		return func() error {
-			tx, err := b.OpenRaw(t, dsn).BeginTx(t.Context(), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			tx := lockLeaseRow(t, b.OpenRaw(t, dsn), "entity::held")
 			defer tx.Rollback()
-			if _, err := tx.Exec(`SELECT 1 FROM entitylock_leases WHERE entity = 'entity::held' FOR UPDATE`); err != nil {
-				t.Fatal(err)
-			}
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // a hang fails here
 			defer cancel()
 			start := time.Now()
-			err = call(ctx)
+			err := call(ctx)
 			if waited := time.Since(start); waited < 250*time.Millisecond || ctx.Err() != nil {
 				t.Errorf("returned after %v (ctx %v); want about the 300ms lock_timeout", waited, ctx.Err())
 			}

@@ -26,14 +26,8 @@ func TestPostgresPurgeSkipsLockedRows(t *testing.T) {
 	}
 	clk.Advance(time.Minute)
 
-	tx, err := b.OpenRaw(t, dsn).BeginTx(t.Context(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx := lockLeaseRow(t, b.OpenRaw(t, dsn), "entity::2")
 	defer tx.Rollback()
-	if _, err := tx.Exec(`SELECT 1 FROM entitylock_leases WHERE entity = 'entity::2' FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second) // a wait fails here
 	defer cancel()
 	if n, err := m.PurgeExpired(ctx); err != nil || n != 2 {
