@@ -106,9 +106,19 @@ func TestPostgresMigrationSurvivesKilledConnection(t *testing.T) {
 	for try := range tries {
 		dsn := b.NewDSN(t)
 		app := fmt.Sprintf("entitylock_victim_%d", try)
-		victim := b.OpenRaw(t, locktest.WithParam(t, dsn, "application_name", app))
-		killer := b.OpenRaw(t, dsn)
+		// Pools of this try only, closed before the next: forty tries must
+		// not hold eighty pools open until the test ends.
+		victim, err := sql.Open("pgx", locktest.WithParam(t, dsn, "application_name", app))
+		if err != nil {
+			t.Fatal(err)
+		}
+		killer, err := sql.Open("pgx", dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		closePools := func() { victim.Close(); killer.Close() }
 		if err := victim.PingContext(t.Context()); err != nil {
+			closePools()
 			t.Fatal(err)
 		}
 		delay := time.Duration(try%17) * time.Millisecond // 0–16 ms into the migration
@@ -121,16 +131,18 @@ func TestPostgresMigrationSurvivesKilledConnection(t *testing.T) {
 		migErr := <-done
 		v, dirty, err := schema.Version(t.Context(), killer)
 		if err != nil {
+			closePools()
 			t.Fatalf("try %d: Version: %v", try, err)
 		}
 		if dirty {
 			t.Errorf("try %d (kill after %v): schema left dirty at version %d (Migrate: %v)", try, delay, v, migErr)
-			continue
+		} else {
+			outcomes[fmt.Sprintf("version %d", v)]++
+			if err := schema.Migrate(t.Context(), killer); err != nil {
+				t.Errorf("try %d: Migrate after the kill: %v", try, err)
+			}
 		}
-		outcomes[fmt.Sprintf("version %d", v)]++
-		if err := schema.Migrate(t.Context(), killer); err != nil {
-			t.Errorf("try %d: Migrate after the kill: %v", try, err)
-		}
+		closePools()
 	}
 	t.Logf("after %d kills: %v", tries, outcomes)
 }
