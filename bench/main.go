@@ -30,7 +30,7 @@ type options struct {
 	pgDSN    string
 	redis    string
 	only     string
-	pgHolder string
+	holder   string
 }
 
 func main() {
@@ -43,10 +43,10 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run only the steps whose name starts with this (P1, P2, ..., memory)")
 	flag.StringVar(&o.pgDSN, "postgres", envOr("ENTITYLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL server for its rows (each run makes and drops a schema)")
 	flag.StringVar(&o.redis, "redis", "127.0.0.1:6379", "Redis address for its baseline")
-	flag.StringVar(&o.pgHolder, "pg-holder", "", "internal: run as the holder process of P7 on this DSN")
+	flag.StringVar(&o.holder, "holder", "", "internal: run as the holder process of P7 and P8 on this DSN")
 	flag.Parse()
-	if o.pgHolder != "" {
-		if err := runPGHolder(o.pgHolder); err != nil {
+	if o.holder != "" {
+		if err := runHolder(o.holder); err != nil {
 			fail(err)
 		}
 		return
@@ -154,6 +154,7 @@ func run(ctx context.Context, o options) error {
 		{"P5 contended throughput", benchContended},
 		{"P6 PostgreSQL pairs", benchPostgres},
 		{"P7 PostgreSQL handoff", benchPostgresHandoff},
+		{"P8 SQLite handoff across processes", benchSQLiteHandoff},
 		{"memory", benchMemory},
 	}
 	for _, s := range steps {

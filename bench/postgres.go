@@ -1,17 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"errors"
-	"fmt"
-	mrand "math/rand/v2"
 	"net/url"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"time"
 
@@ -141,11 +135,8 @@ func benchPostgres(ctx context.Context, o options, rep *report) error {
 	return nil
 }
 
-// P7: handoff across processes on PostgreSQL. The holder is another
-// process (this binary, re-run with -pg-holder); the waiter, blocked in
-// Acquire under the default retry policy, learns of the release only
-// through LISTEN/NOTIFY. Latency runs from just before the holder's
-// Release to the waiter's grant, both read from the machine's clock.
+// P7: handoff across processes on PostgreSQL; the waiter learns of the
+// release only through LISTEN/NOTIFY.
 func benchPostgresHandoff(ctx context.Context, o options, rep *report) error {
 	dsn, m, done, err := openPostgres(ctx, o)
 	if err != nil {
@@ -153,94 +144,14 @@ func benchPostgresHandoff(ctx context.Context, o options, rep *report) error {
 		return nil
 	}
 	defer done()
-	waiter, _ := m.Session("waiter")
-
-	exe, err := os.Executable()
+	r, err := crossProcessHandoff(ctx, o, dsn, m)
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, exe, "-pg-holder", dsn)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return err
-	}
-	outPipe, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer func() { in.Close(); cmd.Wait() }()
-	out := bufio.NewReader(outPipe)
-	ask := func(line string) (string, error) {
-		if _, err := fmt.Fprintln(in, line); err != nil {
-			return "", err
-		}
-		reply, err := out.ReadString('\n')
-		return strings.TrimSpace(reply), err
-	}
-
-	rng := mrand.New(mrand.NewPCG(1, 2))
-	r := row{id: "P7-ours", name: "handoff across processes, PostgreSQL (LISTEN/NOTIFY)"}
-	for range o.handoffs {
-		if reply, err := ask("acquire"); err != nil || reply != "held" {
-			return fmt.Errorf("holder process: %q, %v", reply, err)
-		}
-		granted := startWaiter(ctx, m, waiter, "hot")
-		time.Sleep(time.Duration(rng.Int64N(int64(50 * time.Millisecond))))
-		reply, err := ask("release")
-		if err != nil {
-			return err
-		}
-		ns, err := strconv.ParseInt(strings.TrimPrefix(reply, "released "), 10, 64)
-		if err != nil {
-			return fmt.Errorf("holder process: %q", reply)
-		}
-		at, err := granted()
-		if err != nil {
-			return err
-		}
-		r.record(at.Sub(time.Unix(0, ns)))
-		if _, err := waiter.Release(ctx, "hot"); err != nil {
-			return err
-		}
-	}
-	r.note = "ops/s column: 1 / mean latency"
+	r.id, r.name = "P7-ours", "handoff across processes, PostgreSQL (LISTEN/NOTIFY)"
 	rep.add(r)
 	rep.targets = append(rep.targets,
 		target{id: "P7a", what: "cross-process handoff p50, PostgreSQL (ms)", got: ms(r.quantile(0.5))},
 		target{id: "P7b", what: "cross-process handoff p99, PostgreSQL (ms)", got: ms(r.quantile(0.99))})
 	return nil
-}
-
-// runPGHolder is the holder process of P7: "acquire" takes "hot" and
-// answers "held"; "release" answers "released <Unix ns>", read just before
-// the release.
-func runPGHolder(dsn string) error {
-	ctx := context.Background()
-	m, err := lock.Open(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	s, _ := m.Session("holder")
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		switch in.Text() {
-		case "acquire":
-			if _, err := s.TryAcquire(ctx, "hot"); err != nil {
-				return err
-			}
-			fmt.Println("held")
-		case "release":
-			at := time.Now()
-			if _, err := s.Release(ctx, "hot"); err != nil {
-				return err
-			}
-			fmt.Println("released", at.UnixNano())
-		}
-	}
-	return in.Err()
 }

@@ -87,6 +87,30 @@ func (e *sqliteEngine) firstHeld(ctx context.Context, entities []string, session
 	return sqliteLease(row), now.Int64, err
 }
 
+// liveOf returns the live grants among entities, as entity → the holder's
+// session and token. It serves the change watcher only.
+func (e *sqliteEngine) liveOf(ctx context.Context, entities []string, now sql.NullInt64) (map[string]grant, error) {
+	list, err := json.Marshal(entities)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := e.q.LiveOf(ctx, sqlitedb.LiveOfParams{Entities: string(list), Now: now.Int64})
+	if err != nil {
+		return nil, err
+	}
+	live := make(map[string]grant, len(rows))
+	for _, r := range rows {
+		live[r.Entity] = grant{session: r.SessionID, token: r.Token}
+	}
+	return live, nil
+}
+
+// A grant names one lease by its holder and token.
+type grant struct {
+	session string
+	token   int64
+}
+
 func (e *sqliteEngine) extend(ctx context.Context, entity, session string, byMs int64, now sql.NullInt64) (Lease, error) {
 	if err := e.file.check(); err != nil {
 		return Lease{}, err

@@ -73,3 +73,27 @@ func (ks *keepers) checkAll() {
 		}
 	}
 }
+
+// entities returns the entities that running Do calls hold, in no order.
+func (ks *keepers) entities() []string {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	out := make([]string, 0, len(ks.byEntity))
+	for e := range ks.byEntity {
+		out = append(out, e)
+	}
+	return out
+}
+
+// allHold reports whether every running Do call on entity holds the grant
+// (session, token).
+func (ks *keepers) allHold(entity, session string, token int64) bool {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	for k := range ks.byEntity[entity] {
+		if k.lease.SessionID != session || k.lease.Token != token {
+			return false
+		}
+	}
+	return true
+}

@@ -12,22 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// listen starts, once, the goroutine that tells this Manager's waiters and
-// Do calls when another process releases an entity; only PostgreSQL has
-// one. It is started by the first wait or Do, so a Manager that does
-// neither holds no connection for it, and not at all on a pool limited to
-// one connection, which it would take from every other call.
-func (m *Manager) listen() {
-	if _, ok := m.eng.(*postgresEngine); !ok || m.db.Stats().MaxOpenConnections == 1 {
-		return
-	}
-	if m.enter() != nil {
-		return
-	}
-	defer m.exit()
-	m.listenOnce.Do(func() { m.bg.Go(m.listener) })
-}
-
 // listener holds one connection in LISTEN entitylock until the Manager
 // closes. When a release of an entity in this schema is notified, it wakes
 // the head of the entity's line and makes Do calls holding it renew at
@@ -80,8 +64,7 @@ func (m *Manager) waitNotifications(ctx context.Context, c *pgx.Conn) error {
 		return err
 	}
 	// Releases before LISTEN took effect were missed.
-	m.queues.wakeAll()
-	m.keepers.checkAll()
+	m.missedReleases()
 	prefix := schema + "/"
 	for {
 		n, err := c.WaitForNotification(ctx)
@@ -89,8 +72,7 @@ func (m *Manager) waitNotifications(ctx context.Context, c *pgx.Conn) error {
 			return err
 		}
 		if entity, ok := strings.CutPrefix(n.Payload, prefix); ok {
-			m.queues.wake(entity)
-			m.keepers.check(entity)
+			m.releasedElsewhere(entity)
 		}
 	}
 }

@@ -45,9 +45,9 @@ type Manager struct {
 	mu     sync.RWMutex
 	closed bool
 	done   chan struct{}  // closed by Close; ends waits and the sweeper
-	bg     sync.WaitGroup // the sweeper and the listener
+	bg     sync.WaitGroup // the sweeper and the change feed
 
-	listenOnce sync.Once // starts the listener (PostgreSQL) at the first wait or Do
+	listenOnce sync.Once // starts the change feed at the first wait or Do (changes.go)
 
 	queues  waitQueues
 	keepers keepers
@@ -67,7 +67,7 @@ func newManager(ctx context.Context, db *sql.DB, kind schema.Engine, opts []Opti
 	if err := schema.Migrate(ctx, db); err != nil {
 		return nil, opError("open", "", err)
 	}
-	m := &Manager{db: db, cfg: cfg, done: make(chan struct{})}
+	m := &Manager{db: db, cfg: cfg, done: make(chan struct{}), queues: waitQueues{linesChanged: make(chan struct{}, 1)}}
 	switch kind {
 	case schema.SQLite:
 		eng, err := newSQLiteEngine(ctx, db)

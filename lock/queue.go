@@ -12,6 +12,10 @@ import (
 type waitQueues struct {
 	mu    sync.Mutex
 	lines map[string][]*waiter
+	// linesChanged (buffered 1) is signalled when a line is made or
+	// removed: the SQLite watcher watches while there are lines, and checks
+	// a new line's entity at once.
+	linesChanged chan struct{}
 }
 
 // A waiter is one goroutine's place in an entity's line.
@@ -28,7 +32,11 @@ func (q *waitQueues) join(entity string) *waiter {
 	if q.lines == nil {
 		q.lines = make(map[string][]*waiter)
 	}
-	q.lines[entity] = append(q.lines[entity], w)
+	line := q.lines[entity]
+	q.lines[entity] = append(line, w)
+	if len(line) == 0 {
+		q.changed()
+	}
 	return w
 }
 
@@ -44,6 +52,7 @@ func (q *waitQueues) leave(w *waiter) {
 	line = slices.Delete(line, i, i+1)
 	if len(line) == 0 {
 		delete(q.lines, w.entity)
+		q.changed()
 		return
 	}
 	q.lines[w.entity] = line
@@ -67,6 +76,32 @@ func (q *waitQueues) wake(entity string) {
 	if line := q.lines[entity]; len(line) > 0 {
 		signal(line[0])
 	}
+}
+
+// changed signals linesChanged; the caller holds mu.
+func (q *waitQueues) changed() {
+	select {
+	case q.linesChanged <- struct{}{}:
+	default: // a signal is already pending
+	}
+}
+
+// entities returns the entities that have a line, in no order.
+func (q *waitQueues) entities() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([]string, 0, len(q.lines))
+	for e := range q.lines {
+		out = append(out, e)
+	}
+	return out
+}
+
+// empty reports whether nobody waits.
+func (q *waitQueues) empty() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.lines) == 0
 }
 
 func signal(w *waiter) {

@@ -51,6 +51,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.liveLeasesStmt, err = db.PrepareContext(ctx, liveLeases); err != nil {
 		return nil, fmt.Errorf("error preparing query LiveLeases: %w", err)
 	}
+	if q.liveOfStmt, err = db.PrepareContext(ctx, liveOf); err != nil {
+		return nil, fmt.Errorf("error preparing query LiveOf: %w", err)
+	}
 	if q.purgeExpiredStmt, err = db.PrepareContext(ctx, purgeExpired); err != nil {
 		return nil, fmt.Errorf("error preparing query PurgeExpired: %w", err)
 	}
@@ -117,6 +120,11 @@ func (q *Queries) Close() error {
 	if q.liveLeasesStmt != nil {
 		if cerr := q.liveLeasesStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing liveLeasesStmt: %w", cerr)
+		}
+	}
+	if q.liveOfStmt != nil {
+		if cerr := q.liveOfStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing liveOfStmt: %w", cerr)
 		}
 	}
 	if q.purgeExpiredStmt != nil {
@@ -197,6 +205,7 @@ type Queries struct {
 	isLiveStmt         *sql.Stmt
 	leaseStmt          *sql.Stmt
 	liveLeasesStmt     *sql.Stmt
+	liveOfStmt         *sql.Stmt
 	purgeExpiredStmt   *sql.Stmt
 	releaseStmt        *sql.Stmt
 	releaseGrantStmt   *sql.Stmt
@@ -218,6 +227,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		isLiveStmt:         q.isLiveStmt,
 		leaseStmt:          q.leaseStmt,
 		liveLeasesStmt:     q.liveLeasesStmt,
+		liveOfStmt:         q.liveOfStmt,
 		purgeExpiredStmt:   q.purgeExpiredStmt,
 		releaseStmt:        q.releaseStmt,
 		releaseGrantStmt:   q.releaseGrantStmt,

@@ -1,0 +1,262 @@
+package lock
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// On SQLite, a Manager with waiters learns that another process (or another
+// *sql.DB on the same file) committed by watching the file a commit writes:
+// the -wal file in WAL mode, the database file otherwise (inotify on Linux,
+// kqueue on BSD and macOS, through fsnotify). A write seen there is
+// confirmed by PRAGMA data_version, read on a connection the watcher keeps
+// idle, which changes when another connection has committed; the live
+// leases of the entities waited for are then read, and the head of each
+// line whose entity is free is woken. Do calls holding an entity that is
+// free, or granted anew, renew at once.
+//
+// The watch is on only while the Manager has waiters: with none, no event
+// reaches it and it does nothing. Where the file cannot be watched (no such
+// file, a file system without notifications, no watches left), the watcher
+// reads data_version every watchPollEvery instead, also only while there
+// are waiters. BENCHMARKS.md has what either costs.
+const (
+	watchPollEvery = 5 * time.Millisecond
+	// A write to the WAL is seen before the commit that makes it visible
+	// (which updates the WAL index in shared memory, unseen by the watch),
+	// so an unchanged data_version after a write is read again, at doubling
+	// intervals, until it changes or settleTo has passed.
+	settleFrom = 100 * time.Microsecond
+	settleTo   = 6400 * time.Microsecond
+)
+
+// watcher runs from the Manager's first wait or Do until it closes,
+// watching the database file while the Manager has waiters. When the watch
+// fails (its connection broke, say) it starts again after a backoff;
+// waiters poll on their own backoff meanwhile.
+func (m *Manager) watcher() {
+	ctx, cancel := m.lifeContext()
+	defer cancel()
+	w := &sqliteWatch{m: m, eng: m.eng.(*sqliteEngine)}
+	defer w.reset()
+	delay := 10 * time.Millisecond
+	for {
+		if m.queues.empty() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-m.queues.linesChanged:
+				continue
+			}
+		}
+		err := w.watch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			delay = 10 * time.Millisecond
+			continue
+		}
+		m.cfg.logger.Warn("entitylock: change watch interrupted; waiters poll meanwhile",
+			slog.Any("err", err), slog.Duration("retry_in", delay))
+		w.reset()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// sqliteWatch is the watcher's state, kept from one period with waiters to
+// the next.
+type sqliteWatch struct {
+	m       *Manager
+	eng     *sqliteEngine
+	conn    *sql.Conn // idle between reads of data_version
+	version *sql.Stmt // PRAGMA data_version, on conn
+	last    int64     // the data_version last read
+	file    string    // the file commits write; "" when there is none
+	fsw     *fsnotify.Watcher
+}
+
+// open takes the watcher's connection and finds the file to watch.
+func (w *sqliteWatch) open(ctx context.Context) error {
+	if w.conn != nil {
+		return nil
+	}
+	conn, err := w.m.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	var seq int
+	var schemaName, file, mode string
+	err = conn.QueryRowContext(ctx, "PRAGMA database_list").Scan(&seq, &schemaName, &file)
+	if err == nil {
+		err = conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
+	}
+	var version *sql.Stmt
+	if err == nil {
+		version, err = conn.PrepareContext(ctx, "PRAGMA data_version")
+	}
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	if file != "" && mode == "wal" {
+		file += "-wal"
+	}
+	w.conn, w.version, w.file = conn, version, file
+	if w.fsw == nil {
+		if w.fsw, err = fsnotify.NewWatcher(); err != nil {
+			w.m.cfg.logger.Debug("entitylock: no file notifications; waiters' Manager polls data_version",
+				slog.Any("err", err), slog.Duration("every", watchPollEvery))
+		}
+	}
+	return nil
+}
+
+// reset drops the connection and the file watch.
+func (w *sqliteWatch) reset() {
+	if w.conn != nil {
+		w.version.Close()
+		w.conn.Close()
+		w.conn, w.version = nil, nil
+	}
+	if w.fsw != nil {
+		w.fsw.Close()
+		w.fsw = nil
+	}
+}
+
+// watch wakes waiters for releases committed by other connections until
+// the Manager has no waiters (nil) or ctx ends (nil), or fails.
+func (w *sqliteWatch) watch(ctx context.Context) error {
+	if err := w.open(ctx); err != nil {
+		return err
+	}
+	var (
+		events <-chan fsnotify.Event
+		errs   <-chan error
+		poll   <-chan time.Time
+	)
+	if w.fsw != nil && w.file != "" {
+		if err := w.fsw.Add(w.file); err != nil {
+			w.m.cfg.logger.Debug("entitylock: cannot watch the database file; polling data_version",
+				slog.String("file", w.file), slog.Any("err", err), slog.Duration("every", watchPollEvery))
+		} else {
+			defer w.fsw.Remove(w.file)
+			events, errs = w.fsw.Events, w.fsw.Errors
+		}
+	}
+	if events == nil {
+		t := time.NewTicker(watchPollEvery)
+		defer t.Stop()
+		poll = t.C
+	}
+	settle := time.NewTimer(time.Hour)
+	settle.Stop()
+	defer settle.Stop()
+	var settleIn time.Duration
+
+	// A release between a waiter's refused attempt and now went unseen:
+	// check every line.
+	if _, err := w.check(ctx, true); err != nil {
+		return err
+	}
+	for {
+		force, written := false, false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.m.queues.linesChanged:
+			if w.m.queues.empty() {
+				return nil
+			}
+			force = true // a new line: its entity may have been released since its attempt
+		case ev, ok := <-events:
+			if !ok {
+				return errors.New("file watch closed")
+			}
+			if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+				return fmt.Errorf("%s was removed", w.file)
+			}
+			written, settleIn = true, 0
+		case err := <-errs:
+			if !errors.Is(err, fsnotify.ErrEventOverflow) {
+				return err
+			}
+			force = true // events were dropped
+		case <-poll:
+		case <-settle.C:
+			written = true
+		}
+		changed, err := w.check(ctx, force)
+		if err != nil {
+			return err
+		}
+		switch {
+		case changed || !written:
+		case settleIn == 0:
+			settleIn = settleFrom
+			settle.Reset(settleIn)
+		case settleIn < settleTo:
+			settleIn *= 2
+			settle.Reset(settleIn)
+		}
+		if changed {
+			settle.Stop()
+			settleIn = 0
+		}
+	}
+}
+
+// check reads data_version and, when it changed or force is set, wakes the
+// lines whose entity is free and the Do calls whose entity changed hands.
+// It reports whether data_version changed.
+func (w *sqliteWatch) check(ctx context.Context, force bool) (bool, error) {
+	var v int64
+	if err := w.version.QueryRowContext(ctx).Scan(&v); err != nil {
+		return false, fmt.Errorf("read data_version: %w", err)
+	}
+	changed := v != w.last
+	w.last = v
+	if !changed && !force {
+		return false, nil
+	}
+	return changed, w.notify(ctx)
+}
+
+func (w *sqliteWatch) notify(ctx context.Context) error {
+	m := w.m
+	lines, kept := m.queues.entities(), m.keepers.entities()
+	if len(lines)+len(kept) == 0 {
+		return nil
+	}
+	if m.enter() != nil {
+		return nil // closing
+	}
+	defer m.exit()
+	live, err := w.eng.liveOf(ctx, append(lines, kept...), m.at())
+	if err != nil {
+		return fmt.Errorf("read live leases: %w", err)
+	}
+	for _, e := range lines {
+		if _, held := live[e]; !held {
+			m.releasedElsewhere(e)
+		}
+	}
+	for _, e := range kept {
+		if g, held := live[e]; !held || !m.keepers.allHold(e, g.session, g.token) {
+			m.releasedElsewhere(e)
+		}
+	}
+	return nil
+}
