@@ -48,6 +48,7 @@ type Manager struct {
 	bg     sync.WaitGroup // the sweeper and the change feed
 
 	listenOnce sync.Once // starts the change feed at the first wait or Do (changes.go)
+	fileWatch  atomic.Pointer[sqliteWatch] // SQLite's change feed, once started
 
 	queues  waitQueues
 	keepers keepers

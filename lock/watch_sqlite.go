@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -44,6 +45,7 @@ func (m *Manager) watcher() {
 	ctx, cancel := m.lifeContext()
 	defer cancel()
 	w := &sqliteWatch{m: m, eng: m.eng.(*sqliteEngine)}
+	m.fileWatch.Store(w)
 	defer w.reset()
 	delay := 10 * time.Millisecond
 	for {
@@ -85,6 +87,12 @@ type sqliteWatch struct {
 	last    int64     // the data_version last read
 	file    string    // the file commits write; "" when there is none
 	fsw     *fsnotify.Watcher
+
+	// For tests: how many times data_version was read, whether a watch is
+	// on, and whether the last one polled instead of watching the file.
+	reads    atomic.Int64
+	watching atomic.Bool
+	polling  atomic.Bool
 }
 
 // open takes the watcher's connection and finds the file to watch.
@@ -156,6 +164,7 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 			events, errs = w.fsw.Events, w.fsw.Errors
 		}
 	}
+	w.polling.Store(events == nil)
 	if events == nil {
 		t := time.NewTicker(watchPollEvery)
 		defer t.Stop()
@@ -166,6 +175,8 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 	defer settle.Stop()
 	var settleIn time.Duration
 
+	w.watching.Store(true)
+	defer w.watching.Store(false)
 	// A release between a waiter's refused attempt and now went unseen:
 	// check every line.
 	if _, err := w.check(ctx, true); err != nil {
@@ -223,6 +234,7 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 // It reports whether data_version changed.
 func (w *sqliteWatch) check(ctx context.Context, force bool) (bool, error) {
 	var v int64
+	w.reads.Add(1)
 	if err := w.version.QueryRowContext(ctx).Scan(&v); err != nil {
 		return false, fmt.Errorf("read data_version: %w", err)
 	}

@@ -42,6 +42,8 @@ func runWorker(mode string) error {
 		return openWorker(ctx)
 	case "holdlock":
 		return holdLockWorker(ctx)
+	case "holder":
+		return holderWorker(ctx)
 	}
 	return fmt.Errorf("unknown worker mode %q", mode)
 }
@@ -219,4 +221,37 @@ func holdLockWorker(ctx context.Context) error {
 	bufio.NewReader(os.Stdin).ReadString('\n')
 	_, err = conn.ExecContext(ctx, "ROLLBACK")
 	return err
+}
+
+// holderWorker holds "entity::hot" in ENTITYLOCK_DB on demand, for the
+// cross-process handoff benchmark: on stdin, "acquire" takes it and answers
+// "held"; "release" answers "released <Unix ns>", read just before the
+// release.
+func holderWorker(ctx context.Context) error {
+	m, err := lock.Open(ctx, os.Getenv("ENTITYLOCK_DB"))
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	s, err := m.Session("holder")
+	if err != nil {
+		return err
+	}
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch in.Text() {
+		case "acquire":
+			if _, err := s.TryAcquire(ctx, "entity::hot"); err != nil {
+				return err
+			}
+			fmt.Println("held")
+		case "release":
+			at := time.Now()
+			if _, err := s.Release(ctx, "entity::hot"); err != nil {
+				return err
+			}
+			fmt.Println("released", at.UnixNano())
+		}
+	}
+	return in.Err()
 }

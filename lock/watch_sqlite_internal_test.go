@@ -1,0 +1,217 @@
+package lock
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ncruces/go-sqlite3/driver"
+	"github.com/ncruces/go-sqlite3/vfs/memdb"
+)
+
+func openInternal(t *testing.T, path string, opts ...Option) *Manager {
+	t.Helper()
+	m, err := Open(t.Context(), path, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func sessionOf(t *testing.T, m *Manager, id string) *Session {
+	t.Helper()
+	s, err := m.Session(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+var waitForever = WithRetry(RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour})
+
+// The watch runs only while the Manager has waiters, and a commit wakes only
+// the lines whose entity it freed: another process's writes cost a Manager
+// without waiters nothing, and a waiter nothing while its entity stays held.
+func TestWatchOnlyWhileWaiting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l.db")
+	other := openInternal(t, path, WithTTL(time.Hour))
+	m := openInternal(t, path, WithTTL(time.Hour), waitForever)
+	holder, busy := sessionOf(t, other, "holder"), sessionOf(t, other, "busy")
+	waiter := sessionOf(t, m, "waiter")
+	ctx := t.Context()
+	if _, err := holder.TryAcquire(ctx, "hot"); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := waiter.Acquire(context.Background(), "hot")
+		done <- err
+	}()
+	eventually(t, "the watch to start", func() bool {
+		w := m.fileWatch.Load()
+		return w != nil && w.watching.Load()
+	})
+	w := m.fileWatch.Load()
+	if w.polling.Load() {
+		t.Skip("no file notifications here: the watcher polls")
+	}
+
+	// Commits on other entities are seen, and wake nobody.
+	reads := w.reads.Load()
+	for range 5 {
+		if _, err := busy.TryAcquire(ctx, "busy"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := busy.Release(ctx, "busy"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the watcher to see the commit", func() bool { return w.reads.Load() > reads })
+		reads = w.reads.Load()
+	}
+	if got := m.Stats().Contended; got != 1 {
+		t.Errorf("after 5 commits on another entity: %d refused attempts; want 1 (the waiter's first)", got)
+	}
+
+	// The release wakes the waiter.
+	if _, err := holder.Release(ctx, "hot"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiter not woken by the other Manager's release")
+	}
+
+	// No waiters: the watch is off, and commits are not even read.
+	if _, err := waiter.Release(ctx, "hot"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the watch to stop", func() bool { return !w.watching.Load() })
+	reads = w.reads.Load()
+	for range 20 {
+		if _, err := busy.TryAcquire(ctx, "busy"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := busy.Release(ctx, "busy"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := w.reads.Load(); got != reads {
+		t.Errorf("without waiters, 20 commits by another Manager made %d reads of data_version; want 0", got-reads)
+	}
+}
+
+// Where the database has no file to watch (an in-memory database shared by
+// two pools), the watcher polls data_version while there are waiters.
+func TestWatchPollsWithoutAFile(t *testing.T) {
+	name := "/entitylock-test-" + rand.Text()
+	memdb.Create(name, nil)
+	t.Cleanup(func() { memdb.Delete(name) })
+	open := func(opts ...Option) *Manager {
+		db, err := driver.Open("file:" + name + "?vfs=memdb&_pragma=busy_timeout(10000)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		m, err := New(t.Context(), db, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	other, m := open(WithTTL(time.Hour)), open(WithTTL(time.Hour), waitForever)
+	holder, waiter := sessionOf(t, other, "holder"), sessionOf(t, m, "waiter")
+	if _, err := holder.TryAcquire(t.Context(), "hot"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := waiter.Acquire(context.Background(), "hot")
+		done <- err
+	}()
+	eventually(t, "the watch to start", func() bool {
+		w := m.fileWatch.Load()
+		return w != nil && w.watching.Load()
+	})
+	if !m.fileWatch.Load().polling.Load() {
+		t.Errorf("the watcher watches a file of an in-memory database; want it polling")
+	}
+	if _, err := holder.Release(t.Context(), "hot"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiter not woken by the other Manager's release")
+	}
+}
+
+// While the watch is on, a Do call whose lease another Manager force-releases
+// is cancelled at once, not at its next renewal (20 s away).
+func TestWatchTellsDoOfAForceRelease(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l.db")
+	operator := openInternal(t, path, WithTTL(time.Hour))
+	m := openInternal(t, path, WithTTL(time.Minute), WithRenewInterval(20*time.Second), waitForever)
+	ctx := t.Context()
+	if _, err := sessionOf(t, operator, "holder").TryAcquire(ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	// A waiter keeps the watch on.
+	waiting := make(chan error, 1)
+	waitCtx, stopWaiting := context.WithCancel(context.Background())
+	defer stopWaiting()
+	go func() {
+		_, err := sessionOf(t, m, "waiter").Acquire(waitCtx, "other")
+		waiting <- err
+	}()
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- sessionOf(t, m, "worker").Do(context.Background(), "job", func(ctx context.Context, l Lease) error {
+			close(started)
+			<-ctx.Done()
+			return context.Cause(ctx)
+		})
+	}()
+	<-started
+	eventually(t, "the watch to start", func() bool {
+		w := m.fileWatch.Load()
+		return w != nil && w.watching.Load()
+	})
+	if ok, err := operator.ForceRelease(ctx, "job"); err != nil || !ok {
+		t.Fatalf("ForceRelease = %v, %v", ok, err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrLeaseLost) || !errors.Is(err, ErrNotHeld) {
+			t.Fatalf("Do = %v; want ErrLeaseLost (ErrNotHeld)", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Do not cancelled within 10s of another Manager's ForceRelease")
+	}
+	stopWaiting()
+	if err := <-waiting; !errors.Is(err, context.Canceled) {
+		t.Errorf("waiter: %v; want context.Canceled", err)
+	}
+}
