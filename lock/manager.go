@@ -47,7 +47,7 @@ type Manager struct {
 	done   chan struct{}  // closed by Close; ends waits and the sweeper
 	bg     sync.WaitGroup // the sweeper and the change feed
 
-	listenOnce sync.Once // starts the change feed at the first wait or Do (changes.go)
+	listenOnce sync.Once                   // starts the change feed at the first wait or Do (changes.go)
 	fileWatch  atomic.Pointer[sqliteWatch] // SQLite's change feed, once started
 
 	queues  waitQueues
