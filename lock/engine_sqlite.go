@@ -88,13 +88,14 @@ func (e *sqliteEngine) firstHeld(ctx context.Context, entities []string, session
 }
 
 // liveOf returns the live grants among entities, as entity → the holder's
-// session and token. It serves the change watcher only.
-func (e *sqliteEngine) liveOf(ctx context.Context, entities []string, now sql.NullInt64) (map[string]grant, error) {
+// session and token. It serves the change watcher, which runs it through
+// q, prepared on its own connection.
+func liveOf(ctx context.Context, q *sqlitedb.Queries, entities []string, now sql.NullInt64) (map[string]grant, error) {
 	list, err := json.Marshal(entities)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := e.q.LiveOf(ctx, sqlitedb.LiveOfParams{Entities: string(list), Now: now.Int64})
+	rows, err := q.LiveOf(ctx, sqlitedb.LiveOfParams{Entities: string(list), Now: now.Int64})
 	if err != nil {
 		return nil, err
 	}

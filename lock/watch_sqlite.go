@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/entitylock/entitylock/db/sqlitedb"
 )
 
 // On SQLite, a Manager with waiters learns that another process (or another
@@ -35,6 +37,11 @@ const (
 	// intervals, until it changes or settleTo has passed.
 	settleFrom = 100 * time.Microsecond
 	settleTo   = 6400 * time.Microsecond
+	// A write seen within this time of the last change found is looked at
+	// only when it is over, and the file's events are left unread until
+	// then (the kernel folds them into one): on a busy database, the
+	// watcher looks about once per quietAfterChange, not once per commit.
+	quietAfterChange = 2 * time.Millisecond
 )
 
 // watcher runs from the Manager's first wait or Do until it closes,
@@ -44,7 +51,7 @@ const (
 func (m *Manager) watcher() {
 	ctx, cancel := m.lifeContext()
 	defer cancel()
-	w := &sqliteWatch{m: m, eng: m.eng.(*sqliteEngine)}
+	w := &sqliteWatch{m: m}
 	m.fileWatch.Store(w)
 	defer w.reset()
 	delay := 10 * time.Millisecond
@@ -81,18 +88,18 @@ func (m *Manager) watcher() {
 // the next.
 type sqliteWatch struct {
 	m       *Manager
-	eng     *sqliteEngine
-	conn    *sql.Conn // idle between reads of data_version
-	version *sql.Stmt // PRAGMA data_version, on conn
-	last    int64     // the data_version last read
-	file    string    // the file commits write; "" when there is none
+	conn    *sql.Conn         // idle between reads
+	version *sql.Stmt         // PRAGMA data_version, on conn
+	q       *sqlitedb.Queries // the engine's statements, prepared on conn
+	last    int64             // the data_version last read
+	file    string            // the file commits write; "" when there is none
 	fsw     *fsnotify.Watcher
 
 	// For tests: how many times data_version was read, whether a watch is
 	// on, and whether the last one polled instead of watching the file.
-	reads    atomic.Int64
-	watching atomic.Bool
-	polling  atomic.Bool
+	reads                 atomic.Int64
+	watching              atomic.Bool
+	polling               atomic.Bool
 }
 
 // open takes the watcher's connection and finds the file to watch.
@@ -114,6 +121,12 @@ func (w *sqliteWatch) open(ctx context.Context) error {
 	if err == nil {
 		version, err = conn.PrepareContext(ctx, "PRAGMA data_version")
 	}
+	var q *sqlitedb.Queries
+	if err == nil {
+		if q, err = sqlitedb.Prepare(ctx, conn); err != nil {
+			version.Close()
+		}
+	}
 	if err != nil {
 		conn.Close()
 		return err
@@ -121,7 +134,7 @@ func (w *sqliteWatch) open(ctx context.Context) error {
 	if file != "" && mode == "wal" {
 		file += "-wal"
 	}
-	w.conn, w.version, w.file = conn, version, file
+	w.conn, w.version, w.q, w.file = conn, version, q, file
 	if w.fsw == nil {
 		if w.fsw, err = fsnotify.NewWatcher(); err != nil {
 			w.m.cfg.logger.Debug("entitylock: no file notifications; waiters' Manager polls data_version",
@@ -134,9 +147,10 @@ func (w *sqliteWatch) open(ctx context.Context) error {
 // reset drops the connection and the file watch.
 func (w *sqliteWatch) reset() {
 	if w.conn != nil {
+		w.q.Close()
 		w.version.Close()
 		w.conn.Close()
-		w.conn, w.version = nil, nil
+		w.conn, w.version, w.q = nil, nil, nil
 	}
 	if w.fsw != nil {
 		w.fsw.Close()
@@ -170,11 +184,6 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 		defer t.Stop()
 		poll = t.C
 	}
-	settle := time.NewTimer(time.Hour)
-	settle.Stop()
-	defer settle.Stop()
-	var settleIn time.Duration
-
 	w.watching.Store(true)
 	defer w.watching.Store(false)
 	// A release between a waiter's refused attempt and now went unseen:
@@ -182,8 +191,21 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 	if _, err := w.check(ctx, true); err != nil {
 		return err
 	}
+	var (
+		timer      = time.NewTimer(time.Hour)
+		pending    bool          // a write was seen; its commit not yet found
+		settleIn   time.Duration // the wait before looking again for it
+		lastChange time.Time     // when a change was last found
+		quietTil   time.Time     // events are left unread until then
+	)
+	timer.Stop()
+	defer timer.Stop()
 	for {
-		force, written := false, false
+		evc := events
+		if time.Now().Before(quietTil) {
+			evc = nil // the kernel folds the writes meanwhile into one event
+		}
+		force, look := false, false
 		select {
 		case <-ctx.Done():
 			return nil
@@ -192,39 +214,46 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 				return nil
 			}
 			force = true // a new line: its entity may have been released since its attempt
-		case ev, ok := <-events:
+		case ev, ok := <-evc:
 			if !ok {
 				return errors.New("file watch closed")
 			}
 			if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 				return fmt.Errorf("%s was removed", w.file)
 			}
-			written, settleIn = true, 0
+			pending, settleIn, look = true, 0, true
+			if quiet := time.Until(lastChange.Add(quietAfterChange)); quiet > 0 {
+				// Writes in quick succession: look once the quiet time is over.
+				quietTil, look = time.Now().Add(quiet), false
+				timer.Reset(quiet)
+			}
 		case err := <-errs:
 			if !errors.Is(err, fsnotify.ErrEventOverflow) {
 				return err
 			}
 			force = true // events were dropped
 		case <-poll:
-		case <-settle.C:
-			written = true
+			look = true
+		case <-timer.C:
+			look = pending
+		}
+		if !force && !look {
+			continue
 		}
 		changed, err := w.check(ctx, force)
 		if err != nil {
 			return err
 		}
+		timer.Stop()
 		switch {
-		case changed || !written:
-		case settleIn == 0:
-			settleIn = settleFrom
-			settle.Reset(settleIn)
-		case settleIn < settleTo:
-			settleIn *= 2
-			settle.Reset(settleIn)
-		}
-		if changed {
-			settle.Stop()
-			settleIn = 0
+		case changed:
+			pending, lastChange = false, time.Now()
+		case !pending:
+		case settleIn >= settleTo:
+			pending = false // a write that committed nothing (yet)
+		default:
+			settleIn = max(2*settleIn, settleFrom)
+			timer.Reset(settleIn)
 		}
 	}
 }
@@ -252,11 +281,7 @@ func (w *sqliteWatch) notify(ctx context.Context) error {
 	if len(lines)+len(kept) == 0 {
 		return nil
 	}
-	if m.enter() != nil {
-		return nil // closing
-	}
-	defer m.exit()
-	live, err := w.eng.liveOf(ctx, append(lines, kept...), m.at())
+	live, err := liveOf(ctx, w.q, append(lines, kept...), m.at())
 	if err != nil {
 		return fmt.Errorf("read live leases: %w", err)
 	}
