@@ -97,9 +97,9 @@ type sqliteWatch struct {
 
 	// For tests: how many times data_version was read, whether a watch is
 	// on, and whether the last one polled instead of watching the file.
-	reads                 atomic.Int64
-	watching              atomic.Bool
-	polling               atomic.Bool
+	reads    atomic.Int64
+	watching atomic.Bool
+	polling  atomic.Bool
 }
 
 // open takes the watcher's connection and finds the file to watch.
