@@ -160,11 +160,14 @@ func tortureMutualExclusion(t *testing.T, b locktest.Backend) {
 	until := time.Now().Add(duration)
 
 	cmds := make([]interface{ Wait() error }, procs)
+	outs := make([]*strings.Builder, procs)
 	for p := range procs {
 		cmd := startWorker(t, "torture",
 			"ENTITYLOCK_DB="+path, fmt.Sprintf("ENTITYLOCK_SESSION_PREFIX=p%d", p),
 			fmt.Sprintf("ENTITYLOCK_GOROUTINES=%d", goroutines), fmt.Sprintf("ENTITYLOCK_HOT=%d", hot),
 			fmt.Sprintf("ENTITYLOCK_UNTIL=%d", until.UnixNano()))
+		outs[p] = &strings.Builder{}
+		cmd.Stdout = outs[p]
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -180,6 +183,35 @@ func tortureMutualExclusion(t *testing.T, b locktest.Backend) {
 		t.Errorf("only %d grants in %v: the workers made no progress", grants, duration)
 	}
 	t.Logf("%d processes × %d goroutines, %d hot entities, %v: %d grants", procs, goroutines, hot, duration, grants)
+	logFairness(t, outs)
+}
+
+// logFairness reports, from the workers' last lines ("waits <grants> <p50
+// µs> <p99 µs> <max µs>"), each process's grants and waits, and the spread
+// between processes: how unevenly they are served.
+func logFairness(t *testing.T, outs []*strings.Builder) {
+	t.Helper()
+	var minP50, maxP50, minN, maxN int64 = -1, 0, -1, 0
+	for p, out := range outs {
+		var n, p50, p99, most int64
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if _, err := fmt.Sscanf(lines[len(lines)-1], "waits %d %d %d %d", &n, &p50, &p99, &most); err != nil {
+			t.Errorf("worker %d: no waits line in %q", p, out.String())
+			return
+		}
+		t.Logf("process %d: %d grants, wait for a grant p50 %v, p99 %v, max %v", p, n,
+			time.Duration(p50)*time.Microsecond, time.Duration(p99)*time.Microsecond, time.Duration(most)*time.Microsecond)
+		if minP50 < 0 || p50 < minP50 {
+			minP50 = p50
+		}
+		if minN < 0 || n < minN {
+			minN = n
+		}
+		maxP50, maxN = max(maxP50, p50), max(maxN, n)
+	}
+	if minN > 0 && minP50 > 0 {
+		t.Logf("spread between processes: grants max/min %.2f, p50 wait max/min %.2f", float64(maxN)/float64(minN), float64(maxP50)/float64(minP50))
+	}
 }
 
 // Worker processes are killed with SIGKILL at random moments, many in the

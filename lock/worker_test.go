@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -104,7 +105,11 @@ func tortureWorker(ctx context.Context) error {
 	defer m.Close()
 	db := m.DB()
 	fmt.Println("ready") // the crash test kills only workers that started
-	var wg sync.WaitGroup
+	var (
+		wg      sync.WaitGroup
+		waitsMu sync.Mutex
+		waits   []time.Duration // of each grant, from the call to Acquire
+	)
 	for g := range goroutines {
 		wg.Go(func() {
 			id := fmt.Sprintf("%s-%d", prefix, g)
@@ -119,8 +124,14 @@ func tortureWorker(ctx context.Context) error {
 			for time.Now().Before(until) {
 				entity := fmt.Sprintf("hot::%d", rng.IntN(hot))
 				actx, cancel := context.WithDeadline(ctx, until)
+				asked := time.Now()
 				l, err := s.Acquire(actx, entity)
 				cancel()
+				if err == nil {
+					waitsMu.Lock()
+					waits = append(waits, time.Since(asked))
+					waitsMu.Unlock()
+				}
 				if errors.Is(err, context.DeadlineExceeded) {
 					return
 				}
@@ -145,6 +156,15 @@ func tortureWorker(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	// For the report on fairness between processes.
+	slices.Sort(waits)
+	q := func(p float64) time.Duration {
+		if len(waits) == 0 {
+			return 0
+		}
+		return waits[int(p*float64(len(waits)-1))]
+	}
+	fmt.Printf("waits %d %d %d %d\n", len(waits), q(0.5).Microseconds(), q(0.99).Microseconds(), q(1).Microseconds())
 	return nil
 }
 
