@@ -3,6 +3,7 @@ package lock_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -198,6 +199,34 @@ func BenchmarkAcquire100(b *testing.B) {
 		s := mustSession(b, m, "bench")
 		for b.Loop() {
 			if _, err := s.AcquireAll(ctx, names...); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.ReleaseAll(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// The floor: the bare upsert of the same 100 rows, one prepared
+	// statement, no held-check, no RETURNING (bench/ row P4-floor).
+	b.Run("UpsertFloor", func(b *testing.B) {
+		m := mustOpen(b)
+		s := mustSession(b, m, "bench")
+		st, err := m.DB().PrepareContext(ctx, `INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at)
+SELECT j.value, ?1, 1, ?2, ?3 FROM json_each(?4) AS j WHERE true
+ON CONFLICT (entity) DO UPDATE SET
+    session_id = excluded.session_id, token = entitylock_leases.token + 1,
+    acquired_at = excluded.acquired_at, expires_at = excluded.expires_at`)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		for b.Loop() {
+			list, err := json.Marshal(names)
+			if err != nil {
+				b.Fatal(err)
+			}
+			now := time.Now().UnixMilli()
+			if _, err := st.ExecContext(ctx, "bench", now, now+120_000, string(list)); err != nil {
 				b.Fatal(err)
 			}
 			if _, err := s.ReleaseAll(ctx); err != nil {
