@@ -4,9 +4,9 @@ import "sync"
 
 // keepers indexes the Manager's running Do calls by entity, so that a
 // release made through the same Manager tells them at once that their lease
-// is gone, instead of at their next renewal. A release notified by another
-// process (PostgreSQL) makes them renew at once: the notification may be of
-// an earlier grant's release, so only the renewal can tell.
+// is gone, instead of at their next renewal. A release by another process,
+// reported by the change feed (changes.go), makes them renew at once: it
+// may be of an earlier grant's release, so only the renewal can tell.
 type keepers struct {
 	mu       sync.Mutex
 	byEntity map[string]map[*keeper]struct{}

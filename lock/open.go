@@ -157,9 +157,10 @@ func enableWAL(ctx context.Context, db *sql.DB) error {
 // any other driver is refused with ErrInvalidOption. The lock tables can
 // share db with the application's own. Close does not close db.
 //
-// On PostgreSQL, from its first wait in Acquire or Do until Close, a Manager
-// holds one of db's connections to LISTEN for releases: give db room for it
-// (with SetMaxOpenConns(1) it does without, and waiters only poll).
+// From its first wait in Acquire or Do until Close, a Manager holds one of
+// db's connections to learn of releases by other processes (PostgreSQL:
+// LISTEN; SQLite: reads of PRAGMA data_version): give db room for it (with
+// SetMaxOpenConns(1) it does without, and waiters only poll).
 func New(ctx context.Context, db *sql.DB, opts ...Option) (*Manager, error) {
 	if db == nil {
 		return nil, opError("new", "", fmt.Errorf("%w: nil *sql.DB", ErrInvalidOption))

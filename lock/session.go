@@ -44,9 +44,8 @@ func (s *Session) TryAcquire(ctx context.Context, entity string) (Lease, error) 
 
 // Acquire takes entity like TryAcquire and, while another session holds it,
 // waits and retries under the Manager's RetryPolicy. It never waits past the
-// holder's expiry; a release through the same Manager (on PostgreSQL, by
-// any process) wakes it at once, and waiters of one Manager are served in
-// arrival order. It returns as soon as ctx ends or the Manager closes, with
+// holder's expiry; a release, through this Manager or by another process,
+// wakes it at once, and waiters of one Manager are served in arrival order. It returns as soon as ctx ends or the Manager closes, with
 // an error satisfying errors.Is(err, ctx.Err()) or ErrClosed. When the
 // retries run out, the error is the last *HeldError. Only contention is
 // retried: a database error (SQLITE_BUSY past the busy timeout, a

@@ -21,10 +21,11 @@ import (
 //     tries the database whatever its place.
 //   - Release, ReleaseAll and ForceRelease in this Manager wake the head of
 //     the entity's line, which tries at once; when the head leaves the line,
-//     the next waiter is woken the same way. On PostgreSQL, releases by
-//     other processes and machines wake it too, through LISTEN/NOTIFY. A
-//     woken attempt that fails (the entity went to another process first)
-//     does not count as a retry.
+//     the next waiter is woken the same way. Releases by other processes
+//     wake it too, through the engine's change feed (changes.go): on
+//     PostgreSQL LISTEN/NOTIFY, on SQLite a watch on the database file that
+//     wakes the lines whose entity is free. A woken attempt that fails (the
+//     entity went to another process first) does not count as a retry.
 func (s *Session) retry(ctx context.Context, attempt func() error) error {
 	m := s.m
 	policy := m.cfg.retry
