@@ -247,13 +247,19 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 		timer.Stop()
 		switch {
 		case changed:
-			pending, lastChange = false, time.Now()
+			pending = false
+			if !force { // a forced look says nothing of how busy the file is
+				lastChange = time.Now()
+			}
 		case !pending:
 		case settleIn >= settleTo:
 			pending = false // a write that committed nothing (yet)
 		default:
 			settleIn = max(2*settleIn, settleFrom)
 			timer.Reset(settleIn)
+		}
+		if quiet := time.Until(quietTil); !pending && quiet > 0 {
+			timer.Reset(quiet) // to read the events again
 		}
 	}
 }
