@@ -111,12 +111,8 @@ func (w *sqliteWatch) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var seq int
-	var schemaName, file, mode string
-	err = conn.QueryRowContext(ctx, "PRAGMA database_list").Scan(&seq, &schemaName, &file)
-	if err == nil {
-		err = conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
-	}
+	var mode string
+	err = conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
 	var version *sql.Stmt
 	if err == nil {
 		version, err = conn.PrepareContext(ctx, "PRAGMA data_version")
@@ -131,6 +127,7 @@ func (w *sqliteWatch) open(ctx context.Context) error {
 		conn.Close()
 		return err
 	}
+	file := w.m.eng.(*sqliteEngine).file.path
 	if file != "" && mode == "wal" {
 		file += "-wal"
 	}
