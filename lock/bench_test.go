@@ -118,17 +118,7 @@ func BenchmarkHandoffAcrossProcesses(b *testing.B) {
 		if reply := ask("acquire"); reply != "held" {
 			b.Fatalf("holder process: %q", reply)
 		}
-		contended := m.Stats().Contended
-		got := make(chan time.Time, 1)
-		go func() {
-			if _, err := waiter.Acquire(ctx, "entity::hot"); err != nil {
-				b.Error(err)
-			}
-			got <- time.Now()
-		}()
-		for m.Stats().Contended == contended { // the waiter is in line
-			time.Sleep(50 * time.Microsecond)
-		}
+		got := startWaiter(b, m, waiter, "entity::hot")
 		time.Sleep(time.Duration(rng.Int64N(int64(20 * time.Millisecond))))
 		reply := ask("release")
 		ns, err := strconv.ParseInt(strings.TrimPrefix(reply, "released "), 10, 64)
@@ -152,17 +142,7 @@ func benchHandoff(b *testing.B, holderM, waiterM *lock.Manager) {
 	mustAcquire(b, holder, "entity::hot")
 	var lat []time.Duration
 	for b.Loop() {
-		contended := m.Stats().Contended
-		got := make(chan time.Time, 1)
-		go func() {
-			if _, err := waiter.Acquire(ctx, "entity::hot"); err != nil {
-				b.Error(err)
-			}
-			got <- time.Now()
-		}()
-		for m.Stats().Contended == contended { // the waiter is in line
-			time.Sleep(50 * time.Microsecond)
-		}
+		got := startWaiter(b, m, waiter, "entity::hot")
 		released := time.Now()
 		if _, err := holder.Release(ctx, "entity::hot"); err != nil {
 			b.Fatal(err)
@@ -174,6 +154,23 @@ func benchHandoff(b *testing.B, holderM, waiterM *lock.Manager) {
 		mustAcquire(b, holder, "entity::hot")
 	}
 	reportQuantiles(b, lat)
+}
+
+// startWaiter has waiter, of m, Acquire entity in the background and
+// returns once it is in line; the channel gives the time of its grant.
+func startWaiter(b *testing.B, m *lock.Manager, waiter *lock.Session, entity string) <-chan time.Time {
+	contended := m.Stats().Contended
+	got := make(chan time.Time, 1)
+	go func() {
+		if _, err := waiter.Acquire(context.Background(), entity); err != nil {
+			b.Error(err)
+		}
+		got <- time.Now()
+	}()
+	for m.Stats().Contended == contended {
+		time.Sleep(50 * time.Microsecond)
+	}
+	return got
 }
 
 func reportQuantiles(b *testing.B, lat []time.Duration) {

@@ -1,6 +1,10 @@
 package lock
 
-import "sync"
+import (
+	"maps"
+	"slices"
+	"sync"
+)
 
 // keepers indexes the Manager's running Do calls by entity, so that a
 // release made through the same Manager tells them at once that their lease
@@ -78,11 +82,7 @@ func (ks *keepers) checkAll() {
 func (ks *keepers) entities() []string {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
-	out := make([]string, 0, len(ks.byEntity))
-	for e := range ks.byEntity {
-		out = append(out, e)
-	}
-	return out
+	return slices.Collect(maps.Keys(ks.byEntity))
 }
 
 // allHold reports whether every running Do call on entity holds the grant

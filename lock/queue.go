@@ -1,6 +1,7 @@
 package lock
 
 import (
+	"maps"
 	"slices"
 	"sync"
 )
@@ -90,11 +91,7 @@ func (q *waitQueues) changed() {
 func (q *waitQueues) entities() []string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	out := make([]string, 0, len(q.lines))
-	for e := range q.lines {
-		out = append(out, e)
-	}
-	return out
+	return slices.Collect(maps.Keys(q.lines))
 }
 
 // empty reports whether nobody waits.

@@ -40,6 +40,43 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// acquireInBackground has s Acquire entity; the channel gives its error.
+func acquireInBackground(ctx context.Context, s *Session, entity string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Acquire(ctx, entity)
+		done <- err
+	}()
+	return done
+}
+
+// watchOn waits until m's change watcher watches, and returns it.
+func watchOn(t *testing.T, m *Manager) *sqliteWatch {
+	t.Helper()
+	eventually(t, "the watch to start", func() bool {
+		w := m.fileWatch.Load()
+		return w != nil && w.watching.Load()
+	})
+	return m.fileWatch.Load()
+}
+
+// releaseWakes releases "hot" through holder and fails unless the waiter
+// whose result done gives is granted within 10 s.
+func releaseWakes(t *testing.T, holder *Session, done <-chan error) {
+	t.Helper()
+	if _, err := holder.Release(t.Context(), "hot"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiter not woken by the other Manager's release")
+	}
+}
+
 var waitForever = WithRetry(RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour})
 
 // The watch runs only while the Manager has waiters, and a commit wakes only
@@ -56,16 +93,8 @@ func TestWatchOnlyWhileWaiting(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	done := make(chan error, 1)
-	go func() {
-		_, err := waiter.Acquire(context.Background(), "hot")
-		done <- err
-	}()
-	eventually(t, "the watch to start", func() bool {
-		w := m.fileWatch.Load()
-		return w != nil && w.watching.Load()
-	})
-	w := m.fileWatch.Load()
+	done := acquireInBackground(context.Background(), waiter, "hot")
+	w := watchOn(t, m)
 	if w.polling.Load() {
 		t.Skip("no file notifications here: the watcher polls")
 	}
@@ -87,17 +116,7 @@ func TestWatchOnlyWhileWaiting(t *testing.T) {
 	}
 
 	// The release wakes the waiter.
-	if _, err := holder.Release(ctx, "hot"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("waiter not woken by the other Manager's release")
-	}
+	releaseWakes(t, holder, done)
 
 	// No waiters: the watch is off, and commits are not even read.
 	if _, err := waiter.Release(ctx, "hot"); err != nil {
@@ -142,29 +161,11 @@ func TestWatchPollsWithoutAFile(t *testing.T) {
 	if _, err := holder.TryAcquire(t.Context(), "hot"); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := waiter.Acquire(context.Background(), "hot")
-		done <- err
-	}()
-	eventually(t, "the watch to start", func() bool {
-		w := m.fileWatch.Load()
-		return w != nil && w.watching.Load()
-	})
-	if !m.fileWatch.Load().polling.Load() {
+	done := acquireInBackground(context.Background(), waiter, "hot")
+	if !watchOn(t, m).polling.Load() {
 		t.Errorf("the watcher watches a file of an in-memory database; want it polling")
 	}
-	if _, err := holder.Release(t.Context(), "hot"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("waiter not woken by the other Manager's release")
-	}
+	releaseWakes(t, holder, done)
 }
 
 // While the watch is on, a Do call whose lease another Manager force-releases
@@ -178,13 +179,9 @@ func TestWatchTellsDoOfAForceRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A waiter keeps the watch on.
-	waiting := make(chan error, 1)
 	waitCtx, stopWaiting := context.WithCancel(context.Background())
 	defer stopWaiting()
-	go func() {
-		_, err := sessionOf(t, m, "waiter").Acquire(waitCtx, "other")
-		waiting <- err
-	}()
+	waiting := acquireInBackground(waitCtx, sessionOf(t, m, "waiter"), "other")
 	started := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -195,10 +192,7 @@ func TestWatchTellsDoOfAForceRelease(t *testing.T) {
 		})
 	}()
 	<-started
-	eventually(t, "the watch to start", func() bool {
-		w := m.fileWatch.Load()
-		return w != nil && w.watching.Load()
-	})
+	watchOn(t, m)
 	if ok, err := operator.ForceRelease(ctx, "job"); err != nil || !ok {
 		t.Fatalf("ForceRelease = %v, %v", ok, err)
 	}
