@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,6 +79,21 @@ func releaseWakes(t *testing.T, holder *Session, done <-chan error) {
 	}
 }
 
+// watchOnFile is watchOn for a watch on the database file, which Linux
+// (inotify) always allows; elsewhere the test is skipped when the watcher
+// polls instead.
+func watchOnFile(t *testing.T, m *Manager) *sqliteWatch {
+	t.Helper()
+	w := watchOn(t, m)
+	if w.polling.Load() {
+		if runtime.GOOS == "linux" {
+			t.Fatalf("the watcher polls; want it watching %s", w.file)
+		}
+		t.Skip("no file notifications here: the watcher polls")
+	}
+	return w
+}
+
 var waitForever = WithRetry(RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour})
 
 // The watch runs only while the Manager has waiters, and a commit wakes only
@@ -94,10 +111,7 @@ func TestWatchOnlyWhileWaiting(t *testing.T) {
 	}
 
 	done := acquireInBackground(context.Background(), waiter, "hot")
-	w := watchOn(t, m)
-	if w.polling.Load() {
-		t.Skip("no file notifications here: the watcher polls")
-	}
+	w := watchOnFile(t, m)
 
 	// Commits on other entities are seen, and wake nobody.
 	reads := w.reads.Load()
@@ -208,4 +222,22 @@ func TestWatchTellsDoOfAForceRelease(t *testing.T) {
 	if err := <-waiting; !errors.Is(err, context.Canceled) {
 		t.Errorf("waiter: %v; want context.Canceled", err)
 	}
+}
+
+// Outside WAL mode a commit writes the database file itself, which the
+// watcher then watches.
+func TestWatchRollbackJournal(t *testing.T) {
+	dsn := "file:" + filepath.Join(t.TempDir(), "l.db") + "?_pragma=journal_mode(delete)"
+	other := openInternal(t, dsn, WithTTL(time.Hour))
+	m := openInternal(t, dsn, WithTTL(time.Hour), waitForever)
+	holder := sessionOf(t, other, "holder")
+	if _, err := holder.TryAcquire(t.Context(), "hot"); err != nil {
+		t.Fatal(err)
+	}
+	done := acquireInBackground(context.Background(), sessionOf(t, m, "waiter"), "hot")
+	w := watchOnFile(t, m)
+	if strings.HasSuffix(w.file, "-wal") {
+		t.Fatalf("watching %s in journal mode delete; want the database file", w.file)
+	}
+	releaseWakes(t, holder, done)
 }
