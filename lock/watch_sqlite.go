@@ -87,13 +87,12 @@ func (m *Manager) watcher() {
 // sqliteWatch is the watcher's state, kept from one period with waiters to
 // the next.
 type sqliteWatch struct {
-	m       *Manager
-	conn    *sql.Conn         // idle between reads
-	version *sql.Stmt         // PRAGMA data_version, on conn
-	q       *sqlitedb.Queries // the engine's statements, prepared on conn
-	last    int64             // the data_version last read
-	file    string            // the file commits write; "" when there is none
-	fsw     *fsnotify.Watcher
+	m    *Manager
+	conn *connStmts        // idle between reads
+	q    *sqlitedb.Queries // the engine's statements, run on conn
+	last int64             // the data_version last read
+	file string            // the file commits write; "" when there is none
+	fsw  *fsnotify.Watcher
 
 	// For tests: how many times data_version was read, whether a watch is
 	// on, and whether the last one polled instead of watching the file.
@@ -112,18 +111,7 @@ func (w *sqliteWatch) open(ctx context.Context) error {
 		return err
 	}
 	var mode string
-	err = conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
-	var version *sql.Stmt
-	if err == nil {
-		version, err = conn.PrepareContext(ctx, "PRAGMA data_version")
-	}
-	var q *sqlitedb.Queries
-	if err == nil {
-		if q, err = sqlitedb.Prepare(ctx, conn); err != nil {
-			version.Close()
-		}
-	}
-	if err != nil {
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		conn.Close()
 		return err
 	}
@@ -131,7 +119,8 @@ func (w *sqliteWatch) open(ctx context.Context) error {
 	if file != "" && mode == "wal" {
 		file += "-wal"
 	}
-	w.conn, w.version, w.q, w.file = conn, version, q, file
+	w.conn = &connStmts{conn: conn, stmts: make(map[string]*sql.Stmt)}
+	w.q, w.file = sqlitedb.New(w.conn), file
 	if w.fsw == nil {
 		if w.fsw, err = fsnotify.NewWatcher(); err != nil {
 			w.m.cfg.logger.Debug("entitylock: no file notifications; waiters' Manager polls data_version",
@@ -144,10 +133,8 @@ func (w *sqliteWatch) open(ctx context.Context) error {
 // reset drops the connection and the file watch.
 func (w *sqliteWatch) reset() {
 	if w.conn != nil {
-		w.q.Close()
-		w.version.Close()
-		w.conn.Close()
-		w.conn, w.version, w.q = nil, nil, nil
+		w.conn.close()
+		w.conn, w.q = nil, nil
 	}
 	if w.fsw != nil {
 		w.fsw.Close()
@@ -267,7 +254,7 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 func (w *sqliteWatch) check(ctx context.Context, force bool) (bool, error) {
 	var v int64
 	w.reads.Add(1)
-	if err := w.version.QueryRowContext(ctx).Scan(&v); err != nil {
+	if err := w.conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
 		return false, fmt.Errorf("read data_version: %w", err)
 	}
 	changed := v != w.last
@@ -299,4 +286,55 @@ func (w *sqliteWatch) notify(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// connStmts runs statements on one connection, each prepared at its first
+// use and kept until close. It serves the watcher's goroutine only.
+type connStmts struct {
+	conn  *sql.Conn
+	stmts map[string]*sql.Stmt
+}
+
+func (c *connStmts) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := c.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := c.conn.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	c.stmts[query] = st
+	return st, nil
+}
+
+func (c *connStmts) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := c.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (c *connStmts) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := c.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (c *connStmts) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := c.PrepareContext(ctx, query)
+	if err != nil {
+		return c.conn.QueryRowContext(ctx, query, args...) // carries the error
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// close finalizes the statements and gives the connection back to the pool.
+func (c *connStmts) close() {
+	for _, st := range c.stmts {
+		st.Close()
+	}
+	c.conn.Close()
 }

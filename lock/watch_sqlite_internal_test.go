@@ -20,7 +20,11 @@ func openInternal(t *testing.T, path string, opts ...Option) *Manager {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { m.Close() })
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	return m
 }
 
@@ -167,7 +171,11 @@ func TestWatchPollsWithoutAFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { m.Close() })
+		t.Cleanup(func() {
+			if err := m.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
 		return m
 	}
 	other, m := open(WithTTL(time.Hour)), open(WithTTL(time.Hour), waitForever)
@@ -240,4 +248,29 @@ func TestWatchRollbackJournal(t *testing.T) {
 		t.Fatalf("watching %s in journal mode delete; want the database file", w.file)
 	}
 	releaseWakes(t, holder, done)
+}
+
+// Close, at any moment of the watcher's start, finalizes everything the
+// watcher prepared: the database closes without error.
+func TestCloseWhileTheWatchStarts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l.db")
+	other := openInternal(t, path, WithTTL(time.Hour))
+	if _, err := sessionOf(t, other, "holder").TryAcquire(t.Context(), "hot"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		m, err := Open(t.Context(), path, waitForever)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := acquireInBackground(context.Background(), sessionOf(t, m, "waiter"), "hot")
+		eventually(t, "the waiter to be refused", func() bool { return m.Stats().Contended > 0 })
+		time.Sleep(time.Duration(i%8) * 250 * time.Microsecond) // at different moments of the start
+		if err := m.Close(); err != nil {
+			t.Fatalf("Close, %d: %v", i, err)
+		}
+		if err := <-done; !errors.Is(err, ErrClosed) {
+			t.Fatalf("waiter: %v; want ErrClosed", err)
+		}
+	}
 }
