@@ -20,12 +20,18 @@ func openInternal(t *testing.T, path string, opts ...Option) *Manager {
 	if err != nil {
 		t.Fatal(err)
 	}
+	closeAtEnd(t, m)
+	return m
+}
+
+// closeAtEnd closes m when the test ends and fails it if Close fails.
+func closeAtEnd(t *testing.T, m *Manager) {
+	t.Helper()
 	t.Cleanup(func() {
 		if err := m.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	return m
 }
 
 func sessionOf(t *testing.T, m *Manager, id string) *Session {
@@ -171,11 +177,7 @@ func TestWatchPollsWithoutAFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() {
-			if err := m.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-		})
+		closeAtEnd(t, m)
 		return m
 	}
 	other, m := open(WithTTL(time.Hour)), open(WithTTL(time.Hour), waitForever)
