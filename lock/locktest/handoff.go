@@ -176,10 +176,12 @@ func testWaiterIsWokenByOtherManagersRelease(t *testing.T, h *harness) {
 
 // On PostgreSQL a Do whose lease another Manager force-releases learns of it
 // from the release's notification, long before its next renewal (20s away).
-// On SQLite the next renewal finds it (DoCancelsWhenLeaseIsForceReleased).
+// On SQLite the file watch that tells it runs only while the Manager has
+// waiters (TestWatchTellsDoOfAForceRelease); without, the next renewal finds
+// it (DoCancelsWhenLeaseIsForceReleased).
 func testDoLosesAtOnceToOtherManagersRelease(t *testing.T, h *harness) {
 	if h.b.Name != "postgres" {
-		t.Skip("SQLite has no cross-process notification; Do finds the loss at its next renewal")
+		t.Skip("on SQLite, without waiters in its Manager, Do finds the loss at its next renewal")
 	}
 	dsn := h.dsn(t)
 	m := h.openDSN(t, dsn, lock.WithTTL(time.Minute), lock.WithRenewInterval(20*time.Second))
