@@ -256,7 +256,15 @@ func tortureKill9(t *testing.T, b locktest.Backend) {
 		if line, _ := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
 			t.Fatalf("victim %d did not start: %q", k, line)
 		}
-		time.Sleep(time.Duration(5+rng.IntN(60)) * time.Millisecond)
+		// Kill it at a random moment once it works: a victim killed
+		// before its first grant (a loaded machine can take that long)
+		// leaves nothing to check.
+		waitFor(t, "the victim's first grant", func() bool {
+			var n int
+			err := db.QueryRow(`SELECT count(*) FROM entitylock_leases WHERE session_id LIKE $1`, prefix+"-%").Scan(&n)
+			return err == nil && n > 0
+		})
+		time.Sleep(time.Duration(rng.IntN(60)) * time.Millisecond)
 		victim.Process.Signal(syscall.SIGKILL)
 		victim.Wait()
 		if b.Name == "postgres" {
