@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/entitylock/entitylock/lock"
 )
 
-// The demo's application tables, in the same database as the leases.
+// appTables are the demo's application tables: in the lock database's
+// SQLite file, or in a PostgreSQL schema of their own (same database: an
+// update and the Guard that checks its lease share one transaction).
 //   - demo_entities: the records agents update; updates counts the writes,
 //     each a read-modify-write whose read happens outside the write's
 //     transaction, so two holders at once would lose an update.
@@ -21,13 +24,31 @@ import (
 //
 // The same SQL runs on SQLite and PostgreSQL: BIGINT, BOOLEAN and $n
 // placeholders mean the same to both.
+type appTables struct {
+	schema string // PostgreSQL; made of [a-z0-9_] by the demo
+}
+
+// name qualifies a table name with the schema.
+func (t appTables) name(table string) string {
+	if t.schema == "" {
+		return table
+	}
+	return t.schema + "." + table
+}
+
+// sql replaces {entities}, {grants} and {agents} in query with the tables.
+func (t appTables) sql(query string) string {
+	return strings.NewReplacer("{entities}", t.name("demo_entities"), "{grants}", t.name("demo_grants"),
+		"{agents}", t.name("demo_agents")).Replace(query)
+}
+
 const demoSchema = `
-CREATE TABLE IF NOT EXISTS demo_entities (
+CREATE TABLE IF NOT EXISTS {entities} (
     entity     TEXT   PRIMARY KEY,
     updates    BIGINT NOT NULL DEFAULT 0,
     last_token BIGINT NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS demo_grants (
+CREATE TABLE IF NOT EXISTS {grants} (
     entity     TEXT    NOT NULL,
     token      BIGINT  NOT NULL,
     agent      TEXT    NOT NULL,
@@ -38,7 +59,7 @@ CREATE TABLE IF NOT EXISTS demo_grants (
     crashed    BOOLEAN NOT NULL,
     reclaimed  BOOLEAN NOT NULL
 );
-CREATE TABLE IF NOT EXISTS demo_agents (
+CREATE TABLE IF NOT EXISTS {agents} (
     agent     TEXT   PRIMARY KEY,
     proc      BIGINT NOT NULL,
     grants    BIGINT NOT NULL DEFAULT 0,
@@ -50,6 +71,48 @@ CREATE TABLE IF NOT EXISTS demo_agents (
     crashed   BIGINT NOT NULL DEFAULT 0
 );
 `
+
+// create makes the tables, or empties those a kept run left, and adds the
+// entities.
+func (t appTables) create(ctx context.Context, db *sql.DB, entities int) error {
+	if t.schema != "" {
+		if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+t.schema); err != nil {
+			return fmt.Errorf("create schema %s: %w", t.schema, err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, t.sql(demoSchema)); err != nil {
+		return fmt.Errorf("create the demo's tables: %w", err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	// Each run starts its application tables afresh, so that its summary and
+	// check cover this run alone (leases of an earlier run's crashed agents
+	// may still be live, and are waited for like any other).
+	for _, table := range []string{"{entities}", "{grants}", "{agents}"} {
+		if _, err := tx.ExecContext(ctx, t.sql("DELETE FROM "+table)); err != nil {
+			return err
+		}
+	}
+	for i := range entities {
+		if _, err := tx.ExecContext(ctx, t.sql(`INSERT INTO {entities} (entity) VALUES ($1)`), entityName(i)); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// drop removes the tables, and the schema.
+func (t appTables) drop(ctx context.Context, db *sql.DB) error {
+	if t.schema != "" {
+		_, err := db.ExecContext(ctx, "DROP SCHEMA "+t.schema+" CASCADE")
+		return err
+	}
+	_, err := db.ExecContext(ctx, t.sql("DROP TABLE IF EXISTS {entities}; DROP TABLE IF EXISTS {grants}; DROP TABLE IF EXISTS {agents}"))
+	return err
+}
 
 // agentSpec is what an agent needs to run, in this process or a worker.
 type agentSpec struct {
@@ -82,7 +145,7 @@ func entityName(i int) string { return fmt.Sprintf("entity::%03d", i) }
 // walks away: no renewal, no release, so others wait for the TTL. (Should it
 // find every entity it tries held until the run ends, it has crashed
 // holding nothing.)
-func runAgent(ctx context.Context, m *lock.Manager, spec agentSpec) error {
+func runAgent(ctx context.Context, m *lock.Manager, tables appTables, spec agentSpec) error {
 	s, err := m.Session(spec.name)
 	if err != nil {
 		return err
@@ -92,7 +155,7 @@ func runAgent(ctx context.Context, m *lock.Manager, spec agentSpec) error {
 	zipf := rand.NewZipf(rng, 1.2, 1, uint64(spec.entities-1))
 	c := agentCounts{Agent: spec.name, Proc: spec.proc}
 	lastFlush := time.Now()
-	defer func() { flushCounts(context.WithoutCancel(ctx), db, s, &c) }()
+	defer func() { flushCounts(context.WithoutCancel(ctx), db, tables, s, &c) }()
 
 	for ctx.Err() == nil && time.Now().Before(spec.until) {
 		entity := entityName(int(zipf.Uint64()))
@@ -101,7 +164,7 @@ func runAgent(ctx context.Context, m *lock.Manager, spec agentSpec) error {
 			// Due to crash: take an entity (another one if this is held)
 			// and walk away holding it.
 			c.Crashed = 1
-			held, err := crash(ctx, db, s, entity, asked, &c)
+			held, err := crash(ctx, db, tables, s, entity, asked, &c)
 			if held || err != nil {
 				return err
 			}
@@ -110,24 +173,27 @@ func runAgent(ctx context.Context, m *lock.Manager, spec agentSpec) error {
 		var g grantRow
 		err := s.Do(ctx, entity, func(ctx context.Context, l lock.Lease) error {
 			g = grantRow{entity: entity, token: l.Token, agent: spec.name, asked: asked, enter: time.Now(), reclaimed: l.Reclaimed}
-			werr := update(ctx, m, l, rng)
+			werr := update(ctx, m, tables, l, rng)
 			g.exit = time.Now()
 			g.wrote = werr == nil
 			return werr
 		})
+		// Every grant is counted and recorded, also one that Ctrl-C cut
+		// short, so that the summary's totals agree with its check.
 		if g.token != 0 {
-			if err := g.insert(context.WithoutCancel(ctx), db); err != nil {
+			c.Grants++
+			if g.reclaimed {
+				c.Takeovers++
+			}
+			if err := g.insert(context.WithoutCancel(ctx), db, tables); err != nil {
 				return err
 			}
 		}
 		switch {
 		case err == nil:
-			c.Grants++
 		case errors.Is(err, lock.ErrLeaseLost):
-			c.Grants++
 			c.Lost++
 		case errors.Is(err, lock.ErrNotHeld): // Guard refused a stale write
-			c.Grants++
 			c.Rejected++
 		case errors.Is(err, lock.ErrHeld):
 			c.GaveUp++
@@ -136,11 +202,8 @@ func runAgent(ctx context.Context, m *lock.Manager, spec agentSpec) error {
 		default:
 			return fmt.Errorf("%s: %w", spec.name, err)
 		}
-		if g.reclaimed {
-			c.Takeovers++
-		}
 		if time.Since(lastFlush) > 200*time.Millisecond {
-			if err := flushCounts(ctx, db, s, &c); err != nil && ctx.Err() == nil {
+			if err := flushCounts(ctx, db, tables, s, &c); err != nil && ctx.Err() == nil {
 				return err
 			}
 			lastFlush = time.Now()
@@ -152,10 +215,10 @@ func runAgent(ctx context.Context, m *lock.Manager, spec agentSpec) error {
 // update is the agent's work on entity under lease l: read the record, "think"
 // for up to 2ms (standing in for an LLM call), then write it back in a
 // transaction checked by Guard.
-func update(ctx context.Context, m *lock.Manager, l lock.Lease, rng *rand.Rand) error {
+func update(ctx context.Context, m *lock.Manager, tables appTables, l lock.Lease, rng *rand.Rand) error {
 	db := m.DB()
 	var n int64
-	if err := db.QueryRowContext(ctx, `SELECT updates FROM demo_entities WHERE entity = $1`, l.Entity).Scan(&n); err != nil {
+	if err := db.QueryRowContext(ctx, tables.sql(`SELECT updates FROM {entities} WHERE entity = $1`), l.Entity).Scan(&n); err != nil {
 		return err
 	}
 	select {
@@ -171,7 +234,7 @@ func update(ctx context.Context, m *lock.Manager, l lock.Lease, rng *rand.Rand) 
 	if err := m.Guard(ctx, tx, l); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE demo_entities SET updates = $1, last_token = $2 WHERE entity = $3`,
+	if _, err := tx.ExecContext(ctx, tables.sql(`UPDATE {entities} SET updates = $1, last_token = $2 WHERE entity = $3`),
 		n+1, l.Token, l.Entity); err != nil {
 		return err
 	}
@@ -180,7 +243,7 @@ func update(ctx context.Context, m *lock.Manager, l lock.Lease, rng *rand.Rand) 
 
 // crash takes entity and abandons the lease, as an agent process that died
 // would; it reports whether it got the entity.
-func crash(ctx context.Context, db *sql.DB, s *lock.Session, entity string, asked time.Time, c *agentCounts) (bool, error) {
+func crash(ctx context.Context, db *sql.DB, tables appTables, s *lock.Session, entity string, asked time.Time, c *agentCounts) (bool, error) {
 	l, err := s.Acquire(ctx, entity)
 	switch {
 	case errors.Is(err, lock.ErrHeld) || ctx.Err() != nil:
@@ -194,7 +257,7 @@ func crash(ctx context.Context, db *sql.DB, s *lock.Session, entity string, aske
 	}
 	g := grantRow{entity: entity, token: l.Token, agent: s.ID(), asked: asked, enter: time.Now(),
 		exit: l.ExpiresAt, crashed: true, reclaimed: l.Reclaimed}
-	return true, g.insert(ctx, db)
+	return true, g.insert(context.WithoutCancel(ctx), db, tables)
 }
 
 type grantRow struct {
@@ -205,24 +268,24 @@ type grantRow struct {
 	wrote, crashed, reclaimed bool
 }
 
-func (g grantRow) insert(ctx context.Context, db *sql.DB) error {
-	_, err := db.ExecContext(ctx, `INSERT INTO demo_grants
+func (g grantRow) insert(ctx context.Context, db *sql.DB, tables appTables) error {
+	_, err := db.ExecContext(ctx, tables.sql(`INSERT INTO {grants}
 		(entity, token, agent, asked_ns, enter_ns, exit_ns, wrote, crashed, reclaimed)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`),
 		g.entity, g.token, g.agent, g.asked.UnixNano(), g.enter.UnixNano(), g.exit.UnixNano(),
 		g.wrote, g.crashed, g.reclaimed)
 	return err
 }
 
 // flushCounts stores the agent's counters; waits come from its session.
-func flushCounts(ctx context.Context, db *sql.DB, s *lock.Session, c *agentCounts) error {
+func flushCounts(ctx context.Context, db *sql.DB, tables appTables, s *lock.Session, c *agentCounts) error {
 	c.Waits = s.Stats().Waits.Count
-	_, err := db.ExecContext(ctx, `INSERT INTO demo_agents
+	_, err := db.ExecContext(ctx, tables.sql(`INSERT INTO {agents}
 		(agent, proc, grants, waits, gave_up, takeovers, lost, rejected, crashed)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (agent) DO UPDATE SET grants = excluded.grants, waits = excluded.waits,
 		gave_up = excluded.gave_up, takeovers = excluded.takeovers, lost = excluded.lost,
-		rejected = excluded.rejected, crashed = excluded.crashed`,
+		rejected = excluded.rejected, crashed = excluded.crashed`),
 		c.Agent, c.Proc, c.Grants, c.Waits, c.GaveUp, c.Takeovers, c.Lost, c.Rejected, c.Crashed)
 	return err
 }

@@ -1,37 +1,58 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/ncruces/go-sqlite3"
 	"github.com/ncruces/go-sqlite3/driver"
+	"github.com/spf13/cobra"
 
 	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/schema"
 )
 
 // dbFlag adds --db, defaulting to $ENTITYLOCK_DB.
-func dbFlag(fs *flag.FlagSet) *string {
-	return fs.String("db", os.Getenv("ENTITYLOCK_DB"),
-		"SQLite database `file`, or postgres:// URL; defaults to $ENTITYLOCK_DB")
+func dbFlag(cmd *cobra.Command) *string {
+	return cmd.Flags().String("db", os.Getenv("ENTITYLOCK_DB"),
+		"SQLite database `file`, or PostgreSQL URL or key=value DSN (default $ENTITYLOCK_DB)")
 }
 
+// keywordDSN matches the start of a libpq key=value connection string.
+var keywordDSN = regexp.MustCompile(`^\s*[a-z_]+\s*=`)
+
+// isPostgres tells a PostgreSQL URL (any case) or key=value DSN from an
+// SQLite file name.
 func isPostgres(dsn string) bool {
-	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+	l := strings.ToLower(dsn)
+	if strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://") {
+		return true
+	}
+	return keywordDSN.MatchString(dsn) && !strings.ContainsAny(strings.SplitN(dsn, "=", 2)[0], `/\`)
 }
 
-// display names a database in messages: a PostgreSQL URL loses its password.
+var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(\\.|[^'])*'|\S+)`)
+
+// display names a database in messages: a PostgreSQL DSN loses its password.
 func display(dsn string) string {
 	if !isPostgres(dsn) {
 		return dsn
+	}
+	if keywordDSN.MatchString(dsn) && !strings.Contains(dsn, "://") {
+		return dsnPassword.ReplaceAllString(dsn, "${1}xxxxx")
 	}
 	u, err := url.Parse(dsn)
 	if err != nil {
@@ -40,127 +61,222 @@ func display(dsn string) string {
 	return u.Redacted()
 }
 
+// database is a lock Manager over a connection pool the command opened
+// itself, in the mode the command needs.
+type database struct {
+	*lock.Manager
+	raw *sql.DB
+}
+
+func (d *database) Close() error {
+	err := d.Manager.Close()
+	return errors.Join(err, d.raw.Close())
+}
+
+// openMode is how an operator command opens an existing database.
+type openMode int
+
+const (
+	readOnly  openMode = iota // change nothing, create no file
+	readWrite                 // change rows, never the file's journal mode
+	create                    // migrate up: create the SQLite file if missing
+)
+
 // openExisting opens the lock database dsn for an operator command. It
-// never creates a file nor the schema; readOnly opens the database
-// read-only (a read-only SQLite file, or PostgreSQL transactions that are
-// read-only by default), so a listing changes nothing.
-func openExisting(ctx context.Context, dsn string, readOnly bool) (*lock.Manager, error) {
-	if dsn == "" {
-		return nil, usageError{"no database: pass --db or set ENTITYLOCK_DB"}
-	}
-	raw, err := openRaw(dsn, true)
+// never creates a file nor the schema, and checks the schema version first
+// so that an old or newer schema is an error rather than a migration.
+func openExisting(ctx context.Context, dsn string, mode openMode) (*database, error) {
+	raw, err := openRaw(ctx, dsn, mode)
 	if err != nil {
 		return nil, err
 	}
 	v, dirty, err := schema.Version(ctx, raw)
-	raw.Close()
 	name := display(dsn)
 	switch {
 	case err != nil:
-		return nil, err
 	case v == 0:
-		return nil, fmt.Errorf("%s has no entitylock schema (run 'entitylock migrate up' to create it)", name)
+		err = fmt.Errorf("%s has no entitylock schema (run 'entitylock migrate up' to create it)", name)
 	case dirty:
-		return nil, fmt.Errorf("%s: schema version %d is marked dirty: %w", name, v, lock.ErrSchemaDirty)
+		err = fmt.Errorf("%s: schema version %d is marked dirty (see 'entitylock migrate force --help'): %w", name, v, lock.ErrSchemaDirty)
 	case v > schema.Latest():
-		return nil, fmt.Errorf("%s: schema version %d, this binary knows up to %d: %w", name, v, schema.Latest(), lock.ErrSchemaTooNew)
-	case v < schema.Latest() && readOnly:
-		return nil, fmt.Errorf("%s: schema version %d is older than this binary's %d (run 'entitylock migrate up')", name, v, schema.Latest())
+		err = fmt.Errorf("%s: schema version %d, this binary knows up to %d: %w", name, v, schema.Latest(), lock.ErrSchemaTooNew)
+	case v < schema.Latest():
+		err = fmt.Errorf("%s: schema version %d is older than this binary's %d (run 'entitylock migrate up')", name, v, schema.Latest())
 	}
-	if isPostgres(dsn) {
-		if readOnly {
-			dsn = withParam(dsn, "default_transaction_read_only", "on")
-		}
-		return lock.Open(ctx, dsn)
-	}
-	q := url.Values{}
-	if readOnly {
-		q.Set("mode", "ro")
-	}
-	return lock.Open(ctx, (&url.URL{Scheme: "file", OmitHost: true, Path: dsn, RawQuery: q.Encode()}).String())
-}
-
-// withParam sets a query parameter of a URL; pgx passes unknown ones to
-// the server as run-time settings.
-func withParam(dsn, key, value string) string {
-	u, err := url.Parse(dsn)
 	if err != nil {
-		return dsn // lock.Open reports the parse error
+		raw.Close()
+		return nil, err
 	}
-	q := u.Query()
-	q.Set(key, value)
-	u.RawQuery = q.Encode()
-	return u.String()
+	m, err := lock.New(ctx, raw)
+	if err != nil {
+		raw.Close()
+		return nil, explain(dsn, err)
+	}
+	return &database{m, raw}, nil
 }
 
 // openRaw opens an existing database with the driver alone, for migrations
-// and checks. It fails with one clear line on a missing file, one that is
-// not a database, or a server that does not answer.
-func openRaw(dsn string, readOnly bool) (*sql.DB, error) {
+// and checks, and pings it. It fails with one clear line on anything but
+// a regular file that holds an SQLite database (or is empty), and on a
+// server that does not answer.
+//
+// On SQLite, readOnly opens the file read-only; a WAL-mode file that no
+// connection has open (it has no -wal or -shm file beside it) is opened
+// immutable, so that nothing is created beside it. No mode changes the
+// file's journal mode.
+func openRaw(ctx context.Context, dsn string, mode openMode) (*sql.DB, error) {
+	if dsn == "" {
+		return nil, usageError{"no database: pass --db or set ENTITYLOCK_DB"}
+	}
 	if isPostgres(dsn) {
-		return openRawPostgres(dsn, readOnly)
+		return openRawPostgres(ctx, dsn, mode == readOnly)
 	}
-	if err := mustExist(dsn); err != nil {
-		return nil, err
+	if mode == create {
+		if err := createFile(dsn); err != nil {
+			return nil, err
+		}
 	}
-	q := url.Values{"_pragma": {"busy_timeout(10000)"}}
-	if readOnly {
-		q.Set("mode", "ro")
-	}
-	db, err := driver.Open((&url.URL{Scheme: "file", OmitHost: true, Path: dsn, RawQuery: q.Encode()}).String())
+	wal, err := checkSQLiteFile(dsn)
 	if err != nil {
 		return nil, err
 	}
-	// Fail now, with a clear error, on a file that is not a database.
-	if err := db.Ping(); err != nil {
-		db.Close()
-		return nil, err
+	q := url.Values{"_pragma": {"busy_timeout(10000)"}}
+	if mode == readOnly {
+		q.Set("mode", "ro")
+		if wal && !exists(dsn+"-wal") && !exists(dsn+"-shm") {
+			q.Set("immutable", "1")
+		}
 	}
-	var n int
-	if err := db.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("%s: %w", dsn, err)
+	db, err := driver.Open((&url.URL{Scheme: "file", OmitHost: true, Path: dsn, RawQuery: q.Encode()}).String())
+	if err == nil {
+		err = db.PingContext(ctx)
+		if err != nil {
+			db.Close()
+		}
+	}
+	if err != nil {
+		return nil, explain(dsn, err)
 	}
 	return db, nil
 }
 
-func openRawPostgres(dsn string, readOnly bool) (*sql.DB, error) {
+func openRawPostgres(ctx context.Context, dsn string, readOnly bool) (*sql.DB, error) {
+	if i := strings.Index(dsn, "://"); i > 0 {
+		dsn = strings.ToLower(dsn[:i]) + dsn[i:] // pgx knows the scheme in lower case only
+	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, err // pgconn redacts the password in its message
+		return nil, fmt.Errorf("not a valid PostgreSQL URL or DSN: %w", err) // pgconn redacts the password
 	}
 	if readOnly {
 		cfg.RuntimeParams["default_transaction_read_only"] = "on"
 	}
 	db := stdlib.OpenDB(*cfg)
-	if err := db.Ping(); err != nil {
+	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("%s: %w", display(dsn), err)
+		return nil, explain(dsn, err)
 	}
 	return db, nil
 }
 
-func mustExist(path string) error {
+var sqliteHeader = []byte("SQLite format 3\x00")
+
+// checkSQLiteFile refuses anything but a regular file that is empty or
+// starts with an SQLite header, without opening anything else (a FIFO
+// would block the open), and reports whether the file is in WAL mode.
+func checkSQLiteFile(path string) (wal bool, err error) {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("no database at %s", path)
+		if dir := filepath.Dir(path); !exists(dir) {
+			return false, fmt.Errorf("no database at %s: no directory %s", path, dir)
+		}
+		return false, fmt.Errorf("no database at %s", path)
 	case err != nil:
-		return err
+		return false, fmt.Errorf("cannot use %s: %w", path, errors.Unwrap(err))
 	case fi.IsDir():
-		return fmt.Errorf("%s is a directory, not a database file", path)
+		return false, fmt.Errorf("%s is a directory, not a database file", path)
+	case !fi.Mode().IsRegular():
+		return false, fmt.Errorf("%s is not a regular file (%s): want an SQLite database file or a PostgreSQL URL", path, fileKind(fi.Mode()))
+	case fi.Size() == 0:
+		return false, nil
 	}
-	return nil
+	f, err := os.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("cannot open %s: %w", path, errors.Unwrap(err))
+	}
+	defer f.Close()
+	head := make([]byte, 100)
+	if _, err := io.ReadFull(f, head); err != nil || !bytes.HasPrefix(head, sqliteHeader) {
+		return false, fmt.Errorf("%s is not an SQLite database", path)
+	}
+	// Bytes 18 and 19 are the file format versions: 2 for WAL.
+	return head[18] == 2, nil
 }
 
-// touch creates an empty file at path unless something is there already.
-func touch(path string) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if errors.Is(err, os.ErrExist) {
-		return nil
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
 	}
-	if err != nil {
-		return err
+	return m.Type().String()
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// createFile creates an empty file at path unless something is there.
+func createFile(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	switch {
+	case errors.Is(err, os.ErrExist):
+		return nil
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("cannot create %s: no directory %s", path, filepath.Dir(path))
+	case err != nil:
+		return fmt.Errorf("cannot create %s: %w", path, errors.Unwrap(err))
 	}
 	return f.Close()
+}
+
+// dbError is a database error said in one line for a person, keeping the
+// cause for errors.Is.
+type dbError struct {
+	msg string
+	err error
+}
+
+func (e *dbError) Error() string { return e.msg }
+func (e *dbError) Unwrap() error { return e.err }
+
+// explain turns a driver's error on dsn into one line without the layers
+// it went through: the database, then what went wrong.
+func explain(dsn string, err error) error {
+	name := display(dsn)
+	var pgErr *pgconn.PgError
+	var connErr *pgconn.ConnectError
+	var opErr *net.OpError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.Canceled):
+		return err
+	case errors.Is(err, sqlite3.NOTADB):
+		return &dbError{name + " is not an SQLite database", err}
+	case errors.Is(err, sqlite3.CANTOPEN):
+		return &dbError{"cannot open " + name, err}
+	case errors.As(err, &pgErr):
+		return &dbError{fmt.Sprintf("%s: %s (SQLSTATE %s)", name, pgErr.Message, pgErr.Code), err}
+	case errors.As(err, &opErr):
+		return &dbError{fmt.Sprintf("cannot connect to %s: %s %s: %v", name, opErr.Op, opErr.Addr, opErr.Err), err}
+	case errors.As(err, &connErr):
+		return &dbError{fmt.Sprintf("cannot connect to %s: %s", name, oneLine(errors.Unwrap(connErr))), err}
+	}
+	return err
 }

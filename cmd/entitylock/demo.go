@@ -3,19 +3,17 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/entitylock/entitylock/lock"
 )
@@ -30,93 +28,152 @@ type demoConfig struct {
 	procs     int
 	seed      uint64
 	json      bool
+	keep      bool
+	report    string
 }
 
-func demoFlags(fs *flag.FlagSet) *demoConfig {
+func demoCommand() *cobra.Command {
 	c := &demoConfig{}
-	fs.StringVar(&c.db, "db", "", "SQLite database `file` or postgres:// URL (default: a new file in the temp directory)")
-	fs.IntVar(&c.agents, "agents", 8, "number of agents")
-	fs.IntVar(&c.entities, "entities", 50, "number of entities, picked with a Zipf skew so a few are hot")
-	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long the agents work")
-	fs.DurationVar(&c.ttl, "ttl", 2*time.Second, "lease TTL: how long a crashed agent's lease blocks its entity")
-	fs.Float64Var(&c.crashRate, "crash-rate", 0.125, "fraction of agents that crash holding a lease, in [0, 1]")
-	fs.IntVar(&c.procs, "procs", 0, "run the agents in this many OS processes (0: goroutines of this process)")
-	fs.Uint64Var(&c.seed, "seed", 0, "random seed (0: a random one)")
-	fs.BoolVar(&c.json, "json", false, "print the summary as JSON")
-	return c
+	cmd := &cobra.Command{
+		Use:   "demo [flags]",
+		Short: "Simulate agents that lock and update shared entities, then check the result",
+		Long: `Simulate agents that take turns on shared entities in one database: each
+agent picks entities with a skew (a few are hot), takes a lease, updates the
+entity's record in a transaction checked by the lease (Guard), and releases
+it; some agents crash holding a lease, which blocks its entity until the TTL
+ends. Then an independent check, made from the application's own records,
+verifies that no update was lost, that fencing tokens increase per entity,
+and that no two holders overlapped. Exit 0 when the check passes.
+
+Without --db the demo uses a new SQLite file in the temporary directory and
+removes it at the end. With --db, the lock tables go in that database and
+the demo's own tables (demo_entities, demo_grants, demo_agents) go beside
+them in an SQLite file, or in a PostgreSQL schema of their own; they are
+dropped at the end. --keep keeps them (and the temporary file) and says
+where they are. Ctrl-C stops the agents and prints the summary of what they
+did; a second Ctrl-C quits at once.
+
+Columns of the per-agent table:
+` + legend,
+		Example: `  entitylock demo
+  entitylock demo --agents 16 --entities 20 --duration 30s --report run.html
+  entitylock demo --procs 4 --db 'postgres://postgres@127.0.0.1/test?sslmode=disable'
+  entitylock demo --json --seed 42 | jq .check`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDemo(cmd.Context(), c, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.db, "db", "", "SQLite database `file`, PostgreSQL URL or DSN (default: a temporary file)")
+	f.IntVar(&c.agents, "agents", 8, "number of agents")
+	f.IntVar(&c.entities, "entities", 50, "number of entities, picked with a Zipf skew so a few are hot")
+	f.DurationVar(&c.duration, "duration", 10*time.Second, "how long the agents work")
+	f.DurationVar(&c.ttl, "ttl", 2*time.Second, "lease TTL: how long a crashed agent's lease blocks its entity")
+	f.Float64Var(&c.crashRate, "crash-rate", 0.125, "fraction of agents that crash holding a lease, in [0, 1]")
+	f.IntVar(&c.procs, "procs", 0, "run the agents in this many OS processes (0: goroutines of this process)")
+	f.Uint64Var(&c.seed, "seed", 0, "random seed (0: a random one)")
+	f.BoolVar(&c.json, "json", false, "print the summary as JSON")
+	f.BoolVar(&c.keep, "keep", false, "keep the temporary database and the demo's tables, and say where")
+	f.StringVar(&c.report, "report", "", "write an HTML `file` with a timeline of the run")
+	return cmd
 }
 
 func (c *demoConfig) validate() error {
 	switch {
 	case c.agents < 1 || c.agents > 1000:
-		return usageError{fmt.Sprintf("--agents %d: want 1 to 1000", c.agents)}
+		return usagef("--agents %d: want 1 to 1000", c.agents)
 	case c.entities < 2:
-		return usageError{fmt.Sprintf("--entities %d: want at least 2", c.entities)}
+		return usagef("--entities %d: want at least 2", c.entities)
 	case c.duration <= 0:
-		return usageError{fmt.Sprintf("--duration %v: want a positive duration", c.duration)}
+		return usagef("--duration %v: want a positive duration", c.duration)
 	case c.ttl < 10*time.Millisecond:
-		return usageError{fmt.Sprintf("--ttl %v: want at least 10ms", c.ttl)}
+		return usagef("--ttl %v: want at least 10ms", c.ttl)
 	case !(c.crashRate >= 0 && c.crashRate <= 1):
-		return usageError{fmt.Sprintf("--crash-rate %v: want a fraction in [0, 1]", c.crashRate)}
+		return usagef("--crash-rate %v: want a fraction in [0, 1]", c.crashRate)
 	case c.procs < 0 || c.procs > c.agents:
-		return usageError{fmt.Sprintf("--procs %d: want 0 to --agents (%d)", c.procs, c.agents)}
+		return usagef("--procs %d: want 0 to --agents (%d)", c.procs, c.agents)
+	case c.procs > 0 && strings.HasPrefix(c.db, ":memory:"):
+		return usageError{"--db :memory: is private to this process: --procs needs a file or PostgreSQL"}
 	}
 	return nil
 }
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", "[flags]", "Simulate agents that lock and update shared entities in one database, then check that no update was lost", stderr)
-	c := demoFlags(fs)
-	if err := parse(fs, args, stdout); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
-	}
+func runDemo(ctx context.Context, c *demoConfig, stdout, stderr io.Writer) (err error) {
 	if err := c.validate(); err != nil {
 		return err
 	}
 	if c.seed == 0 {
 		c.seed = mrand.Uint64()
 	}
-	if c.db == "" {
-		c.db = filepath.Join(os.TempDir(), "entitylock-demo-"+rand.Text()[:8]+".db")
+	if c.report != "" {
+		if dir := filepath.Dir(c.report); !exists(dir) {
+			return fmt.Errorf("--report %s: no directory %s", c.report, dir)
+		}
 	}
-	fmt.Fprintf(stderr, "entitylock demo: %d agents in %s on %d entities for %v, TTL %v, crash rate %v, seed %d\n",
-		c.agents, where(c.procs), c.entities, c.duration, c.ttl, c.crashRate, c.seed)
-	fmt.Fprintf(stderr, "database: %s\n", display(c.db))
+	temp := c.db == ""
+	if temp {
+		c.db = filepath.Join(os.TempDir(), "entitylock-demo-"+rand.Text()[:8]+".db")
+	} else if err := checkDemoDB(c.db); err != nil {
+		return err
+	}
+	var tables appTables
+	if isPostgres(c.db) {
+		tables.schema = "entitylock_demo_" + strings.ToLower(rand.Text()[:8])
+	}
 
 	m, err := lock.Open(ctx, c.db, lock.WithTTL(c.ttl))
 	if err != nil {
-		return err
+		if temp {
+			removeSQLite(c.db)
+		}
+		return explain(c.db, err)
 	}
 	defer m.Close()
-	if err := prepareDemo(ctx, m.DB(), c.entities); err != nil {
-		return err
+	defer func() {
+		// Cleanup outlives an interrupt; it is what leaves the database as
+		// the demo found it.
+		cerr := c.cleanup(context.WithoutCancel(ctx), m, tables, temp, stderr)
+		err = errors.Join(err, cerr)
+	}()
+
+	fmt.Fprintf(stderr, "entitylock demo: %d agents in %s, %d entities, %v, TTL %v,\n",
+		c.agents, where(c.procs), c.entities, c.duration, c.ttl)
+	fmt.Fprintf(stderr, "  crash rate %v, seed %d\n", c.crashRate, c.seed)
+	fmt.Fprintf(stderr, "database: %s\n", display(c.db))
+	if err := tables.create(ctx, m.DB(), c.entities); err != nil {
+		return explain(c.db, err)
 	}
 
-	specs := c.agentSpecs(time.Now())
-	prog := newProgress(stderr, c.duration)
+	start := time.Now()
+	specs := c.agentSpecs(start)
+	prog := newProgress(stderr, c.duration, tables)
+	stopNote := context.AfterFunc(ctx, func() {
+		if context.Cause(ctx) == errSignal {
+			prog.note("interrupted: stopping the agents (Ctrl-C again to quit at once)")
+		}
+	})
+	defer stopNote()
 	progCtx, stopProg := context.WithCancel(ctx)
 	var progWG sync.WaitGroup
 	progWG.Go(func() { prog.run(progCtx, m.DB()) })
-
 	if c.procs > 0 {
-		err = runWorkers(ctx, c, specs, stderr)
+		err = runWorkers(ctx, c, tables, specs)
 	} else {
-		err = runAgents(ctx, m, specs)
+		err = runAgents(ctx, m, tables, specs)
 	}
 	stopProg()
 	progWG.Wait()
 	prog.finish(m.DB())
 	if err != nil {
-		return err
+		return explain(c.db, err)
 	}
 
-	sum, err := summarize(context.WithoutCancel(ctx), m.DB(), c)
+	sum, err := summarize(context.WithoutCancel(ctx), m.DB(), c, tables)
 	if err != nil {
-		return err
+		return explain(c.db, err)
 	}
+	sum.start, sum.end = start, time.Now()
 	if c.json {
 		err = writeJSON(stdout, sum)
 	} else {
@@ -125,10 +182,77 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if !sum.Check.Passed {
+	if c.report != "" {
+		if err := writeReport(c.report, sum); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "report: %s\n", c.report)
+	}
+	switch {
+	case !sum.Check.Passed:
 		return errors.New("the independent check failed")
+	case context.Cause(ctx) == errSignal:
+		return errInterrupted
 	}
 	return nil
+}
+
+// checkDemoDB refuses, before anything is created, an SQLite --db that is
+// not a database or whose directory is missing.
+func checkDemoDB(dsn string) error {
+	if isPostgres(dsn) || strings.HasPrefix(dsn, ":memory:") || strings.HasPrefix(dsn, "file:") {
+		return nil
+	}
+	if !exists(dsn) {
+		if dir := filepath.Dir(dsn); !exists(dir) {
+			return fmt.Errorf("cannot create %s: no directory %s", dsn, dir)
+		}
+		return nil
+	}
+	_, err := checkSQLiteFile(dsn)
+	return err
+}
+
+// cleanup drops the demo's tables and removes the temporary database,
+// unless --keep, in which case it says where they are.
+func (c *demoConfig) cleanup(ctx context.Context, m *lock.Manager, tables appTables, temp bool, stderr io.Writer) error {
+	if c.keep {
+		if tables.schema != "" {
+			fmt.Fprintf(stderr, "kept: the demo's tables, in schema %s of %s\n", tables.schema, display(c.db))
+		} else {
+			fmt.Fprintf(stderr, "kept: %s (tables demo_entities, demo_grants, demo_agents)\n", display(c.db))
+		}
+		return nil
+	}
+	if temp {
+		m.Close()
+		return removeSQLite(c.db)
+	}
+	// Leases of agents that crashed would block their entities until
+	// they expire: the demo is over, so release them.
+	var errs []error
+	for i := range c.agents {
+		if s, err := m.Session(agentName(i)); err == nil {
+			_, err = s.ReleaseAll(ctx)
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, tables.drop(ctx, m.DB()))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("clean up the demo's tables: %w", explain(c.db, err))
+	}
+	return nil
+}
+
+// removeSQLite removes an SQLite database file and its -wal and -shm.
+func removeSQLite(path string) error {
+	var errs []error
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func where(procs int) string {
@@ -136,31 +260,6 @@ func where(procs int) string {
 		return "one process"
 	}
 	return fmt.Sprintf("%d processes", procs)
-}
-
-func prepareDemo(ctx context.Context, db *sql.DB, entities int) error {
-	if _, err := db.ExecContext(ctx, demoSchema); err != nil {
-		return fmt.Errorf("create demo tables: %w", err)
-	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	// Each run starts its application tables afresh, so that its summary and
-	// check cover this run alone (leases of an earlier run's crashed agents
-	// may still be live, and are waited for like any other).
-	for _, table := range []string{"demo_entities", "demo_grants", "demo_agents"} {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM "+table); err != nil {
-			return err
-		}
-	}
-	for i := range entities {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO demo_entities (entity) VALUES ($1)`, entityName(i)); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
 }
 
 // agentSpecs names the agents, spreads them over the processes, and picks
@@ -172,7 +271,7 @@ func (c *demoConfig) agentSpecs(start time.Time) []agentSpec {
 	specs := make([]agentSpec, c.agents)
 	for i := range specs {
 		specs[i] = agentSpec{
-			name:     fmt.Sprintf("agent-%02d", i),
+			name:     agentName(i),
 			entities: c.entities,
 			until:    start.Add(c.duration),
 			seed:     rng.Uint64(),
@@ -187,101 +286,33 @@ func (c *demoConfig) agentSpecs(start time.Time) []agentSpec {
 	return specs
 }
 
-func runAgents(ctx context.Context, m *lock.Manager, specs []agentSpec) error {
+func agentName(i int) string { return fmt.Sprintf("agent-%02d", i) }
+
+func runAgents(ctx context.Context, m *lock.Manager, tables appTables, specs []agentSpec) error {
 	errs := make([]error, len(specs))
 	var wg sync.WaitGroup
 	for i, spec := range specs {
-		wg.Go(func() { errs[i] = runAgent(ctx, m, spec) })
+		wg.Go(func() { errs[i] = runAgent(ctx, m, tables, spec) })
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return firstError(errs)
 }
 
-// runWorkers starts one demo-worker process per proc and waits for all.
-func runWorkers(ctx context.Context, c *demoConfig, specs []agentSpec, stderr io.Writer) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	byProc := make([][]string, c.procs)
-	for _, s := range specs {
-		byProc[s.proc] = append(byProc[s.proc], encodeSpec(s))
-	}
-	cmds := make([]*exec.Cmd, c.procs)
-	for p := range cmds {
-		// The database goes in the environment: a URL's password stays out
-		// of the process list.
-		args := []string{"demo-worker", "--ttl", c.ttl.String()}
-		args = append(args, byProc[p]...)
-		cmds[p] = exec.CommandContext(ctx, exe, args...)
-		cmds[p].Env = append(os.Environ(), "ENTITYLOCK_DB="+c.db)
-		cmds[p].Stderr = stderr
-		if err := cmds[p].Start(); err != nil {
-			return fmt.Errorf("start worker %d: %w", p, err)
-		}
-	}
-	var errs []error
-	for p, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			errs = append(errs, fmt.Errorf("worker %d: %w", p, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// encodeSpec passes an agent to a worker as one argument:
-// name,proc,entities,until,crashAt,seed (times in Unix nanoseconds).
-func encodeSpec(s agentSpec) string {
-	var crash int64
-	if !s.crashAt.IsZero() {
-		crash = s.crashAt.UnixNano()
-	}
-	return strings.Join([]string{s.name, strconv.Itoa(s.proc), strconv.Itoa(s.entities),
-		strconv.FormatInt(s.until.UnixNano(), 10), strconv.FormatInt(crash, 10),
-		strconv.FormatUint(s.seed, 10)}, ",")
-}
-
-func decodeSpec(arg string) (agentSpec, error) {
-	f := strings.Split(arg, ",")
-	if len(f) != 6 {
-		return agentSpec{}, usageError{fmt.Sprintf("bad agent spec %q", arg)}
-	}
-	proc, err1 := strconv.Atoi(f[1])
-	entities, err2 := strconv.Atoi(f[2])
-	until, err3 := strconv.ParseInt(f[3], 10, 64)
-	crash, err4 := strconv.ParseInt(f[4], 10, 64)
-	seed, err5 := strconv.ParseUint(f[5], 10, 64)
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
-		return agentSpec{}, usageError{fmt.Sprintf("bad agent spec %q: %v", arg, err)}
-	}
-	s := agentSpec{name: f[0], proc: proc, entities: entities, until: time.Unix(0, until), seed: seed}
-	if crash != 0 {
-		s.crashAt = time.Unix(0, crash)
-	}
-	return s, nil
-}
-
-// runDemoWorker runs the agents given as arguments in this process, with a
-// Manager of its own on the shared file: demo --procs starts it.
-func runDemoWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo-worker", "--ttl D AGENT...", "Run demo agents (started by demo --procs)", stderr)
-	db := dbFlag(fs)
-	ttl := fs.Duration("ttl", 2*time.Second, "lease TTL")
-	if err := parse(fs, args, stdout); err != nil {
-		return err
-	}
-	specs := make([]agentSpec, fs.NArg())
-	for i, a := range fs.Args() {
-		s, err := decodeSpec(a)
+// firstError returns the first error of errs, saying how many others there
+// were, so that agents failing alike make one line.
+func firstError(errs []error) error {
+	var first error
+	n := 0
+	for _, err := range errs {
 		if err != nil {
-			return err
+			if first == nil {
+				first = err
+			}
+			n++
 		}
-		specs[i] = s
 	}
-	m, err := lock.Open(ctx, *db, lock.WithTTL(*ttl))
-	if err != nil {
-		return err
+	if n > 1 {
+		return fmt.Errorf("%w (and %d more like it)", first, n-1)
 	}
-	defer m.Close()
-	return runAgents(ctx, m, specs)
+	return first
 }

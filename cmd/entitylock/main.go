@@ -1,137 +1,131 @@
 // Command entitylock shows entitylock at work and lets operators inspect and
-// fix leases in a database.
-//
-//	entitylock demo                 simulate agents sharing one database
-//	entitylock locks                list live leases
-//	entitylock holder ENTITY        show who holds ENTITY (exit 1 when free)
-//	entitylock release --force E    remove the lease on E, whoever holds it
-//	entitylock release --session S  remove every lease of session S
-//	entitylock purge                delete expired rows
-//	entitylock migrate up|down|version
-//
-// Every command but demo takes --db, defaulting to $ENTITYLOCK_DB. Exit
-// status: 0 on success, 1 when the command failed (or holder found the
-// entity free), 2 on a usage error.
+// fix leases in a database. Run 'entitylock --help' for its commands, and
+// see exitCodeHelp for what its exit status means.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
+
+	"github.com/spf13/cobra"
 )
 
-// usageError marks an error in the command line: exit status 2.
+// Exit statuses: see exitCodeHelp.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitNo          = 3
+	exitInterrupted = 130
+)
+
+// exitCodeHelp is the exit status table of the root command's help; the
+// README repeats it.
+const exitCodeHelp = `Exit status:
+  0    success (holder: the entity is held)
+  1    failure: the database is unreachable or not one, a demo check failed
+  2    usage error: an unknown command or flag, a bad or missing value
+  3    "no": holder found the entity free
+  130  interrupted by Ctrl-C or SIGTERM (demo prints its summary first)`
+
+// usageError marks an error in the command line: exit status 2, with the
+// command's usage.
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-// errFree is holder's "nobody holds it": exit status 1, nothing more to say.
-var errFree = errors.New("free")
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
-type command struct {
-	name, args, summary string
-	run                 func(ctx context.Context, args []string, stdout, stderr io.Writer) error
-}
+// errNo is a "no" answer, such as holder's "nobody holds it": exit status 3,
+// nothing more to say.
+var errNo = errors.New("no")
 
-var commands = []command{
-	{"demo", "[flags]", "simulate agents that lock and update shared entities, then check the result", runDemo},
-	{"locks", "[--session ID] [--all] [--json]", "list live leases (--all: expired rows too)", runLocks},
-	{"holder", "[--json] ENTITY", "print the live lease on ENTITY; exit 1 when it is free", runHolder},
-	{"release", "(--force ENTITY | --session ID) [--json]", "remove leases and print what was removed", runRelease},
-	{"purge", "[--json]", "delete expired rows and print how many", runPurge},
-	{"migrate", "[--yes] [--json] up|down|version", "apply, revert or show the schema migrations", runMigrate},
-	{"demo-worker", "", "", runDemoWorker}, // internal: agents of demo --procs
-}
+// errInterrupted ends a command that stopped because of a signal, after it
+// said what it had to: exit status 130.
+var errInterrupted = errors.New("interrupted")
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptContext()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
+// run runs the command line args and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		usage(stderr)
-		return 2
+	root := newRoot()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if cmd == nil {
+		cmd = root
 	}
-	name := args[0]
-	if name == "-h" || name == "--help" || name == "help" {
-		usage(stdout)
-		return 0
-	}
-	for _, c := range commands {
-		if c.name != name {
-			continue
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "%s: %s\n\n%s", cmd.CommandPath(), ue.msg, cmd.UsageString())
+		return exitUsage
+	case errors.Is(err, errNo):
+		return exitNo
+	case errors.Is(err, errInterrupted) || context.Cause(ctx) == errSignal:
+		if !errors.Is(err, errInterrupted) {
+			fmt.Fprintf(stderr, "%s: interrupted\n", cmd.CommandPath())
 		}
-		err := c.run(ctx, args[1:], stdout, stderr)
-		var ue usageError
-		switch {
-		case err == nil:
-			return 0
-		case errors.Is(err, flag.ErrHelp):
-			return 0
-		case errors.As(err, &ue):
-			fmt.Fprintf(stderr, "entitylock %s: %v\n", name, err)
-			fmt.Fprintf(stderr, "usage: entitylock %s %s (see entitylock %s --help)\n", c.name, c.args, c.name)
-			return 2
-		case errors.Is(err, errFree):
-			return 1
-		default:
-			fmt.Fprintf(stderr, "entitylock %s: %s\n", name, oneLine(err))
-			return 1
-		}
+		return exitInterrupted
+	default:
+		fmt.Fprintf(stderr, "%s: %s\n", cmd.CommandPath(), oneLine(err))
+		return exitFailure
 	}
-	fmt.Fprintf(stderr, "entitylock: unknown command %q\n\n", name)
-	usage(stderr)
-	return 2
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "entitylock: advisory, time-bounded locks on named entities in SQLite.")
-	fmt.Fprintln(w, "\nUsage: entitylock COMMAND [flags]\n\nCommands:")
-	for _, c := range commands {
-		if c.summary != "" {
-			fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
-		}
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "entitylock",
+		Short: "Advisory, time-bounded locks on named entities in SQLite or PostgreSQL",
+		Long: `entitylock shows the entitylock library at work (demo) and lets operators
+inspect and fix leases in a database (locks, holder, watch, release, purge,
+migrate).
+
+Operator commands take --db: an SQLite database file, or a PostgreSQL URL
+(postgres://…) or key=value DSN; it defaults to $ENTITYLOCK_DB.
+
+` + exitCodeHelp,
+		Example: `  entitylock demo
+  entitylock demo --agents 16 --procs 4 --report run.html
+  entitylock locks --db app.db
+  entitylock holder --db app.db invoice::42 && echo held`,
+		Version:       version(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args:          noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return usageError{"no command given"}
+		},
 	}
-	fmt.Fprintln(w, "\nOperator commands take --db PATH (default $ENTITYLOCK_DB).")
-	fmt.Fprintln(w, "Run 'entitylock COMMAND --help' for a command's flags.")
+	root.SetVersionTemplate("entitylock {{.Version}}\n")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
+	root.AddCommand(demoCommand(), locksCommand(), holderCommand(), watchCommand(),
+		releaseCommand(), purgeCommand(), migrateCommand(), demoWorkerCommand())
+	return root
 }
 
-// newFlags returns a flag set that reports errors instead of exiting, with
-// a usage text naming the command.
-func newFlags(name, args, summary string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: entitylock %s %s\n\n%s.\n\nFlags:\n", name, args, summary)
-		fs.PrintDefaults()
+// noArgs refuses positional arguments; on a command with subcommands the
+// argument is an unknown subcommand.
+func noArgs(cmd *cobra.Command, args []string) error {
+	switch {
+	case len(args) == 0:
+		return nil
+	case cmd.HasSubCommands():
+		return usagef("unknown command %q", args[0])
 	}
-	return fs
-}
-
-// parse parses args, turning flag errors into usage errors. Help goes to
-// stdout and ends the command with status 0.
-func parse(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return flag.ErrHelp
-		}
-	}
-	fs.SetOutput(io.Discard) // parse errors are reported once, by run
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
-	}
-	return nil
+	return usagef("unexpected argument %q", args[0])
 }
 
 // oneLine flattens an error message that spans lines (pgx lists each

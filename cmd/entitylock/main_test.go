@@ -119,7 +119,7 @@ func TestDemoCheckCatchesLostUpdate(t *testing.T) {
 	if _, err := raw.Exec(`UPDATE demo_entities SET updates = updates - 1 WHERE entity = (SELECT entity FROM demo_grants WHERE wrote = 1 LIMIT 1)`); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := summarize(t.Context(), raw, &demoConfig{db: db})
+	sum, err := summarize(t.Context(), raw, &demoConfig{db: db}, appTables{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,8 +217,8 @@ func operatorCommands(t *testing.T, b locktest.Backend) {
 		if r := entitylock(t, env, "holder", "a"); r.code != 0 || !strings.Contains(r.stdout, "s1") {
 			t.Errorf("holder a: exit %d, %q", r.code, r.stdout)
 		}
-		if r := entitylock(t, env, "holder", "old"); r.code != 1 || !strings.Contains(r.stdout, "free") {
-			t.Errorf("holder old (expired): exit %d, %q; want 1 and free", r.code, r.stdout)
+		if r := entitylock(t, env, "holder", "old"); r.code != exitNo || !strings.Contains(r.stdout, "free") {
+			t.Errorf("holder old (expired): exit %d, %q; want 3 and free", r.code, r.stdout)
 		}
 	})
 	t.Run("release force", func(t *testing.T) {
@@ -226,8 +226,8 @@ func operatorCommands(t *testing.T, b locktest.Backend) {
 		if r.code != 0 || !strings.Contains(r.stdout, "released 1 lease") || !strings.Contains(r.stdout, "s2") {
 			t.Fatalf("exit %d: %q %q", r.code, r.stdout, r.stderr)
 		}
-		if r := entitylock(t, env, "holder", "c"); r.code != 1 {
-			t.Errorf("holder c after release: exit %d, want 1", r.code)
+		if r := entitylock(t, env, "holder", "c"); r.code != exitNo {
+			t.Errorf("holder c after release: exit %d, want 3", r.code)
 		}
 	})
 	t.Run("purge", func(t *testing.T) {

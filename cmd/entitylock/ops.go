@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,8 +8,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/entitylock/entitylock/lock"
-	"github.com/entitylock/entitylock/schema"
 )
 
 // leaseJSON is a lease as the listing commands print it with --json.
@@ -47,12 +47,16 @@ func printLeases(w io.Writer, ls []lock.Lease, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ENTITY\tSESSION\tTOKEN\tACQUIRED\tEXPIRES")
 	for _, l := range ls {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s (%s)\t%s (%s)\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n",
 			printable(l.Entity), printable(l.SessionID), l.Token,
-			relative(l.AcquiredAt, now), l.AcquiredAt.Format(time.RFC3339),
-			relative(l.ExpiresAt, now), l.ExpiresAt.Format(time.RFC3339))
+			relative(l.AcquiredAt, now), relative(l.ExpiresAt, now))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// Absolute times are in --json; the table fits 80 columns.
+	_, err := fmt.Fprintf(w, "(times relative to %s)\n", now.Format(time.RFC3339))
+	return err
 }
 
 // printable quotes names that would break the table's alignment.
@@ -74,220 +78,212 @@ func relative(t, now time.Time) string {
 	return (-d).String() + " ago"
 }
 
-func runLocks(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("locks", "[--session ID] [--all] [--json]", "List live leases, by entity", stderr)
-	db := dbFlag(fs)
-	session := fs.String("session", "", "only the leases of session `ID`")
-	all := fs.Bool("all", false, "include expired rows that were not reclaimed or purged yet")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args, stdout); err != nil {
-		return err
+func locksCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "locks [--session ID] [--all] [--json]",
+		Short: "List live leases, by entity",
+		Long: `List live leases, by entity, with their session, fencing token, and when
+they were acquired and expire. Read-only: the database file is opened
+read-only and nothing is created beside it.`,
+		Example: `  entitylock locks --db app.db
+  entitylock locks --db app.db --session worker-7 --json | jq -r '.[].entity'
+  ENTITYLOCK_DB=postgres://app@db/app entitylock locks --all`,
+		Args: noArgs,
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	db := dbFlag(cmd)
+	session := cmd.Flags().String("session", "", "only the leases of session `ID`")
+	all := cmd.Flags().Bool("all", false, "include expired rows that were not reclaimed or purged yet")
+	asJSON := jsonFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if cmd.Flags().Changed("session") && *session == "" {
+			return usageError{"--session: want a session ID, not an empty string"}
+		}
+		ctx := cmd.Context()
+		m, err := openExisting(ctx, *db, readOnly)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		var ls []lock.Lease
+		if *all {
+			ls, err = m.AllLeases(ctx)
+		} else {
+			ls, err = m.Locks(ctx)
+		}
+		if err != nil {
+			return err
+		}
+		if *session != "" {
+			kept := ls[:0]
+			for _, l := range ls {
+				if l.SessionID == *session {
+					kept = append(kept, l)
+				}
+			}
+			ls = kept
+		}
+		now := m.Now()
+		if *asJSON {
+			return writeJSON(cmd.OutOrStdout(), toJSON(ls, now))
+		}
+		return printLeases(cmd.OutOrStdout(), ls, now)
 	}
-	m, err := openExisting(ctx, *db, true)
-	if err != nil {
-		return err
+	return cmd
+}
+
+func jsonFlag(cmd *cobra.Command) *bool {
+	return cmd.Flags().Bool("json", false, "print JSON")
+}
+
+func holderCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "holder ENTITY [--json]",
+		Short: "Print the live lease on ENTITY; exit 3 when it is free",
+		Long: `Print the live lease on ENTITY. Exit status 0 when the entity is held, 3
+when it is free, 1 when the database could not answer, 2 on a usage error,
+so a script can tell "free" from "the database is down". Read-only.`,
+		Example: `  entitylock holder --db app.db invoice::42
+  if entitylock holder --db app.db invoice::42 >/dev/null; then echo held; fi
+  entitylock holder invoice::42 --json   # null when free`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("want exactly one ENTITY, got %d arguments", len(args))
+			}
+			return nil
+		},
 	}
-	defer m.Close()
-	var ls []lock.Lease
-	if *all {
-		ls, err = m.AllLeases(ctx)
-	} else {
-		ls, err = m.Locks(ctx)
+	db := dbFlag(cmd)
+	asJSON := jsonFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx, entity, out := cmd.Context(), args[0], cmd.OutOrStdout()
+		m, err := openExisting(ctx, *db, readOnly)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		l, err := m.Holder(ctx, entity)
+		if errors.Is(err, lock.ErrNotHeld) {
+			if *asJSON {
+				writeJSON(out, nil)
+			} else {
+				fmt.Fprintf(out, "%s is free\n", printable(entity))
+			}
+			return errNo
+		}
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return writeJSON(out, toJSON([]lock.Lease{l}, m.Now())[0])
+		}
+		return printLeases(out, []lock.Lease{l}, m.Now())
 	}
-	if err != nil {
-		return err
+	return cmd
+}
+
+func releaseCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "release (--force ENTITY | --session ID) [--json]",
+		Short: "Remove leases and print what was removed",
+		Long: `Remove the lease on one entity whoever holds it (--force), or every lease,
+live or expired, of one session (--session), and print what was removed.
+The holder is not told: use it for a holder that is known to be dead.`,
+		Example: `  entitylock release --db app.db --force invoice::42
+  entitylock release --db app.db --session worker-7 --json`,
+		Args: noArgs,
 	}
-	if *session != "" {
-		kept := ls[:0]
-		for _, l := range ls {
-			if l.SessionID == *session {
-				kept = append(kept, l)
+	db := dbFlag(cmd)
+	force := cmd.Flags().String("force", "", "remove the lease on `ENTITY`, whoever holds it")
+	session := cmd.Flags().String("session", "", "remove every lease, live or expired, of session `ID`")
+	asJSON := jsonFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		f := cmd.Flags()
+		if f.Changed("force") == f.Changed("session") {
+			return usageError{"want exactly one of --force ENTITY or --session ID"}
+		}
+		if f.Changed("force") && *force == "" || f.Changed("session") && *session == "" {
+			return usageError{"want a non-empty ENTITY or session ID"}
+		}
+		ctx, out := cmd.Context(), cmd.OutOrStdout()
+		m, err := openExisting(ctx, *db, readWrite)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+
+		// What is about to go, for the report; the count comes from the removal.
+		all, err := m.AllLeases(ctx)
+		if err != nil {
+			return err
+		}
+		var gone []lock.Lease
+		for _, l := range all {
+			if l.Entity == *force || (*session != "" && l.SessionID == *session) {
+				gone = append(gone, l)
 			}
 		}
-		ls = kept
-	}
-	now := m.Now()
-	if *asJSON {
-		return writeJSON(stdout, toJSON(ls, now))
-	}
-	return printLeases(stdout, ls, now)
-}
-
-func runHolder(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("holder", "[--json] ENTITY", "Print the live lease on ENTITY; exit 1 when it is free", stderr)
-	db := dbFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args, stdout); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError{"want exactly one ENTITY"}
-	}
-	m, err := openExisting(ctx, *db, true)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	l, err := m.Holder(ctx, fs.Arg(0))
-	if errors.Is(err, lock.ErrNotHeld) {
-		if *asJSON {
-			writeJSON(stdout, nil)
+		var n int
+		if *force != "" {
+			ok, err := m.ForceRelease(ctx, *force)
+			if err != nil {
+				return err
+			}
+			if ok {
+				n = 1
+			}
 		} else {
-			fmt.Fprintf(stdout, "%s is free\n", printable(fs.Arg(0)))
+			s, err := m.Session(*session)
+			if err != nil {
+				return err
+			}
+			if n, err = s.ReleaseAll(ctx); err != nil {
+				return err
+			}
 		}
-		return errFree
+		if n != len(gone) { // the table changed in between; report only the count
+			gone = nil
+		}
+		now := m.Now()
+		if *asJSON {
+			return writeJSON(out, struct {
+				Released int         `json:"released"`
+				Leases   []leaseJSON `json:"leases,omitempty"`
+			}{n, toJSON(gone, now)})
+		}
+		fmt.Fprintf(out, "released %d lease(s)\n", n)
+		if len(gone) > 0 {
+			return printLeases(out, gone, now)
+		}
+		return nil
 	}
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return writeJSON(stdout, toJSON([]lock.Lease{l}, m.Now())[0])
-	}
-	return printLeases(stdout, []lock.Lease{l}, m.Now())
+	return cmd
 }
 
-func runRelease(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("release", "(--force ENTITY | --session ID) [--json]", "Remove leases and print what was removed", stderr)
-	db := dbFlag(fs)
-	force := fs.String("force", "", "remove the lease on `ENTITY`, whoever holds it")
-	session := fs.String("session", "", "remove every lease, live or expired, of session `ID`")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args, stdout); err != nil {
-		return err
+func purgeCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "purge [--json]",
+		Short:   "Delete expired and released lease rows and print how many",
+		Example: `  entitylock purge --db app.db`,
+		Args:    noArgs,
 	}
-	if (*force == "") == (*session == "") || fs.NArg() > 0 {
-		return usageError{"want exactly one of --force ENTITY or --session ID"}
-	}
-	m, err := openExisting(ctx, *db, false)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-
-	// What is about to go, for the report; the count comes from the removal.
-	all, err := m.AllLeases(ctx)
-	if err != nil {
-		return err
-	}
-	var gone []lock.Lease
-	for _, l := range all {
-		if l.Entity == *force || (*session != "" && l.SessionID == *session) {
-			gone = append(gone, l)
-		}
-	}
-	var n int
-	if *force != "" {
-		ok, err := m.ForceRelease(ctx, *force)
+	db := dbFlag(cmd)
+	asJSON := jsonFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx, out := cmd.Context(), cmd.OutOrStdout()
+		m, err := openExisting(ctx, *db, readWrite)
 		if err != nil {
 			return err
 		}
-		if ok {
-			n = 1
-		}
-	} else {
-		s, err := m.Session(*session)
+		defer m.Close()
+		n, err := m.PurgeExpired(ctx)
 		if err != nil {
 			return err
 		}
-		if n, err = s.ReleaseAll(ctx); err != nil {
-			return err
+		if *asJSON {
+			return writeJSON(out, map[string]int{"purged": n})
 		}
-	}
-	if n != len(gone) { // the table changed in between; report only the count
-		gone = nil
-	}
-	now := m.Now()
-	if *asJSON {
-		return writeJSON(stdout, struct {
-			Released int         `json:"released"`
-			Leases   []leaseJSON `json:"leases,omitempty"`
-		}{n, toJSON(gone, now)})
-	}
-	fmt.Fprintf(stdout, "released %d lease(s)\n", n)
-	if len(gone) > 0 {
-		return printLeases(stdout, gone, now)
-	}
-	return nil
-}
-
-func runPurge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("purge", "[--json]", "Delete expired lease rows and print how many", stderr)
-	db := dbFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args, stdout); err != nil {
+		_, err = fmt.Fprintf(out, "purged %d expired or released row(s)\n", n)
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
-	}
-	m, err := openExisting(ctx, *db, false)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	n, err := m.PurgeExpired(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return writeJSON(stdout, map[string]int{"purged": n})
-	}
-	_, err = fmt.Fprintf(stdout, "purged %d expired or released row(s)\n", n)
-	return err
-}
-
-func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("migrate", "[--yes] [--json] up|down|version", "Apply (up), revert (down) or show (version) the schema migrations", stderr)
-	db := dbFlag(fs)
-	yes := fs.Bool("yes", false, "confirm 'down', which drops the lock tables and every lease")
-	asJSON := fs.Bool("json", false, "print JSON (version)")
-	if err := parse(fs, args, stdout); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError{"want one of up, down, version"}
-	}
-	if *db == "" {
-		return usageError{"no database: pass --db or set ENTITYLOCK_DB"}
-	}
-	action := fs.Arg(0)
-	switch action {
-	case "up", "down", "version":
-	default:
-		return usageError{fmt.Sprintf("unknown migrate action %q: want up, down or version", action)}
-	}
-	if action == "down" && !*yes {
-		return usageError{"'down' drops the lock tables and every lease in them: add --yes"}
-	}
-	if action == "up" && !isPostgres(*db) { // up may create the file; the others need one
-		if err := touch(*db); err != nil {
-			return err
-		}
-	}
-	conn, err := openRaw(*db, action == "version")
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	switch action {
-	case "up":
-		err = schema.Migrate(ctx, conn)
-	case "down":
-		err = schema.MigrateDown(ctx, conn)
-	}
-	if err != nil {
-		return err
-	}
-	v, dirty, err := schema.Version(ctx, conn)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return writeJSON(stdout, map[string]any{"version": v, "dirty": dirty, "latest": schema.Latest()})
-	}
-	_, err = fmt.Fprintf(stdout, "schema version %d (dirty: %v); this binary knows up to %d\n", v, dirty, schema.Latest())
-	return err
+	return cmd
 }
