@@ -112,7 +112,7 @@ func demoPassesItsOwnCheck(t *testing.T, b locktest.Backend) {
 // summarize the same database again.
 func TestDemoCheckCatchesLostUpdate(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "demo.db")
-	if r := entitylock(t, nil, "demo", "--db", db, "--agents", "2", "--entities", "3", "--duration", "300ms", "--crash-rate", "0"); r.code != 0 {
+	if r := entitylock(t, nil, "demo", "--db", db, "--keep", "--agents", "2", "--entities", "3", "--duration", "300ms", "--crash-rate", "0"); r.code != 0 {
 		t.Fatalf("demo: exit %d: %s", r.code, r.stderr)
 	}
 	raw := openSQL(t, db)
@@ -188,10 +188,12 @@ func operatorCommands(t *testing.T, b locktest.Backend) {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
 		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-		if len(lines) != 4 || !strings.HasPrefix(lines[0], "ENTITY") || !strings.HasPrefix(lines[1], "a ") ||
-			!strings.Contains(lines[3], "s2") || !strings.Contains(r.stdout, "ago") || !strings.Contains(r.stdout, "in ") {
+		if len(lines) != 5 || !strings.HasPrefix(lines[0], "ENTITY") || !strings.HasPrefix(lines[1], "a ") ||
+			!strings.Contains(lines[3], "s2") || !strings.Contains(r.stdout, "ago") || !strings.Contains(r.stdout, "in ") ||
+			!strings.HasPrefix(lines[4], "(times relative to ") {
 			t.Errorf("unexpected table:\n%s", r.stdout)
 		}
+		assertFits80(t, r.stdout)
 	})
 	for _, tt := range []struct {
 		name string
@@ -249,7 +251,7 @@ func operatorCommands(t *testing.T, b locktest.Backend) {
 		}
 	})
 	t.Run("migrate", func(t *testing.T) {
-		r := entitylock(t, env, "migrate", "--json", "version")
+		r := entitylock(t, env, "migrate", "version", "--json")
 		var v map[string]any
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &v) != nil || v["version"] != float64(schema.Latest()) {
 			t.Fatalf("version: exit %d: %q", r.code, r.stdout)
@@ -257,7 +259,7 @@ func operatorCommands(t *testing.T, b locktest.Backend) {
 		if r := entitylock(t, env, "migrate", "down"); r.code != 2 {
 			t.Errorf("down without --yes: exit %d, want 2", r.code)
 		}
-		if r := entitylock(t, env, "migrate", "--yes", "down"); r.code != 0 || !strings.Contains(r.stdout, "version 0") {
+		if r := entitylock(t, env, "migrate", "down", "--yes"); r.code != 0 || !strings.Contains(r.stdout, "version 0") {
 			t.Fatalf("down: exit %d: %q %q", r.code, r.stdout, r.stderr)
 		}
 		if r := entitylock(t, env, "locks"); r.code != 1 || !strings.Contains(r.stderr, "no entitylock schema") {
@@ -304,6 +306,23 @@ func TestUsageAndDatabaseErrors(t *testing.T) {
 		{"newer schema purge", []string{"purge", "--db", newer}, 1},
 		{"help", []string{"--help"}, 0},
 		{"command help", []string{"demo", "--help"}, 0},
+		{"help after an argument", []string{"holder", "x", "--help"}, 0},
+		{"flag after the entity", []string{"holder", "x", "--db", missing}, 1},
+		{"flag after the action", []string{"migrate", "version", "--db", missing}, 1},
+		{"down --yes after the action", []string{"migrate", "down", "--yes", "--db", missing}, 1},
+		{"unknown migrate action", []string{"migrate", "sideways", "--db", missing}, 2},
+		{"migrate alone", []string{"migrate", "--db", missing}, 2},
+		{"force without version", []string{"migrate", "force", "--db", missing}, 2},
+		{"force bad version", []string{"migrate", "force", "x", "--db", missing}, 2},
+		{"force unknown version", []string{"migrate", "force", "99", "--db", missing}, 2},
+		{"empty session", []string{"locks", "--session", "", "--db", missing}, 2},
+		{"empty session watch", []string{"watch", "--session=", "--db", missing}, 2},
+		{"empty force", []string{"release", "--force", "", "--db", missing}, 2},
+		{"both release targets", []string{"release", "--force", "a", "--session", "s", "--db", missing}, 2},
+		{"extra argument", []string{"locks", "extra", "--db", missing}, 2},
+		{"memory with procs", []string{"demo", "--db", ":memory:", "--procs", "2"}, 2},
+		{"version", []string{"--version"}, 0},
+		{"completion", []string{"completion", "bash"}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -314,8 +333,11 @@ func TestUsageAndDatabaseErrors(t *testing.T) {
 			if tt.wantCode == 1 && strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 				t.Errorf("want one error line, got:\n%s", r.stderr)
 			}
-			if tt.wantCode == 2 && !strings.Contains(r.stderr, "sage") {
+			if tt.wantCode == 2 && !strings.Contains(r.stderr, "Usage:") {
 				t.Errorf("no usage on stderr:\n%s", r.stderr)
+			}
+			if tt.wantCode == 0 && r.stdout == "" {
+				t.Errorf("nothing on stdout")
 			}
 		})
 	}

@@ -49,12 +49,11 @@ func runWorkers(ctx context.Context, c *demoConfig, tables appTables, specs []ag
 		// of the process list.
 		args := []string{"demo-worker", "--ttl", c.ttl.String(), "--app-schema", tables.schema}
 		args = append(args, byProc[p]...)
-		cmd := exec.CommandContext(ctx, exe, args...)
+		cmd := exec.Command(exe, args...)
 		cmd.Env = append(os.Environ(), "ENTITYLOCK_DB="+c.db)
 		stderrs[p] = &bytes.Buffer{}
 		cmd.Stderr = stderrs[p]
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 		mu.Lock()
 		err := cmd.Start()
 		if err == nil {
@@ -62,9 +61,19 @@ func runWorkers(ctx context.Context, c *demoConfig, tables appTables, specs []ag
 		}
 		mu.Unlock()
 		if err != nil {
+			for _, cmd := range cmds[:p] {
+				cmd.Process.Kill()
+				cmd.Wait()
+			}
 			return fmt.Errorf("start worker %d: %w", p, err)
 		}
 	}
+	stop := context.AfterFunc(ctx, func() {
+		for _, cmd := range cmds {
+			cmd.Process.Signal(os.Interrupt)
+		}
+	})
+	defer stop()
 	errs := make([]error, c.procs)
 	for p, cmd := range cmds {
 		if err := cmd.Wait(); err != nil && !(ctx.Err() != nil && interruptedExit(err)) {
