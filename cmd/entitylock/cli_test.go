@@ -18,6 +18,7 @@ import (
 
 	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/lock/locktest"
+	"github.com/entitylock/entitylock/schema"
 )
 
 func assertFits80(t *testing.T, text string) {
@@ -75,6 +76,18 @@ func TestFlagsHelpVersionCompletion(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Every command's help fits 80 columns.
+func TestHelpFits80(t *testing.T) {
+	for _, args := range [][]string{{}, {"demo"}, {"locks"}, {"holder"}, {"watch"}, {"release"}, {"purge"},
+		{"migrate"}, {"migrate", "up"}, {"migrate", "down"}, {"migrate", "version"}, {"migrate", "force"}} {
+		r := entitylock(t, nil, append(args, "--help")...)
+		if r.code != 0 {
+			t.Fatalf("%v --help: exit %d", args, r.code)
+		}
+		assertFits80(t, r.stdout)
 	}
 }
 
@@ -549,5 +562,33 @@ func TestSeedIsAJSONString(t *testing.T) {
 	}
 	if raw["seed"] != "3106547724355993497" {
 		t.Errorf("seed %#v, want the string \"3106547724355993497\"", raw["seed"])
+	}
+}
+
+// migrate force clears a dirty mark, as golang-migrate's force does.
+func TestMigrateForce(t *testing.T) { engines(t, migrateForce) }
+
+func migrateForce(t *testing.T, b locktest.Backend) {
+	dsn := prepare(t, b)
+	env := []string{"ENTITYLOCK_DB=" + dsn}
+	if _, err := b.OpenRaw(t, dsn).Exec(`UPDATE ` + schema.MigrationsTable + ` SET dirty = true`); err != nil {
+		t.Fatal(err)
+	}
+	if r := entitylock(t, env, "locks"); r.code != exitFailure || !strings.Contains(r.stderr, "dirty") || !strings.Contains(r.stderr, "migrate force") {
+		t.Errorf("locks on a dirty schema: exit %d, %q", r.code, r.stderr)
+	}
+	r := entitylock(t, env, "migrate", "force", "1", "--json")
+	var v map[string]any
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &v) != nil || v["version"] != float64(1) || v["dirty"] != false {
+		t.Fatalf("force 1: exit %d: %q %q", r.code, r.stdout, r.stderr)
+	}
+	if r := entitylock(t, env, "locks", "--json"); r.code != 0 || len(leaseEntities(t, r.stdout)) != 3 {
+		t.Errorf("locks after force: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := entitylock(t, env, "migrate", "force", "0"); r.code != 0 || !strings.Contains(r.stdout, "version 0") {
+		t.Errorf("force 0: exit %d: %q %q", r.code, r.stdout, r.stderr)
+	}
+	if r := entitylock(t, env, "migrate", "up"); r.code != 1 {
+		t.Errorf("up over tables forced to version 0: exit %d, want 1 (the tables exist): %q", r.code, r.stderr)
 	}
 }

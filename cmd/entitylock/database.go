@@ -28,37 +28,61 @@ import (
 // dbFlag adds --db, defaulting to $ENTITYLOCK_DB.
 func dbFlag(cmd *cobra.Command) *string {
 	return cmd.Flags().String("db", os.Getenv("ENTITYLOCK_DB"),
-		"SQLite database `file`, or PostgreSQL URL or key=value DSN (default $ENTITYLOCK_DB)")
+		"SQLite `file`, or PostgreSQL URL or DSN (default $ENTITYLOCK_DB)")
 }
 
-// keywordDSN matches the start of a libpq key=value connection string.
-var keywordDSN = regexp.MustCompile(`^\s*[a-z_]+\s*=`)
+var (
+	// urlScheme matches the scheme of a URL ("name://…").
+	urlScheme = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*)://`)
+	// keywordDSN matches the start of a libpq key=value DSN ("host=…").
+	keywordDSN = regexp.MustCompile(`^\s*[a-z_]+\s*=`)
+)
 
-// isPostgres tells a PostgreSQL URL (any case) or key=value DSN from an
-// SQLite file name.
+// isPostgres tells a PostgreSQL URL (any letter case) or key=value DSN from
+// an SQLite file name, as lock.Open does.
 func isPostgres(dsn string) bool {
-	l := strings.ToLower(dsn)
-	if strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://") {
-		return true
+	if m := urlScheme.FindStringSubmatch(dsn); m != nil {
+		s := strings.ToLower(m[1])
+		return s == "postgres" || s == "postgresql"
 	}
-	return keywordDSN.MatchString(dsn) && !strings.ContainsAny(strings.SplitN(dsn, "=", 2)[0], `/\`)
+	return keywordDSN.MatchString(dsn)
+}
+
+// sqlitePath returns the file an SQLite --db names: a path, or the path of
+// a "file:" URI, whose query it returns too. Other URLs are refused.
+func sqlitePath(dsn string) (path string, query url.Values, err error) {
+	if m := urlScheme.FindStringSubmatch(dsn); m != nil && !strings.EqualFold(m[1], "file") {
+		return "", nil, usagef("--db %s: want an SQLite file, a postgres:// URL or a key=value DSN, not a %s:// URL", display(dsn), m[1])
+	}
+	if !strings.HasPrefix(dsn, "file:") {
+		return dsn, url.Values{}, nil
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", nil, usagef("--db %s: %v", dsn, err)
+	}
+	path = u.Path
+	if path == "" {
+		path = u.Opaque
+	}
+	return path, u.Query(), nil
 }
 
 var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(\\.|[^'])*'|\S+)`)
 
 // display names a database in messages: a PostgreSQL DSN loses its password.
 func display(dsn string) string {
-	if !isPostgres(dsn) {
-		return dsn
+	if urlScheme.MatchString(dsn) {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "the database URL"
+		}
+		return u.Redacted()
 	}
-	if keywordDSN.MatchString(dsn) && !strings.Contains(dsn, "://") {
+	if isPostgres(dsn) {
 		return dsnPassword.ReplaceAllString(dsn, "${1}xxxxx")
 	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "the PostgreSQL database"
-	}
-	return u.Redacted()
+	return dsn
 }
 
 // database is a lock Manager over a connection pool the command opened
@@ -131,23 +155,27 @@ func openRaw(ctx context.Context, dsn string, mode openMode) (*sql.DB, error) {
 	if isPostgres(dsn) {
 		return openRawPostgres(ctx, dsn, mode == readOnly)
 	}
-	if mode == create {
-		if err := createFile(dsn); err != nil {
-			return nil, err
-		}
-	}
-	wal, err := checkSQLiteFile(dsn)
+	path, q, err := sqlitePath(dsn)
 	if err != nil {
 		return nil, err
 	}
-	q := url.Values{"_pragma": {"busy_timeout(10000)"}}
+	if mode == create {
+		if err := createFile(path); err != nil {
+			return nil, err
+		}
+	}
+	wal, err := checkSQLiteFile(path)
+	if err != nil {
+		return nil, err
+	}
+	q["_pragma"] = append([]string{"busy_timeout(10000)"}, q["_pragma"]...)
 	if mode == readOnly {
 		q.Set("mode", "ro")
-		if wal && !exists(dsn+"-wal") && !exists(dsn+"-shm") {
+		if wal && !exists(path+"-wal") && !exists(path+"-shm") {
 			q.Set("immutable", "1")
 		}
 	}
-	db, err := driver.Open((&url.URL{Scheme: "file", OmitHost: true, Path: dsn, RawQuery: q.Encode()}).String())
+	db, err := driver.Open((&url.URL{Scheme: "file", OmitHost: true, Path: path, RawQuery: q.Encode()}).String())
 	if err == nil {
 		err = db.PingContext(ctx)
 		if err != nil {

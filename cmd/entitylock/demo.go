@@ -36,7 +36,7 @@ func demoCommand() *cobra.Command {
 	c := &demoConfig{}
 	cmd := &cobra.Command{
 		Use:   "demo [flags]",
-		Short: "Simulate agents that lock and update shared entities, then check the result",
+		Short: "Simulate agents sharing entities, then check the result",
 		Long: `Simulate agents that take turns on shared entities in one database: each
 agent picks entities with a skew (a few are hot), takes a lease, updates the
 entity's record in a transaction checked by the lease (Guard), and releases
@@ -57,7 +57,7 @@ Columns of the per-agent table:
 ` + legend,
 		Example: `  entitylock demo
   entitylock demo --agents 16 --entities 20 --duration 30s --report run.html
-  entitylock demo --procs 4 --db 'postgres://postgres@127.0.0.1/test?sslmode=disable'
+  entitylock demo --procs 4 --db 'postgres://postgres@127.0.0.1/test'
   entitylock demo --json --seed 42 | jq .check`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -65,17 +65,17 @@ Columns of the per-agent table:
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.db, "db", "", "SQLite database `file`, PostgreSQL URL or DSN (default: a temporary file)")
+	f.StringVar(&c.db, "db", "", "SQLite `file`, or PostgreSQL URL or DSN (default: a temporary file)")
 	f.IntVar(&c.agents, "agents", 8, "number of agents")
-	f.IntVar(&c.entities, "entities", 50, "number of entities, picked with a Zipf skew so a few are hot")
+	f.IntVar(&c.entities, "entities", 50, "entities, picked with a Zipf skew (a few are hot)")
 	f.DurationVar(&c.duration, "duration", 10*time.Second, "how long the agents work")
-	f.DurationVar(&c.ttl, "ttl", 2*time.Second, "lease TTL: how long a crashed agent's lease blocks its entity")
-	f.Float64Var(&c.crashRate, "crash-rate", 0.125, "fraction of agents that crash holding a lease, in [0, 1]")
-	f.IntVar(&c.procs, "procs", 0, "run the agents in this many OS processes (0: goroutines of this process)")
+	f.DurationVar(&c.ttl, "ttl", 2*time.Second, "lease TTL: how long a crash blocks its entity")
+	f.Float64Var(&c.crashRate, "crash-rate", 0.125, "fraction of agents that crash holding a lease")
+	f.IntVar(&c.procs, "procs", 0, "OS processes to run the agents in (0: this one)")
 	f.Uint64Var(&c.seed, "seed", 0, "random seed (0: a random one)")
 	f.BoolVar(&c.json, "json", false, "print the summary as JSON")
-	f.BoolVar(&c.keep, "keep", false, "keep the temporary database and the demo's tables, and say where")
-	f.StringVar(&c.report, "report", "", "write an HTML `file` with a timeline of the run")
+	f.BoolVar(&c.keep, "keep", false, "keep the temporary file and the demo's tables")
+	f.StringVar(&c.report, "report", "", "write an HTML `file` picturing the run")
 	return cmd
 }
 
@@ -200,16 +200,20 @@ func runDemo(ctx context.Context, c *demoConfig, stdout, stderr io.Writer) (err 
 // checkDemoDB refuses, before anything is created, an SQLite --db that is
 // not a database or whose directory is missing.
 func checkDemoDB(dsn string) error {
-	if isPostgres(dsn) || strings.HasPrefix(dsn, ":memory:") || strings.HasPrefix(dsn, "file:") {
+	if isPostgres(dsn) || strings.HasPrefix(dsn, ":memory:") {
 		return nil
 	}
-	if !exists(dsn) {
-		if dir := filepath.Dir(dsn); !exists(dir) {
-			return fmt.Errorf("cannot create %s: no directory %s", dsn, dir)
+	path, _, err := sqlitePath(dsn)
+	if err != nil {
+		return err
+	}
+	if !exists(path) {
+		if dir := filepath.Dir(path); !exists(dir) {
+			return fmt.Errorf("cannot create %s: no directory %s", path, dir)
 		}
 		return nil
 	}
-	_, err := checkSQLiteFile(dsn)
+	_, err = checkSQLiteFile(path)
 	return err
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit statuses: see exitCodeHelp.
@@ -110,6 +111,10 @@ Operator commands take --db: an SQLite database file, or a PostgreSQL URL
 		},
 	}
 	root.SetVersionTemplate("entitylock {{.Version}}\n")
+	// Flag descriptions wrap to fit 80 columns.
+	cobra.AddTemplateFunc("wrapped", func(f *pflag.FlagSet) string { return f.FlagUsagesWrapped(80) })
+	root.SetUsageTemplate(strings.NewReplacer(".LocalFlags.FlagUsages", "wrapped .LocalFlags",
+		".InheritedFlags.FlagUsages", "wrapped .InheritedFlags").Replace(root.UsageTemplate()))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
 	root.AddCommand(demoCommand(), locksCommand(), holderCommand(), watchCommand(),
 		releaseCommand(), purgeCommand(), migrateCommand(), demoWorkerCommand())

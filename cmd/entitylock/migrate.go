@@ -32,26 +32,26 @@ any golang-migrate table of the application.`,
 	}
 	up := &cobra.Command{
 		Use:     "up",
-		Short:   "Apply every pending migration (creates an SQLite file if missing)",
+		Short:   "Apply pending migrations (creates a missing SQLite file)",
 		Example: `  entitylock migrate up --db app.db`,
 		Args:    noArgs,
 	}
 	down := &cobra.Command{
 		Use:     "down --yes",
-		Short:   "Revert every migration: drops the lock tables and every lease",
+		Short:   "Revert every migration: drop the lock tables and leases",
 		Example: `  entitylock migrate down --db app.db --yes`,
 		Args:    noArgs,
 	}
 	yes := down.Flags().Bool("yes", false, "confirm: drop the lock tables and every lease in them")
 	version := &cobra.Command{
 		Use:     "version [--json]",
-		Short:   "Print the schema version, whether it is dirty, and the latest known",
+		Short:   "Print the schema version and whether it is dirty",
 		Example: `  entitylock migrate version --db app.db`,
 		Args:    noArgs,
 	}
 	force := &cobra.Command{
 		Use:   "force VERSION",
-		Short: "Record VERSION as the schema version and clear the dirty flag",
+		Short: "Record VERSION as the schema version, clean",
 		Long: `Record VERSION as the schema version and clear the dirty flag, without
 running any migration. Use it after a migration failed half-way (the
 version is then marked dirty and every command refuses the database) and
@@ -59,7 +59,7 @@ you repaired the schema by hand: force the version the schema now matches,
 then run 'migrate up'. 0 means no migration applied. This is
 golang-migrate's "migrate force".`,
 		Example: `  entitylock migrate version --db app.db   # schema version 1 (dirty: true)
-  entitylock migrate force 1 --db app.db    # after checking the tables match version 1`,
+  entitylock migrate force 1 --db app.db    # the tables match version 1`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usagef("want exactly one VERSION, got %d arguments", len(args))

@@ -262,7 +262,7 @@ The holder is not told: use it for a holder that is known to be dead.`,
 func purgeCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "purge [--json]",
-		Short:   "Delete expired and released lease rows and print how many",
+		Short:   "Delete expired and released lease rows",
 		Example: `  entitylock purge --db app.db`,
 		Args:    noArgs,
 	}
