@@ -51,14 +51,14 @@ func (p *progress) run(ctx context.Context, db *sql.DB) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			p.line(ctx, db)
+			p.line(ctx, db, false)
 		}
 	}
 }
 
 // finish prints the final totals and ends the in-place line.
 func (p *progress) finish(db *sql.DB) {
-	p.line(context.Background(), db)
+	p.line(context.Background(), db, true)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.open {
@@ -78,7 +78,7 @@ func (p *progress) note(text string) {
 	fmt.Fprintln(p.w, text)
 }
 
-func (p *progress) line(ctx context.Context, db *sql.DB) {
+func (p *progress) line(ctx context.Context, db *sql.DB, final bool) {
 	var grants, waits, gaveUp, takeovers int64
 	err := db.QueryRowContext(ctx, p.tables.sql(`SELECT coalesce(sum(grants), 0), coalesce(sum(waits), 0),
 		coalesce(sum(gave_up), 0), coalesce(sum(takeovers), 0) FROM {agents}`)).
@@ -86,9 +86,11 @@ func (p *progress) line(ctx context.Context, db *sql.DB) {
 	if err != nil {
 		return // the next tick will do; progress is best effort
 	}
-	elapsed := min(time.Since(p.start), p.total).Round(100 * time.Millisecond)
-	text := fmt.Sprintf("%5.1fs/%v  grants %d  waited %d  gave up %d  takeovers %d",
-		elapsed.Seconds(), p.total, grants, waits, gaveUp, takeovers)
+	at := fmt.Sprintf("%5.1fs/%v", min(time.Since(p.start), p.total).Seconds(), p.total)
+	if final {
+		at = fmt.Sprintf("done in %v:", time.Since(p.start).Round(100*time.Millisecond))
+	}
+	text := fmt.Sprintf("%s  grants %d  waited %d  gave up %d  takeovers %d", at, grants, waits, gaveUp, takeovers)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {

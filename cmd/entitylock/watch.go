@@ -43,14 +43,12 @@ whose sessions wait, not in the database.`,
 			return usagef("--limit %d: want at least 1", *limit)
 		}
 		ctx, out := cmd.Context(), cmd.OutOrStdout()
-		m, err := openExisting(ctx, *db, readOnly)
-		if err != nil {
-			return err
-		}
-		defer m.Close()
-		v := &watchView{m: m, name: display(*db), session: *session, limit: *limit}
+		v := &watchView{dsn: *db, session: *session, limit: *limit}
 		if !isTerminal(out) {
 			return v.draw(ctx, out)
+		}
+		if err := v.draw(ctx, io.Discard); err != nil {
+			return err // before the screen is cleared
 		}
 		fmt.Fprint(out, "\033[?25l") // hide the cursor while redrawing
 		defer fmt.Fprint(out, "\033[?25h\n")
@@ -76,15 +74,23 @@ whose sessions wait, not in the database.`,
 }
 
 type watchView struct {
-	m       *database
-	name    string
+	dsn     string
 	session string
 	limit   int
 }
 
-// draw writes one snapshot of the live leases.
+// draw writes one snapshot of the live leases. It opens the database for
+// each snapshot: an SQLite file that nobody writes is then read immutable,
+// which is safe for a moment but not for as long as a watch lasts, and a
+// connection kept open would keep a writer from removing its -wal and
+// -shm files when it closes.
 func (v *watchView) draw(ctx context.Context, w io.Writer) error {
-	ls, err := v.m.Locks(ctx)
+	m, err := openExisting(ctx, v.dsn, readOnly)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	ls, err := m.Locks(ctx)
 	if err != nil {
 		return err
 	}
@@ -97,8 +103,8 @@ func (v *watchView) draw(ctx context.Context, w io.Writer) error {
 		}
 		ls = kept
 	}
-	now := v.m.Now()
-	fmt.Fprintf(w, "%s  %s  %d live lease(s)\n\n", now.Local().Format("15:04:05"), v.name, len(ls))
+	now := m.Now()
+	fmt.Fprintf(w, "%s  %s  %d live lease(s)\n\n", now.Local().Format("15:04:05"), display(v.dsn), len(ls))
 	if len(ls) == 0 {
 		return nil
 	}
