@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -590,5 +591,31 @@ func migrateForce(t *testing.T, b locktest.Backend) {
 	}
 	if r := entitylock(t, env, "migrate", "up"); r.code != 1 {
 		t.Errorf("up over tables forced to version 0: exit %d, want 1 (the tables exist): %q", r.code, r.stderr)
+	}
+}
+
+// Ctrl-C ends an operator command stuck on a server that never answers.
+func TestInterruptHungConnect(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c // held open, never answered
+		}
+	}()
+	p := start(t, nil, "locks", "--db", "postgres://postgres@"+ln.Addr().String()+"/x?sslmode=disable&connect_timeout=300")
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(time.Minute):
+		t.Fatal("the command never connected")
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	if code := p.wait(t, 10*time.Second); code != exitInterrupted || !strings.Contains(p.errText(), "interrupted") {
+		t.Errorf("exit %d, stderr %q; want %d and interrupted", code, p.errText(), exitInterrupted)
 	}
 }
