@@ -196,7 +196,8 @@ func TestOperatorCommandsLeaveTheFileAsItWas(t *testing.T) {
 		if journalMode(t, path) != "rollback" {
 			t.Fatal("want a rollback-journal file to start with")
 		}
-		for _, args := range [][]string{{"release", "--force", "a"}, {"purge"}, {"release", "--session", "s1"}, {"locks"}} {
+		for _, args := range [][]string{{"release", "--force", "a"}, {"purge"}, {"release", "--session", "s1"}, {"locks"},
+			{"demo", "--db", path, "--agents", "2", "--procs", "2", "--duration", "300ms"}} {
 			if r := entitylock(t, []string{"ENTITYLOCK_DB=" + path}, args...); r.code != 0 {
 				t.Fatalf("%v: exit %d: %s", args, r.code, r.stderr)
 			}

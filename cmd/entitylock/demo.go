@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,7 +115,9 @@ func runDemo(ctx context.Context, c *demoConfig, stdout, stderr io.Writer) (err 
 	temp := c.db == ""
 	if temp {
 		c.db = filepath.Join(os.TempDir(), "entitylock-demo-"+rand.Text()[:8]+".db")
-	} else if err := checkDemoDB(c.db); err != nil {
+	}
+	dsn, err := openDSN(c.db)
+	if err != nil {
 		return err
 	}
 	var tables appTables
@@ -122,7 +125,7 @@ func runDemo(ctx context.Context, c *demoConfig, stdout, stderr io.Writer) (err 
 		tables.schema = "entitylock_demo_" + strings.ToLower(rand.Text()[:8])
 	}
 
-	m, err := lock.Open(ctx, c.db, lock.WithTTL(c.ttl))
+	m, err := lock.Open(ctx, dsn, lock.WithTTL(c.ttl))
 	if err != nil {
 		if temp {
 			removeSQLite(c.db)
@@ -158,7 +161,7 @@ func runDemo(ctx context.Context, c *demoConfig, stdout, stderr io.Writer) (err 
 	var progWG sync.WaitGroup
 	progWG.Go(func() { prog.run(progCtx, m.DB()) })
 	if c.procs > 0 {
-		err = runWorkers(ctx, c, tables, specs)
+		err = runWorkers(ctx, c, dsn, tables, specs)
 	} else {
 		err = runAgents(ctx, m, tables, specs)
 	}
@@ -197,24 +200,33 @@ func runDemo(ctx context.Context, c *demoConfig, stdout, stderr io.Writer) (err 
 	return nil
 }
 
-// checkDemoDB refuses, before anything is created, an SQLite --db that is
-// not a database or whose directory is missing.
-func checkDemoDB(dsn string) error {
+// openDSN returns the DSN the demo opens for --db: as given, except that an
+// SQLite file in a rollback journal mode keeps it (lock.Open would switch
+// the file to WAL). It refuses, before anything is created, an SQLite --db
+// that is not a database or whose directory is missing.
+func openDSN(dsn string) (string, error) {
 	if isPostgres(dsn) || strings.HasPrefix(dsn, ":memory:") {
-		return nil
+		return dsn, nil
 	}
 	path, _, err := sqlitePath(dsn)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !exists(path) {
 		if dir := filepath.Dir(path); !exists(dir) {
-			return fmt.Errorf("cannot create %s: no directory %s", path, dir)
+			return "", fmt.Errorf("cannot create %s: no directory %s", path, dir)
 		}
-		return nil
+		return dsn, nil
 	}
-	_, err = checkSQLiteFile(path)
-	return err
+	wal, err := checkSQLiteFile(path)
+	if err != nil || wal || path != dsn {
+		return dsn, err // a file: URI says what it wants
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		return dsn, err // a new database: WAL it is
+	}
+	q := url.Values{"_pragma": {"journal_mode(delete)"}}
+	return (&url.URL{Scheme: "file", OmitHost: true, Path: path, RawQuery: q.Encode()}).String(), nil
 }
 
 // cleanup drops the demo's tables and removes the temporary database,

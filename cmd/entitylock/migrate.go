@@ -66,7 +66,7 @@ golang-migrate's "migrate force".`,
 			}
 			v, err := strconv.Atoi(args[0])
 			if err != nil || v < -1 || v > int(schema.Latest()) {
-				return usagef("VERSION %q: want 0 (or -1) for none, or a version from 1 to %d", args[0], schema.Latest())
+				return usagef("VERSION %q: want 0 for none, or a version from 1 to %d", args[0], schema.Latest())
 			}
 			return nil
 		},

@@ -113,15 +113,7 @@ read-only and nothing is created beside it.`,
 		if err != nil {
 			return err
 		}
-		if *session != "" {
-			kept := ls[:0]
-			for _, l := range ls {
-				if l.SessionID == *session {
-					kept = append(kept, l)
-				}
-			}
-			ls = kept
-		}
+		ls = ofSession(ls, *session)
 		now := m.Now()
 		if *asJSON {
 			return writeJSON(cmd.OutOrStdout(), toJSON(ls, now))
@@ -129,6 +121,20 @@ read-only and nothing is created beside it.`,
 		return printLeases(cmd.OutOrStdout(), ls, now)
 	}
 	return cmd
+}
+
+// ofSession keeps the leases of session id, or all of them if id is "".
+func ofSession(ls []lock.Lease, id string) []lock.Lease {
+	if id == "" {
+		return ls
+	}
+	kept := ls[:0]
+	for _, l := range ls {
+		if l.SessionID == id {
+			kept = append(kept, l)
+		}
+	}
+	return kept
 }
 
 func jsonFlag(cmd *cobra.Command) *bool {

@@ -94,15 +94,7 @@ func (v *watchView) draw(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if v.session != "" {
-		kept := ls[:0]
-		for _, l := range ls {
-			if l.SessionID == v.session {
-				kept = append(kept, l)
-			}
-		}
-		ls = kept
-	}
+	ls = ofSession(ls, v.session)
 	now := m.Now()
 	fmt.Fprintf(w, "%s  %s  %d live lease(s)\n\n", now.Local().Format("15:04:05"), display(v.dsn), len(ls))
 	if len(ls) == 0 {

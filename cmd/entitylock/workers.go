@@ -23,7 +23,7 @@ import (
 // terminal reaches this process only: it passes one SIGINT on to each
 // worker, which stops its agents and stores their counts, and a second
 // Ctrl-C kills them.
-func runWorkers(ctx context.Context, c *demoConfig, tables appTables, specs []agentSpec) error {
+func runWorkers(ctx context.Context, c *demoConfig, dsn string, tables appTables, specs []agentSpec) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -50,7 +50,7 @@ func runWorkers(ctx context.Context, c *demoConfig, tables appTables, specs []ag
 		args := []string{"demo-worker", "--ttl", c.ttl.String(), "--app-schema", tables.schema}
 		args = append(args, byProc[p]...)
 		cmd := exec.Command(exe, args...)
-		cmd.Env = append(os.Environ(), "ENTITYLOCK_DB="+c.db)
+		cmd.Env = append(os.Environ(), "ENTITYLOCK_DB="+dsn)
 		stderrs[p] = &bytes.Buffer{}
 		cmd.Stderr = stderrs[p]
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
