@@ -215,6 +215,12 @@ func runAgent(ctx context.Context, m *lock.Manager, tables appTables, spec agent
 // update is the agent's work on entity under lease l: read the record, "think"
 // for up to 2ms (standing in for an LLM call), then write it back in a
 // transaction checked by Guard.
+//
+// Once begun, the write transaction is not cancelled with ctx (Ctrl-C, or
+// the lease lost): a commit cut short by a cancelled context may have
+// reached the database while the caller sees an error, and the grant would
+// be recorded as not having written. Guard, inside the transaction, is what
+// keeps a write without a current lease out.
 func update(ctx context.Context, m *lock.Manager, tables appTables, l lock.Lease, rng *rand.Rand) error {
 	db := m.DB()
 	var n int64
@@ -226,15 +232,17 @@ func update(ctx context.Context, m *lock.Manager, tables appTables, l lock.Lease
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	tx, err := db.BeginTx(ctx, nil)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	tx, err := db.BeginTx(wctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if err := m.Guard(ctx, tx, l); err != nil {
+	if err := m.Guard(wctx, tx, l); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, tables.sql(`UPDATE {entities} SET updates = $1, last_token = $2 WHERE entity = $3`),
+	if _, err := tx.ExecContext(wctx, tables.sql(`UPDATE {entities} SET updates = $1, last_token = $2 WHERE entity = $3`),
 		n+1, l.Token, l.Entity); err != nil {
 		return err
 	}
