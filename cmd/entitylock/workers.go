@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -53,7 +52,7 @@ func runWorkers(ctx context.Context, c *demoConfig, dsn string, tables appTables
 		cmd.Env = append(os.Environ(), "ENTITYLOCK_DB="+dsn)
 		stderrs[p] = &bytes.Buffer{}
 		cmd.Stderr = stderrs[p]
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.SysProcAttr = workerAttr()
 		mu.Lock()
 		err := cmd.Start()
 		if err == nil {
