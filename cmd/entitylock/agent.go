@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS {grants} (
     agent      TEXT    NOT NULL,
     asked_ns   BIGINT  NOT NULL, -- Acquire called
     enter_ns   BIGINT  NOT NULL, -- lease in hand
-    exit_ns    BIGINT  NOT NULL, -- work done, about to release (a crash: the lease's expiry)
+    exit_ns    BIGINT  NOT NULL, -- commit asked, or work given up (a crash: the lease's expiry)
     wrote      BOOLEAN NOT NULL, -- the guarded write committed
     crashed    BOOLEAN NOT NULL,
     reclaimed  BOOLEAN NOT NULL
@@ -173,8 +173,10 @@ func runAgent(ctx context.Context, m *lock.Manager, tables appTables, spec agent
 		var g grantRow
 		err := s.Do(ctx, entity, func(ctx context.Context, l lock.Lease) error {
 			g = grantRow{entity: entity, token: l.Token, agent: spec.name, asked: asked, enter: time.Now(), reclaimed: l.Reclaimed}
-			werr := update(ctx, m, tables, l, rng)
-			g.exit = time.Now()
+			werr := update(ctx, m, tables, l, rng, &g.exit)
+			if g.exit.IsZero() { // no commit tried
+				g.exit = time.Now()
+			}
 			g.wrote = werr == nil
 			return werr
 		})
@@ -199,6 +201,9 @@ func runAgent(ctx context.Context, m *lock.Manager, tables appTables, spec agent
 			c.GaveUp++
 		case ctx.Err() != nil:
 			return nil
+		case errors.Is(err, context.DeadlineExceeded):
+			// Do's release timed out (the database was busy for a TTL):
+			// the lease expires by itself, and the next agent takes over.
 		default:
 			return fmt.Errorf("%s: %w", spec.name, err)
 		}
@@ -221,7 +226,12 @@ func runAgent(ctx context.Context, m *lock.Manager, tables appTables, spec agent
 // reached the database while the caller sees an error, and the grant would
 // be recorded as not having written. Guard, inside the transaction, is what
 // keeps a write without a current lease out.
-func update(ctx context.Context, m *lock.Manager, tables appTables, l lock.Lease, rng *rand.Rand) error {
+//
+// update sets *committing to the time it asks for the commit: the end of
+// the grant for the check. No other agent can be granted the entity before
+// the commit ends, since Guard holds the write lock (SQLite) or the lease
+// row (PostgreSQL) until then, even if the lease expires meanwhile.
+func update(ctx context.Context, m *lock.Manager, tables appTables, l lock.Lease, rng *rand.Rand, committing *time.Time) error {
 	db := m.DB()
 	var n int64
 	if err := db.QueryRowContext(ctx, tables.sql(`SELECT updates FROM {entities} WHERE entity = $1`), l.Entity).Scan(&n); err != nil {
@@ -246,6 +256,7 @@ func update(ctx context.Context, m *lock.Manager, tables appTables, l lock.Lease
 		n+1, l.Token, l.Entity); err != nil {
 		return err
 	}
+	*committing = time.Now()
 	return tx.Commit()
 }
 

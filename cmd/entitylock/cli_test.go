@@ -146,7 +146,7 @@ func TestOperatorCommandsLeaveTheFileAsItWas(t *testing.T) {
 		for _, args := range [][]string{{"locks"}, {"locks", "--all", "--json"}, {"holder", "a"}, {"holder", "zzz"}, {"migrate", "version"}, {"watch"}} {
 			r := entitylock(t, []string{"ENTITYLOCK_DB=" + path}, args...)
 			if r.code != exitOK && r.code != exitNo {
-				t.Fatalf("%v: exit %d: %s", args, r.code, r.stderr)
+				t.Fatalf("%v: exit %d\nstdout:\n%s\nstderr:\n%s", args, r.code, r.stdout, r.stderr)
 			}
 			if after := listDir(t, filepath.Dir(path)); !slices.Equal(before, after) {
 				t.Errorf("%v: files %v, want %v", args, after, before)
@@ -170,9 +170,9 @@ func TestOperatorCommandsLeaveTheFileAsItWas(t *testing.T) {
 			t.Fatal("want a rollback-journal file to start with")
 		}
 		for _, args := range [][]string{{"release", "--force", "a"}, {"purge"}, {"release", "--session", "s1"}, {"locks"},
-			{"demo", "--db", path, "--agents", "2", "--procs", "2", "--duration", "300ms"}} {
+			{"demo", "--db", path, "--agents", "2", "--procs", "2", "--duration", "2s"}} {
 			if r := entitylock(t, []string{"ENTITYLOCK_DB=" + path}, args...); r.code != 0 {
-				t.Fatalf("%v: exit %d: %s", args, r.code, r.stderr)
+				t.Fatalf("%v: exit %d\nstdout:\n%s\nstderr:\n%s", args, r.code, r.stdout, r.stderr)
 			}
 			if got := journalMode(t, path); got != "rollback" {
 				t.Errorf("%v switched the file to %s", args, got)
@@ -188,7 +188,7 @@ func TestWatchSnapshot(t *testing.T) {
 	path := prepare(t, locktest.SQLite())
 	r := entitylock(t, nil, "watch", "--db", path)
 	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if len(lines) != 6 || !strings.Contains(lines[0], "3 live lease(s)") || !strings.Contains(lines[2], "TIME LEFT") ||
@@ -355,7 +355,7 @@ func TestDemoTemporaryFile(t *testing.T) {
 	args := []string{"demo", "--agents", "3", "--entities", "4", "--duration", "300ms", "--ttl", "100ms"}
 	r := entitylock(t, env, args...)
 	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	if got := listDir(t, tmp); len(got) != 0 {
 		t.Errorf("left in the temporary directory: %v", got)
@@ -410,7 +410,7 @@ func demoLeavesTheDatabase(t *testing.T, b locktest.Backend) {
 	args := []string{"demo", "--db", dsn, "--agents", "4", "--entities", "4", "--duration", "500ms", "--ttl", "1h", "--crash-rate", "0.5", "--seed", "3"}
 	r := entitylock(t, nil, args...)
 	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	if n := count(nil); n != 0 {
 		t.Errorf("%d demo tables left", n)
@@ -443,7 +443,7 @@ func TestDemoReport(t *testing.T) {
 	r := entitylock(t, nil, "demo", "--json", "--report", report, "--db", filepath.Join(dir, "d.db"), "--agents", "6",
 		"--entities", "12", "--duration", "1500ms", "--ttl", "200ms", "--crash-rate", "0.34", "--procs", "2", "--seed", "11")
 	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	var sum summary
 	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
@@ -462,7 +462,7 @@ func TestDemoReport(t *testing.T) {
 func TestSeedIsAJSONString(t *testing.T) {
 	r := entitylock(t, nil, "demo", "--json", "--seed", "3106547724355993497", "--agents", "2", "--duration", "200ms", "--db", ":memory:")
 	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	var raw map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil {

@@ -185,7 +185,7 @@ func operatorCommands(t *testing.T, b locktest.Backend) {
 	t.Run("locks table", func(t *testing.T) {
 		r := entitylock(t, env, "locks")
 		if r.code != 0 {
-			t.Fatalf("exit %d: %s", r.code, r.stderr)
+			t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 		}
 		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 		if len(lines) != 5 || !strings.HasPrefix(lines[0], "ENTITY") || !strings.HasPrefix(lines[1], "a ") ||
@@ -208,7 +208,7 @@ func operatorCommands(t *testing.T, b locktest.Backend) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := entitylock(t, env, tt.args...)
 			if r.code != 0 {
-				t.Fatalf("exit %d: %s", r.code, r.stderr)
+				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 			}
 			if diff := cmp.Diff(tt.want, leaseEntities(t, r.stdout)); diff != "" {
 				t.Errorf("entities (-want +got):\n%s", diff)

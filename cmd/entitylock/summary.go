@@ -119,7 +119,8 @@ func summarize(ctx context.Context, db *sql.DB, c *demoConfig, tables appTables)
 //   - no lost update: each entity's counter equals the grants that wrote it;
 //   - fencing: tokens strictly increase per entity in grant order;
 //   - mutual exclusion: no two grants of an entity that wrote, or crashed
-//     holding it, overlapped in time (a crashed grant lasts until its expiry);
+//     holding it, overlapped in time (a grant lasts until its agent asked
+//     for the commit, a crashed grant until its expiry);
 //   - the agents' counters add up to the grants recorded.
 func (s *summary) check(ctx context.Context, db *sql.DB, tables appTables) error {
 	r := &s.Check
