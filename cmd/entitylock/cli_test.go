@@ -376,7 +376,7 @@ func TestDemoTemporaryFile(t *testing.T) {
 	r = entitylock(t, env, append(args, "--keep")...)
 	got := listDir(t, tmp)
 	if r.code != 0 || len(got) != 1 || !strings.Contains(r.stderr, "kept: "+filepath.Join(tmp, got[0])) {
-		t.Errorf("--keep: exit %d, files %v, stderr:\n%s", r.code, got, r.stderr)
+		t.Errorf("--keep: exit %d, files %v\nstdout:\n%s\nstderr:\n%s", r.code, got, r.stdout, r.stderr)
 	}
 }
 

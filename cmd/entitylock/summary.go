@@ -117,7 +117,8 @@ func summarize(ctx context.Context, db *sql.DB, c *demoConfig, tables appTables)
 
 // check verifies, independently of the lock code:
 //   - no lost update: each entity's counter equals the grants that wrote it;
-//   - fencing: tokens strictly increase per entity in grant order;
+//   - fencing: tokens strictly increase per entity in grant order, over the
+//     grants that wrote or crashed holding the entity;
 //   - mutual exclusion: no two grants of an entity that wrote, or crashed
 //     holding it, overlapped in time (a grant lasts until its agent asked
 //     for the commit, a crashed grant until its expiry);
@@ -179,15 +180,25 @@ func (s *summary) check(ctx context.Context, db *sql.DB, tables appTables) error
 		proc[a.Agent] = a.Proc
 	}
 	var in, cross []time.Duration
-	var prev, prevHeld *grantRec // previous grant, previous that wrote or crashed
+	var prev *grantRec // the entity's previous holder: a grant that wrote or crashed
 	for i := range grants {
 		g := &grants[i]
 		if prev != nil && prev.entity != g.entity {
-			prev, prevHeld = nil, nil
+			prev = nil
+		}
+		if !g.wrote && !g.crashed {
+			// Lost, refused by Guard, or cut short: it changed nothing,
+			// and its agent may have noted its times late (a lease that
+			// expired while the agent was descheduled).
+			continue
 		}
 		if prev != nil {
 			if g.token <= prev.token {
 				fail("%s: token %d (%s) after token %d (%s): not increasing", g.entity, g.token, g.agent, prev.token, prev.agent)
+			}
+			if g.enter < prev.exit {
+				fail("%s: %s (token %d) entered %v before %s (token %d) left",
+					g.entity, g.agent, g.token, time.Duration(prev.exit-g.enter), prev.agent, prev.token)
 			}
 			if !prev.crashed && g.asked < prev.exit {
 				d := time.Duration(g.enter - prev.exit)
@@ -198,14 +209,7 @@ func (s *summary) check(ctx context.Context, db *sql.DB, tables appTables) error
 				}
 			}
 		}
-		if (g.wrote || g.crashed) && prevHeld != nil && g.enter < prevHeld.exit {
-			fail("%s: %s (token %d) entered %v before %s (token %d) left",
-				g.entity, g.agent, g.token, time.Duration(prevHeld.exit-g.enter), prevHeld.agent, prevHeld.token)
-		}
 		prev = g
-		if g.wrote || g.crashed {
-			prevHeld = g
-		}
 	}
 	s.Handoff = handoffs{InProcess: newHandoffStats(in), CrossProcess: newHandoffStats(cross)}
 	if r.Grants == 0 {
