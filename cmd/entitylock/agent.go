@@ -119,9 +119,11 @@ type agentSpec struct {
 	name     string
 	proc     int
 	entities int
-	until    time.Time
-	crashAt  time.Time // zero: never crashes
-	seed     uint64
+	// Times count from when the agents of a process start, so that a
+	// worker process slow to start still works for the whole run.
+	runFor     time.Duration
+	crashAfter time.Duration // < 0: never crashes
+	seed       uint64
 }
 
 // agentCounts are the per-agent figures of the summary.
@@ -139,13 +141,14 @@ type agentCounts struct {
 
 func entityName(i int) string { return fmt.Sprintf("entity::%03d", i) }
 
-// runAgent takes skewed-random entities until spec.until, updating each
-// under a lease with Do and a write checked by Guard, and records every
-// grant. An agent due to crash takes one more entity after crashAt and
+// runAgent takes skewed-random entities for spec.runFor from start,
+// updating each under a lease with Do and a write checked by Guard, and
+// records every grant. An agent due to crash takes one more entity after
+// spec.crashAfter and
 // walks away: no renewal, no release, so others wait for the TTL. (Should it
 // find every entity it tries held until the run ends, it has crashed
 // holding nothing.)
-func runAgent(ctx context.Context, m *lock.Manager, tables appTables, spec agentSpec) error {
+func runAgent(ctx context.Context, m *lock.Manager, tables appTables, spec agentSpec, start time.Time) error {
 	s, err := m.Session(spec.name)
 	if err != nil {
 		return err
@@ -157,10 +160,11 @@ func runAgent(ctx context.Context, m *lock.Manager, tables appTables, spec agent
 	lastFlush := time.Now()
 	defer func() { flushCounts(context.WithoutCancel(ctx), db, tables, s, &c) }()
 
-	for ctx.Err() == nil && time.Now().Before(spec.until) {
+	until, crashAt := start.Add(spec.runFor), start.Add(spec.crashAfter)
+	for ctx.Err() == nil && time.Now().Before(until) {
 		entity := entityName(int(zipf.Uint64()))
 		asked := time.Now()
-		if !spec.crashAt.IsZero() && asked.After(spec.crashAt) {
+		if spec.crashAfter >= 0 && asked.After(crashAt) {
 			// Due to crash: take an entity (another one if this is held)
 			// and walk away holding it.
 			c.Crashed = 1

@@ -149,7 +149,7 @@ func runDemo(ctx context.Context, c *demoConfig, stdout, stderr io.Writer) (err 
 	}
 
 	start := time.Now()
-	specs := c.agentSpecs(start)
+	specs := c.agentSpecs()
 	prog := newProgress(stderr, c.duration, tables)
 	stopNote := context.AfterFunc(ctx, func() {
 		if context.Cause(ctx) == errSignal {
@@ -280,24 +280,25 @@ func where(procs int) string {
 
 // agentSpecs names the agents, spreads them over the processes, and picks
 // which crash and when (some time in the first half of the run).
-func (c *demoConfig) agentSpecs(start time.Time) []agentSpec {
+func (c *demoConfig) agentSpecs() []agentSpec {
 	rng := mrand.New(mrand.NewPCG(c.seed, 1))
 	crashers := int(c.crashRate*float64(c.agents) + 0.5)
 	order := rng.Perm(c.agents)
 	specs := make([]agentSpec, c.agents)
 	for i := range specs {
 		specs[i] = agentSpec{
-			name:     agentName(i),
-			entities: c.entities,
-			until:    start.Add(c.duration),
-			seed:     rng.Uint64(),
+			name:       agentName(i),
+			entities:   c.entities,
+			runFor:     c.duration,
+			crashAfter: -1,
+			seed:       rng.Uint64(),
 		}
 		if c.procs > 0 {
 			specs[i].proc = i % c.procs
 		}
 	}
 	for _, i := range order[:crashers] {
-		specs[i].crashAt = start.Add(time.Duration(rng.Int64N(int64(c.duration/2) + 1)))
+		specs[i].crashAfter = time.Duration(rng.Int64N(int64(c.duration/2) + 1))
 	}
 	return specs
 }
@@ -305,10 +306,11 @@ func (c *demoConfig) agentSpecs(start time.Time) []agentSpec {
 func agentName(i int) string { return fmt.Sprintf("agent-%02d", i) }
 
 func runAgents(ctx context.Context, m *lock.Manager, tables appTables, specs []agentSpec) error {
+	start := time.Now()
 	errs := make([]error, len(specs))
 	var wg sync.WaitGroup
 	for i, spec := range specs {
-		wg.Go(func() { errs[i] = runAgent(ctx, m, tables, spec) })
+		wg.Go(func() { errs[i] = runAgent(ctx, m, tables, spec, start) })
 	}
 	wg.Wait()
 	return firstError(errs)

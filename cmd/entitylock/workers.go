@@ -102,14 +102,10 @@ func lastLine(stderr string, err error) string {
 }
 
 // encodeSpec passes an agent to a worker as one argument:
-// name,proc,entities,until,crashAt,seed (times in Unix nanoseconds).
+// name,proc,entities,runFor,crashAfter,seed (durations in nanoseconds).
 func encodeSpec(s agentSpec) string {
-	var crash int64
-	if !s.crashAt.IsZero() {
-		crash = s.crashAt.UnixNano()
-	}
 	return strings.Join([]string{s.name, strconv.Itoa(s.proc), strconv.Itoa(s.entities),
-		strconv.FormatInt(s.until.UnixNano(), 10), strconv.FormatInt(crash, 10),
+		strconv.FormatInt(int64(s.runFor), 10), strconv.FormatInt(int64(s.crashAfter), 10),
 		strconv.FormatUint(s.seed, 10)}, ",")
 }
 
@@ -120,17 +116,14 @@ func decodeSpec(arg string) (agentSpec, error) {
 	}
 	proc, err1 := strconv.Atoi(f[1])
 	entities, err2 := strconv.Atoi(f[2])
-	until, err3 := strconv.ParseInt(f[3], 10, 64)
+	runFor, err3 := strconv.ParseInt(f[3], 10, 64)
 	crash, err4 := strconv.ParseInt(f[4], 10, 64)
 	seed, err5 := strconv.ParseUint(f[5], 10, 64)
 	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		return agentSpec{}, usagef("bad agent spec %q: %v", arg, err)
 	}
-	s := agentSpec{name: f[0], proc: proc, entities: entities, until: time.Unix(0, until), seed: seed}
-	if crash != 0 {
-		s.crashAt = time.Unix(0, crash)
-	}
-	return s, nil
+	return agentSpec{name: f[0], proc: proc, entities: entities, runFor: time.Duration(runFor),
+		crashAfter: time.Duration(crash), seed: seed}, nil
 }
 
 // demoWorkerCommand runs the agents given as arguments in this process,
