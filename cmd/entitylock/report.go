@@ -182,7 +182,7 @@ func renderTimeline(w io.Writer, view string, lanes []lane, colors map[string]st
 			if j+1 < len(l.grants) {
 				end = min(end, l.grants[j+1].enter)
 			}
-			a, b := clip(g.enter), clip(end)
+			a, b := clip(g.enter), clip(max(end, g.enter)) // a crash noted after its expiry: no width
 			if b <= a && (g.enter > t1 || end < t0) {
 				continue
 			}

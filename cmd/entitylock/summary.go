@@ -186,10 +186,11 @@ func (s *summary) check(ctx context.Context, db *sql.DB, tables appTables) error
 		if prev != nil && prev.entity != g.entity {
 			prev = nil
 		}
-		if !g.wrote && !g.crashed {
+		if !g.wrote && !g.crashed || g.exit < g.enter {
 			// Lost, refused by Guard, or cut short: it changed nothing,
 			// and its agent may have noted its times late (a lease that
-			// expired while the agent was descheduled).
+			// expired while the agent was descheduled). Likewise a crash
+			// noted only after its lease had expired.
 			continue
 		}
 		if prev != nil {
