@@ -139,7 +139,7 @@ A black diamond marks a takeover, the grant of that expired lease. The grey stri
 	}
 
 	fmt.Fprintln(w, `<h2>Handoff latency: holder done to next holder has it</h2>
-<p class="note">Over the grants whose agent was already waiting. In-process: both agents in one process, woken by the Manager's waiting line. Cross-process: agents of two processes (demo --procs), woken by polling (SQLite) or LISTEN/NOTIFY (PostgreSQL).</p>`)
+<p class="note">Over the grants whose agent was already waiting. In-process: both agents in one process, woken by the Manager's waiting line. Cross-process: agents of two processes (demo --procs), woken by a watch on the database file (SQLite) or LISTEN/NOTIFY (PostgreSQL).</p>`)
 	renderHistograms(w, s.Handoff)
 
 	fmt.Fprintln(w, `<h2>Per agent</h2>`)

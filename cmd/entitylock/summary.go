@@ -34,8 +34,9 @@ type summary struct {
 
 // handoffs is the time from a holder finishing its work to the next waiter
 // holding the entity, over the grants whose agent was already waiting; a
-// handoff between agents of two processes crosses processes (on SQLite the
-// waiter polls, on PostgreSQL a notification wakes it).
+// handoff between agents of two processes crosses processes (on SQLite a
+// watch on the database file wakes the waiter, on PostgreSQL a
+// notification).
 type handoffs struct {
 	InProcess    handoffStats `json:"in_process"`
 	CrossProcess handoffStats `json:"cross_process"`
