@@ -146,8 +146,11 @@ func openExisting(ctx context.Context, dsn string, mode openMode) (*database, er
 //
 // On SQLite, readOnly opens the file read-only; a WAL-mode file that no
 // connection has open (it has no -wal or -shm file beside it) is opened
-// immutable, so that nothing is created beside it. No mode changes the
-// file's journal mode.
+// immutable, so that nothing is created beside it. A writer that opens the
+// file meanwhile writes to a new -wal, which the read ignores: the read sees
+// the file as it was, which is right for one snapshot, not for a connection
+// kept open (watch opens one per snapshot). No mode changes the file's
+// journal mode.
 func openRaw(ctx context.Context, dsn string, mode openMode) (*sql.DB, error) {
 	if dsn == "" {
 		return nil, usageError{"no database: pass --db or set ENTITYLOCK_DB"}
