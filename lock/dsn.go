@@ -21,6 +21,13 @@ var (
 	keywordDSN = regexp.MustCompile(`^\s*[a-z_]+\s*=`)
 )
 
+// EngineOfDSN tells which engine Open would open dsn with, by the rules
+// Open states, or returns an error wrapping ErrInvalidDSN. It opens nothing.
+func EngineOfDSN(dsn string) (schema.Engine, error) {
+	e, _, err := parseDSN(dsn)
+	return e, err
+}
+
 // parseDSN tells which engine dsn names, and returns it in the form that
 // engine's opener takes: a PostgreSQL URL's scheme in lower case (pgx
 // recognises no other), anything else as given.

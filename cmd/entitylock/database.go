@@ -31,21 +31,14 @@ func dbFlag(cmd *cobra.Command) *string {
 		"SQLite `file`, or PostgreSQL URL or DSN (default $ENTITYLOCK_DB)")
 }
 
-var (
-	// urlScheme matches the scheme of a URL ("name://…").
-	urlScheme = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*)://`)
-	// keywordDSN matches the start of a libpq key=value DSN ("host=…").
-	keywordDSN = regexp.MustCompile(`^\s*[a-z_]+\s*=`)
-)
+// urlScheme matches the scheme of a URL ("name://…").
+var urlScheme = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*)://`)
 
-// isPostgres tells a PostgreSQL URL (any letter case) or key=value DSN from
-// an SQLite file name, as lock.Open does.
+// isPostgres tells a PostgreSQL URL or DSN from an SQLite file name, as
+// lock.Open does.
 func isPostgres(dsn string) bool {
-	if m := urlScheme.FindStringSubmatch(dsn); m != nil {
-		s := strings.ToLower(m[1])
-		return s == "postgres" || s == "postgresql"
-	}
-	return keywordDSN.MatchString(dsn)
+	e, err := lock.EngineOfDSN(dsn)
+	return err == nil && e == schema.Postgres
 }
 
 // sqlitePath returns the file an SQLite --db names: a path, or the path of
