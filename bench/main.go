@@ -40,7 +40,7 @@ func main() {
 	flag.IntVar(&o.handoffs, "handoffs", 300, "handoffs measured per handoff row")
 	flag.IntVar(&o.rows, "rows", 1_000_000, "live leases in the large table of the scale rows")
 	flag.BoolVar(&o.quick, "quick", false, "small counts, for a smoke run")
-	flag.StringVar(&o.only, "only", "", "run only the steps whose name starts with this (P1, P2, ..., memory)")
+	flag.StringVar(&o.only, "only", "", "run only the steps whose name starts with this (P1, P2, ..., memory, B1, B2)")
 	flag.StringVar(&o.pgDSN, "postgres", envOr("ENTITYLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL server for its rows (each run makes and drops a schema)")
 	flag.StringVar(&o.redis, "redis", "127.0.0.1:6379", "Redis address for its baseline")
 	flag.StringVar(&o.holder, "holder", "", "internal: run as the holder process of P7 and P8 on this DSN")
@@ -156,6 +156,8 @@ func run(ctx context.Context, o options) error {
 		{"P7 PostgreSQL handoff", benchPostgresHandoff},
 		{"P8 SQLite handoff across processes", benchSQLiteHandoff},
 		{"memory", benchMemory},
+		{"B1 WAL bound", benchWAL},
+		{"B2 purge stall", benchPurgeStall},
 	}
 	for _, s := range steps {
 		if !strings.HasPrefix(s.name, o.only) {

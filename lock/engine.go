@@ -38,8 +38,18 @@ type engine interface {
 	forceRelease(ctx context.Context, entity string) (int64, error)
 	// releaseSession releases every lease of session and names the entities.
 	releaseSession(ctx context.Context, session string) ([]string, error)
-	// purgeExpired deletes released and expired rows.
-	purgeExpired(ctx context.Context, now sql.NullInt64) (int64, error)
+	// purgeCandidates returns up to max released or expired rows whose
+	// entity sorts after after, in the order the next call continues from.
+	purgeCandidates(ctx context.Context, after string, max int, now sql.NullInt64) ([]string, error)
+	// purgeBatch deletes those of entities that are still released or
+	// expired, in one short transaction, and says how many it deleted.
+	purgeBatch(ctx context.Context, entities []string, now sql.NullInt64) (int64, error)
+	// reclaimSpace gives free pages of the database file back to the file
+	// system, in short steps, when many are free; a no-op where the
+	// database server does that itself.
+	reclaimSpace(ctx context.Context) error
+	// rowCounts counts the rows by state.
+	rowCounts(ctx context.Context, now sql.NullInt64) (RowCounts, error)
 	liveLeases(ctx context.Context, now sql.NullInt64) ([]Lease, error)
 	sessionLeases(ctx context.Context, session string, now sql.NullInt64) ([]Lease, error)
 	allLeases(ctx context.Context) ([]Lease, error)

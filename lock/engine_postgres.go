@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/entitylock/entitylock/db/pgdb"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // postgresEngine runs the statements of queries/postgres through pgx's
@@ -17,8 +16,9 @@ import (
 // connection. Leases are timed by the server's clock unless the Manager
 // has an injected clock.
 type postgresEngine struct {
-	db *sql.DB
-	q  *pgdb.Queries
+	db     *sql.DB
+	q      *pgdb.Queries
+	health *connHealth // set by Open; nil when the pool is the caller's (New)
 }
 
 func newPostgresEngine(db *sql.DB) *postgresEngine {
@@ -32,36 +32,28 @@ func (e *postgresEngine) close() error      { return nil }
 // the fence trigger refusing a new row whose token a concurrent purge
 // overtook (schema/postgres), or SERIALIZABLE isolation set by the caller.
 // Either way nothing was written, and the next attempt draws a new token.
+// It is retried too when its connection died (see retry).
 func (e *postgresEngine) acquire(ctx context.Context, entity, session string, now sql.NullInt64, ttlMs int64) (Lease, int64, error) {
-	for attempt := 1; ; attempt++ {
-		row, err := e.q.Acquire(ctx, pgdb.AcquireParams{Entity: entity, SessionID: session, TtlMs: ttlMs, Now: now})
-		if attempt < maxSerializationRetries && isSerializationFailure(err) {
-			continue
-		}
-		return pgLease(row.EntitylockLease), row.Now, err
-	}
-}
-
-// maxSerializationRetries bounds the attempts of a statement that keeps
-// failing with a serialization failure.
-const maxSerializationRetries = 8
-
-func isSerializationFailure(err error) bool {
-	return pgCode(err) == "40001"
-}
-
-func pgCode(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code
-	}
-	return ""
+	var row pgdb.AcquireRow
+	err := e.retry(ctx, retryIdempotent, func() (err error) {
+		row, err = e.q.Acquire(ctx, pgdb.AcquireParams{Entity: entity, SessionID: session, TtlMs: ttlMs, Now: now})
+		return err
+	})
+	return pgLease(row.EntitylockLease), row.Now, err
 }
 
 // acquireAll runs the all-or-nothing statement in a transaction: under READ
 // COMMITTED a grant committed by another transaction while the statement
 // runs can make it skip a row, and then the whole set is rolled back.
 func (e *postgresEngine) acquireAll(ctx context.Context, entities []string, session string, now sql.NullInt64, ttlMs int64) (leases []Lease, nowMs int64, err error) {
+	err = e.retry(ctx, retryIdempotent, func() (err error) {
+		leases, nowMs, err = e.acquireAllOnce(ctx, entities, session, now, ttlMs)
+		return err
+	})
+	return leases, nowMs, err
+}
+
+func (e *postgresEngine) acquireAllOnce(ctx context.Context, entities []string, session string, now sql.NullInt64, ttlMs int64) (leases []Lease, nowMs int64, err error) {
 	list, err := json.Marshal(entities)
 	if err != nil {
 		return nil, 0, err
@@ -78,7 +70,7 @@ func (e *postgresEngine) acquireAll(ctx context.Context, entities []string, sess
 	rows, err := e.q.WithTx(tx).AcquireAll(ctx, pgdb.AcquireAllParams{
 		SessionID: session, TtlMs: ttlMs, Now: now, Entities: list,
 	})
-	if code := pgCode(err); code == "40P01" || code == "40001" {
+	if rolledBack(err) {
 		// A deadlock with another AcquireAll, or the fence refusing a new
 		// row (see acquire): contention, tried again by the caller.
 		return nil, 0, nil
@@ -94,7 +86,11 @@ func (e *postgresEngine) acquireAll(ctx context.Context, entities []string, sess
 }
 
 func (e *postgresEngine) holder(ctx context.Context, entity string, now sql.NullInt64) (Lease, int64, error) {
-	row, err := e.q.Lease(ctx, pgdb.LeaseParams{Entity: entity, Now: now})
+	var row pgdb.LeaseRow
+	err := e.retry(ctx, retryIdempotent, func() (err error) {
+		row, err = e.q.Lease(ctx, pgdb.LeaseParams{Entity: entity, Now: now})
+		return err
+	})
 	return pgLease(row.EntitylockLease), row.Now, err
 }
 
@@ -103,55 +99,130 @@ func (e *postgresEngine) firstHeld(ctx context.Context, entities []string, sessi
 	if err != nil {
 		return Lease{}, 0, err
 	}
-	row, err := e.q.FirstHeld(ctx, pgdb.FirstHeldParams{Entities: list, SessionID: session, Now: now})
-	return pgLease(row.EntitylockLease), row.Now, err
-}
-
-func (e *postgresEngine) extend(ctx context.Context, entity, session string, byMs int64, now sql.NullInt64) (Lease, error) {
-	row, err := e.q.Extend(ctx, pgdb.ExtendParams{ByMs: byMs, Entity: entity, SessionID: session, Now: now})
-	return pgLease(row.EntitylockLease), err
-}
-
-func (e *postgresEngine) renew(ctx context.Context, l Lease, now sql.NullInt64, ttlMs int64) (Lease, int64, error) {
-	row, err := e.q.Renew(ctx, pgdb.RenewParams{
-		TtlMs: ttlMs, Entity: l.Entity, SessionID: l.SessionID, Token: l.Token, Now: now,
+	var row pgdb.FirstHeldRow
+	err = e.retry(ctx, retryIdempotent, func() (err error) {
+		row, err = e.q.FirstHeld(ctx, pgdb.FirstHeldParams{Entities: list, SessionID: session, Now: now})
+		return err
 	})
 	return pgLease(row.EntitylockLease), row.Now, err
 }
 
-func (e *postgresEngine) release(ctx context.Context, entity, session string) (int64, error) {
-	return e.q.Release(ctx, pgdb.ReleaseParams{Entity: entity, SessionID: session})
+// extend is not retried once its connection died: the extension may have
+// committed, and a second one would add to it.
+func (e *postgresEngine) extend(ctx context.Context, entity, session string, byMs int64, now sql.NullInt64) (Lease, error) {
+	var row pgdb.ExtendRow
+	err := e.retry(ctx, retryRolledBack, func() (err error) {
+		row, err = e.q.Extend(ctx, pgdb.ExtendParams{ByMs: byMs, Entity: entity, SessionID: session, Now: now})
+		return err
+	})
+	return pgLease(row.EntitylockLease), err
 }
 
-func (e *postgresEngine) releaseGrant(ctx context.Context, l Lease) (int64, error) {
-	return e.q.ReleaseGrant(ctx, pgdb.ReleaseGrantParams{Entity: l.Entity, SessionID: l.SessionID, Token: l.Token})
+func (e *postgresEngine) renew(ctx context.Context, l Lease, now sql.NullInt64, ttlMs int64) (Lease, int64, error) {
+	var row pgdb.RenewRow
+	err := e.retry(ctx, retryIdempotent, func() (err error) {
+		row, err = e.q.Renew(ctx, pgdb.RenewParams{
+			TtlMs: ttlMs, Entity: l.Entity, SessionID: l.SessionID, Token: l.Token, Now: now,
+		})
+		return err
+	})
+	return pgLease(row.EntitylockLease), row.Now, err
 }
 
-func (e *postgresEngine) forceRelease(ctx context.Context, entity string) (int64, error) {
-	return e.q.ForceRelease(ctx, entity)
+// The releases are retried when their connection died: a released row
+// stays released. Should the lost attempt have committed, the retry finds
+// nothing to release and reports 0 rows.
+
+func (e *postgresEngine) release(ctx context.Context, entity, session string) (n int64, err error) {
+	err = e.retry(ctx, retryIdempotent, func() (err error) {
+		n, err = e.q.Release(ctx, pgdb.ReleaseParams{Entity: entity, SessionID: session})
+		return err
+	})
+	return n, err
 }
 
-func (e *postgresEngine) releaseSession(ctx context.Context, session string) ([]string, error) {
-	return e.q.ReleaseSession(ctx, session)
+func (e *postgresEngine) releaseGrant(ctx context.Context, l Lease) (n int64, err error) {
+	err = e.retry(ctx, retryIdempotent, func() (err error) {
+		n, err = e.q.ReleaseGrant(ctx, pgdb.ReleaseGrantParams{Entity: l.Entity, SessionID: l.SessionID, Token: l.Token})
+		return err
+	})
+	return n, err
 }
 
-func (e *postgresEngine) purgeExpired(ctx context.Context, now sql.NullInt64) (int64, error) {
-	return e.q.PurgeExpired(ctx, now)
+func (e *postgresEngine) forceRelease(ctx context.Context, entity string) (n int64, err error) {
+	err = e.retry(ctx, retryIdempotent, func() (err error) {
+		n, err = e.q.ForceRelease(ctx, entity)
+		return err
+	})
+	return n, err
 }
 
-func (e *postgresEngine) liveLeases(ctx context.Context, now sql.NullInt64) ([]Lease, error) {
-	rows, err := e.q.LiveLeases(ctx, now)
-	return pgLeases(rows, func(r pgdb.LiveLeasesRow) pgdb.EntitylockLease { return r.EntitylockLease }), err
+func (e *postgresEngine) releaseSession(ctx context.Context, session string) (entities []string, err error) {
+	err = e.retry(ctx, retryIdempotent, func() (err error) {
+		entities, err = e.q.ReleaseSession(ctx, session)
+		return err
+	})
+	return entities, err
 }
 
-func (e *postgresEngine) sessionLeases(ctx context.Context, session string, now sql.NullInt64) ([]Lease, error) {
-	rows, err := e.q.SessionLeases(ctx, pgdb.SessionLeasesParams{SessionID: session, Now: now})
-	return pgLeases(rows, func(r pgdb.SessionLeasesRow) pgdb.EntitylockLease { return r.EntitylockLease }), err
+func (e *postgresEngine) purgeCandidates(ctx context.Context, after string, max int, now sql.NullInt64) (entities []string, err error) {
+	err = e.retry(ctx, retryIdempotent, func() (err error) {
+		entities, err = e.q.PurgeCandidates(ctx, pgdb.PurgeCandidatesParams{After: after, MaxRows: int32(max), Now: now})
+		return err
+	})
+	return entities, err
 }
 
-func (e *postgresEngine) allLeases(ctx context.Context) ([]Lease, error) {
-	rows, err := e.q.AllLeases(ctx)
-	return pgLeases(rows, func(r pgdb.AllLeasesRow) pgdb.EntitylockLease { return r.EntitylockLease }), err
+func (e *postgresEngine) purgeBatch(ctx context.Context, entities []string, now sql.NullInt64) (n int64, err error) {
+	list, err := json.Marshal(entities)
+	if err != nil {
+		return 0, err
+	}
+	err = e.retry(ctx, retryIdempotent, func() (err error) {
+		n, err = e.q.PurgeBatch(ctx, pgdb.PurgeBatchParams{Entities: list, Now: now})
+		return err
+	})
+	return n, err
+}
+
+// reclaimSpace leaves it to autovacuum, which makes the space of deleted
+// rows reusable; VACUUM FULL gives it back to the file system.
+func (e *postgresEngine) reclaimSpace(context.Context) error { return nil }
+
+func (e *postgresEngine) rowCounts(ctx context.Context, now sql.NullInt64) (c RowCounts, err error) {
+	err = e.retry(ctx, retryIdempotent, func() error {
+		r, err := e.q.RowCounts(ctx, now)
+		c = RowCounts{Live: r.Live, Expired: r.Expired, Released: r.Released}
+		return err
+	})
+	return c, err
+}
+
+func (e *postgresEngine) liveLeases(ctx context.Context, now sql.NullInt64) (ls []Lease, err error) {
+	err = e.retry(ctx, retryIdempotent, func() error {
+		rows, err := e.q.LiveLeases(ctx, now)
+		ls = pgLeases(rows, func(r pgdb.LiveLeasesRow) pgdb.EntitylockLease { return r.EntitylockLease })
+		return err
+	})
+	return ls, err
+}
+
+func (e *postgresEngine) sessionLeases(ctx context.Context, session string, now sql.NullInt64) (ls []Lease, err error) {
+	err = e.retry(ctx, retryIdempotent, func() error {
+		rows, err := e.q.SessionLeases(ctx, pgdb.SessionLeasesParams{SessionID: session, Now: now})
+		ls = pgLeases(rows, func(r pgdb.SessionLeasesRow) pgdb.EntitylockLease { return r.EntitylockLease })
+		return err
+	})
+	return ls, err
+}
+
+func (e *postgresEngine) allLeases(ctx context.Context) (ls []Lease, err error) {
+	err = e.retry(ctx, retryIdempotent, func() error {
+		rows, err := e.q.AllLeases(ctx)
+		ls = pgLeases(rows, func(r pgdb.AllLeasesRow) pgdb.EntitylockLease { return r.EntitylockLease })
+		return err
+	})
+	return ls, err
 }
 
 // guard locks the lease row FOR SHARE in tx: a takeover, renewal or release
@@ -168,8 +239,7 @@ func (e *postgresEngine) guard(ctx context.Context, tx *sql.Tx, l Lease, now sql
 
 // explain marks PostgreSQL's disk_full (SQLSTATE 53100) as ErrDiskFull.
 func (e *postgresEngine) explain(err error) error {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "53100" {
+	if pgCode(err) == "53100" {
 		return fmt.Errorf("%w: %w", ErrDiskFull, err)
 	}
 	return err

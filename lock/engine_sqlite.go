@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/entitylock/entitylock/db/sqlitedb"
@@ -12,6 +13,7 @@ import (
 // sqliteEngine runs the statements of queries/sqlite, prepared once per
 // Manager. SQLite is timed by the Manager's clock: now is always Valid.
 type sqliteEngine struct {
+	db   *sql.DB
 	q    *sqlitedb.Queries
 	file dbFile
 }
@@ -25,7 +27,7 @@ func newSQLiteEngine(ctx context.Context, db *sql.DB) (*sqliteEngine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sqliteEngine{q: q, file: file}, nil
+	return &sqliteEngine{db: db, q: q, file: file}, nil
 }
 
 func (e *sqliteEngine) serverClock() bool       { return false }
@@ -36,12 +38,13 @@ func (e *sqliteEngine) acquire(ctx context.Context, entity, session string, now 
 	if err := e.file.check(); err != nil {
 		return Lease{}, now.Int64, err
 	}
-	row, err := e.q.Acquire(ctx, sqlitedb.AcquireParams{
+	rows, err := e.q.Acquire(ctx, sqlitedb.AcquireParams{
 		Entity:    entity,
 		SessionID: session,
 		Now:       now.Int64,
 		ExpiresAt: now.Int64 + ttlMs,
 	})
+	row, err := first(rows, err)
 	return sqliteLease(row), now.Int64, err
 }
 
@@ -74,7 +77,7 @@ func (e *sqliteEngine) acquireAll(ctx context.Context, entities []string, sessio
 }
 
 func (e *sqliteEngine) holder(ctx context.Context, entity string, now sql.NullInt64) (Lease, int64, error) {
-	row, err := e.q.Lease(ctx, sqlitedb.LeaseParams{Entity: entity, Now: now.Int64})
+	row, err := first(e.q.Lease(ctx, sqlitedb.LeaseParams{Entity: entity, Now: now.Int64}))
 	return sqliteLease(row), now.Int64, err
 }
 
@@ -83,7 +86,7 @@ func (e *sqliteEngine) firstHeld(ctx context.Context, entities []string, session
 	if err != nil {
 		return Lease{}, now.Int64, err
 	}
-	row, err := e.q.FirstHeld(ctx, sqlitedb.FirstHeldParams{Entities: string(list), Now: now.Int64, SessionID: session})
+	row, err := first(e.q.FirstHeld(ctx, sqlitedb.FirstHeldParams{Entities: string(list), Now: now.Int64, SessionID: session}))
 	return sqliteLease(row), now.Int64, err
 }
 
@@ -116,7 +119,7 @@ func (e *sqliteEngine) extend(ctx context.Context, entity, session string, byMs 
 	if err := e.file.check(); err != nil {
 		return Lease{}, err
 	}
-	row, err := e.q.Extend(ctx, sqlitedb.ExtendParams{ByMs: byMs, Entity: entity, SessionID: session, Now: now.Int64})
+	row, err := first(e.q.Extend(ctx, sqlitedb.ExtendParams{ByMs: byMs, Entity: entity, SessionID: session, Now: now.Int64}))
 	return sqliteLease(row), err
 }
 
@@ -124,13 +127,13 @@ func (e *sqliteEngine) renew(ctx context.Context, l Lease, now sql.NullInt64, tt
 	if err := e.file.check(); err != nil {
 		return Lease{}, now.Int64, err
 	}
-	row, err := e.q.Renew(ctx, sqlitedb.RenewParams{
+	row, err := first(e.q.Renew(ctx, sqlitedb.RenewParams{
 		ExpiresAt: now.Int64 + ttlMs,
 		Entity:    l.Entity,
 		SessionID: l.SessionID,
 		Token:     l.Token,
 		Now:       now.Int64,
-	})
+	}))
 	return sqliteLease(row), now.Int64, err
 }
 
@@ -150,8 +153,80 @@ func (e *sqliteEngine) releaseSession(ctx context.Context, session string) ([]st
 	return e.q.ReleaseSession(ctx, session)
 }
 
-func (e *sqliteEngine) purgeExpired(ctx context.Context, now sql.NullInt64) (int64, error) {
-	return e.q.PurgeExpired(ctx, now.Int64)
+func (e *sqliteEngine) purgeCandidates(ctx context.Context, after string, max int, now sql.NullInt64) ([]string, error) {
+	return e.q.PurgeCandidates(ctx, sqlitedb.PurgeCandidatesParams{After: after, Now: now.Int64, MaxRows: int64(max)})
+}
+
+func (e *sqliteEngine) purgeBatch(ctx context.Context, entities []string, now sql.NullInt64) (int64, error) {
+	list, err := json.Marshal(entities)
+	if err != nil {
+		return 0, err
+	}
+	return e.q.PurgeBatch(ctx, sqlitedb.PurgeBatchParams{Entities: string(list), Now: now.Int64})
+}
+
+// vacuumStep is how many free pages one incremental vacuum gives back, in
+// one short write transaction; a purge vacuums while more than a quarter of
+// the file's pages, and more than minFreePages, are free.
+const (
+	vacuumStep   = 256
+	minFreePages = 1024
+)
+
+// reclaimSpace runs PRAGMA incremental_vacuum step by step, pausing between
+// steps as a purge does between batches. A file without
+// auto_vacuum=INCREMENTAL (created before Open set it) keeps its free pages
+// for new rows; VACUUM, run once while no process uses the file, after
+// PRAGMA auto_vacuum=INCREMENTAL, converts it.
+func (e *sqliteEngine) reclaimSpace(ctx context.Context) error {
+	mode, err := e.pragma(ctx, "auto_vacuum")
+	if err != nil || mode != 2 { // 2: INCREMENTAL
+		return err
+	}
+	for {
+		free, err := e.pragma(ctx, "freelist_count")
+		if err != nil {
+			return err
+		}
+		pages, err := e.pragma(ctx, "page_count")
+		if err != nil {
+			return err
+		}
+		if free <= minFreePages || 4*free <= pages {
+			return nil
+		}
+		start := time.Now()
+		if _, err := e.db.ExecContext(ctx, fmt.Sprintf("PRAGMA incremental_vacuum(%d)", vacuumStep)); err != nil {
+			return fmt.Errorf("incremental vacuum: %w", err)
+		}
+		if err := pause(ctx, time.Since(start)); err != nil {
+			return err
+		}
+	}
+}
+
+// pragma reads an integer pragma, stepping its statement to the end.
+func (e *sqliteEngine) pragma(ctx context.Context, name string) (int64, error) {
+	rows, err := e.db.QueryContext(ctx, "PRAGMA "+name)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", name, err)
+	}
+	defer rows.Close()
+	var v int64
+	for rows.Next() {
+		if err := rows.Scan(&v); err != nil {
+			return 0, fmt.Errorf("read %s: %w", name, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("read %s: %w", name, err)
+	}
+	return v, nil
+}
+
+func (e *sqliteEngine) rowCounts(ctx context.Context, now sql.NullInt64) (RowCounts, error) {
+	r, err := first(e.q.RowCounts(ctx, now.Int64))
+	return RowCounts{Live: r.Live, Expired: r.Expired, Released: r.Released}, err
 }
 
 func (e *sqliteEngine) liveLeases(ctx context.Context, now sql.NullInt64) ([]Lease, error) {
@@ -175,12 +250,25 @@ func (e *sqliteEngine) allLeases(ctx context.Context) ([]Lease, error) {
 func (e *sqliteEngine) guard(ctx context.Context, tx *sql.Tx, l Lease, now sql.NullInt64) (bool, error) {
 	// Not the prepared statement: tx may come from another *sql.DB handle
 	// on the same file.
-	return sqlitedb.New(tx).IsLive(ctx, sqlitedb.IsLiveParams{
+	return first(sqlitedb.New(tx).IsLive(ctx, sqlitedb.IsLiveParams{
 		Entity:    l.Entity,
 		SessionID: l.SessionID,
 		Token:     l.Token,
 		Now:       now.Int64,
-	})
+	}))
+}
+
+// first is the first of rows, or sql.ErrNoRows: what QueryRow would return,
+// from a statement that was stepped to its end (see queries/sqlite).
+func first[R any](rows []R, err error) (R, error) {
+	var zero R
+	if err != nil {
+		return zero, err
+	}
+	if len(rows) == 0 {
+		return zero, sql.ErrNoRows
+	}
+	return rows[0], nil
 }
 
 func sqliteLease(r sqlitedb.EntitylockLease) Lease {

@@ -232,26 +232,6 @@ func (m *Manager) ForceRelease(ctx context.Context, entity string) (bool, error)
 	return n > 0, nil
 }
 
-// PurgeExpired deletes the rows of expired and released leases and returns
-// how many it deleted. A released lease's row is kept, with its token, so
-// that the entity's next grant is a one-page write; expired leases are
-// reclaimed by the next grant anyway. Purging only keeps the table small;
-// fencing tokens stay monotonic across it. On PostgreSQL a row that another
-// transaction has locked at that moment is skipped, for a later purge, so
-// purges never wait for each other or for other calls.
-func (m *Manager) PurgeExpired(ctx context.Context) (int, error) {
-	if err := m.enter(); err != nil {
-		return 0, opError("purge expired", "", err)
-	}
-	defer m.exit()
-	n, err := m.eng.purgeExpired(ctx, m.at())
-	if err != nil {
-		return 0, m.fail(ctx, "purge expired", "", err)
-	}
-	m.count(nil, func(c *counters) { c.purged.Add(n) })
-	return int(n), nil
-}
-
 // Close waits for calls in flight, ends waits in Acquire, cancels the
 // functions running under Do (their lease can no longer be renewed: Do
 // returns ErrLeaseLost caused by ErrClosed), and frees the

@@ -17,6 +17,11 @@ import (
 	"github.com/ncruces/go-sqlite3/vfs/memdb"
 )
 
+// walSizeLimit is the size Open trims an SQLite -wal file back to after a
+// checkpoint has copied it into the database (journal_size_limit): twice
+// what SQLite's automatic checkpoint lets it reach (1000 pages of 4 KiB).
+const walSizeLimit = 8 << 20
+
 // Open opens the database dsn, brings its schema up to date, and returns a
 // Manager that owns it: Close closes the database.
 //
@@ -36,7 +41,11 @@ import (
 // share the file. With NORMAL every commit survives a process crash, but
 // power loss may roll back the last ones, so a token may be issued again
 // after it; "file:path?_pragma=synchronous(full)" syncs every commit and
-// never issues a token twice, at the cost of an fsync per write. Transactions begin IMMEDIATE (the driver's default), so a
+// never issues a token twice, at the cost of an fsync per write. Open also
+// sets journal_size_limit to 8 MiB, to which the -wal file is trimmed back
+// after each checkpoint, and auto_vacuum to INCREMENTAL, which takes effect
+// in a file Open creates and lets purges give free pages back to the file
+// system. Transactions begin IMMEDIATE (the driver's default), so a
 // transaction that writes never fails half-way with SQLITE_BUSY.
 func Open(ctx context.Context, dsn string, opts ...Option) (*Manager, error) {
 	kind, dsn, err := parseDSN(dsn)
@@ -118,6 +127,12 @@ func buildDSN(dsn string) (uri, memName string, wal bool, err error) {
 		wal = !has("journal_mode")
 		if !has("synchronous") {
 			add = append(add, "synchronous(normal)")
+		}
+		if !has("journal_size_limit") {
+			add = append(add, fmt.Sprintf("journal_size_limit(%d)", walSizeLimit))
+		}
+		if !has("auto_vacuum") {
+			add = append(add, "auto_vacuum(incremental)")
 		}
 	}
 	q["_pragma"] = append(add, q["_pragma"]...)

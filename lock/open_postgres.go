@@ -20,7 +20,8 @@ func openPostgres(ctx context.Context, url string, opts []Option) (*Manager, err
 		// pgconn's message quotes the URL with its password redacted.
 		return nil, opError("open", "", fmt.Errorf("%w: %w", ErrInvalidOption, err))
 	}
-	db := stdlib.OpenDB(*cfg)
+	health := new(connHealth)
+	db := stdlib.OpenDB(*cfg, stdlib.OptionShouldPing(health.shouldPing))
 	// database/sql keeps 2 idle connections by default; a PostgreSQL
 	// connection costs a server process and milliseconds to open, so busy
 	// Managers would open and close them all the time.
@@ -36,5 +37,6 @@ func openPostgres(ctx context.Context, url string, opts []Option) (*Manager, err
 		return nil, err
 	}
 	m.ownDB = true
+	m.eng.(*postgresEngine).health = health
 	return m, nil
 }

@@ -410,30 +410,80 @@ func (q *Queries) LiveLeases(ctx context.Context, now sql.NullInt64) ([]LiveLeas
 	return items, nil
 }
 
-const purgeExpired = `-- name: PurgeExpired :execrows
+const purgeBatch = `-- name: PurgeBatch :execrows
 WITH clock AS (SELECT entitylock_clock($1) AS now),
 doomed AS (
-    SELECT o.entity FROM entitylock_leases AS o, clock AS c
-    WHERE o.expires_at <= c.now
-    ORDER BY o.entity COLLATE "C"
-    FOR UPDATE OF o SKIP LOCKED
+    SELECT l.entity
+    FROM entitylock_leases AS l, clock AS c
+    WHERE l.entity IN (SELECT jsonb_array_elements_text($2::jsonb))
+      AND l.expires_at <= c.now
+    ORDER BY l.entity COLLATE "C"
+    FOR UPDATE OF l SKIP LOCKED
 )
-DELETE FROM entitylock_leases AS l
-USING doomed AS d, clock AS c
-WHERE l.entity = d.entity AND l.expires_at <= c.now
+DELETE FROM entitylock_leases AS d
+USING doomed
+WHERE d.entity = doomed.entity
 `
 
-// Deletes released and expired rows, and the trigger raises the fence. The
-// rows are locked first, in entity order, skipping any that another
-// transaction has locked: two purges, each deleting rows as its scan met
-// them, could lock the same rows in opposite orders (an update moves a row)
-// and deadlock. A skipped row is in flux and left for a later purge.
-func (q *Queries) PurgeExpired(ctx context.Context, now sql.NullInt64) (int64, error) {
-	result, err := q.db.ExecContext(ctx, purgeExpired, now)
+type PurgeBatchParams struct {
+	Now      sql.NullInt64
+	Entities json.RawMessage
+}
+
+// Deletes the rows of the JSON array @entities that are still released or
+// expired; the trigger raises the fence. The rows are locked in entity
+// (byte) order, the order AcquireAll and ReleaseSession lock theirs in, and
+// a row another transaction has locked is skipped (it is in flux; a later
+// purge gets it): a purge never waits for a row, so it cannot deadlock with
+// grants, releases or another purge (two purges deleting rows as their
+// scans met them could lock them in opposite orders). Its only wait is for
+// the fence row, which purges alone lock, each after all its rows.
+func (q *Queries) PurgeBatch(ctx context.Context, arg PurgeBatchParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, purgeBatch, arg.Now, arg.Entities)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected()
+}
+
+const purgeCandidates = `-- name: PurgeCandidates :many
+WITH clock AS (SELECT entitylock_clock($3) AS now)
+SELECT l.entity
+FROM entitylock_leases AS l, clock AS c
+WHERE l.entity > $1::text AND l.expires_at <= c.now
+ORDER BY l.entity
+LIMIT $2::integer
+`
+
+type PurgeCandidatesParams struct {
+	After   string
+	MaxRows int32
+	Now     sql.NullInt64
+}
+
+// Up to @max_rows released or expired rows after @after, in the primary
+// key's order: the next batch of a purge, read without locking.
+func (q *Queries) PurgeCandidates(ctx context.Context, arg PurgeCandidatesParams) ([]string, error) {
+	rows, err := q.db.QueryContext(ctx, purgeCandidates, arg.After, arg.MaxRows, arg.Now)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var entity string
+		if err := rows.Scan(&entity); err != nil {
+			return nil, err
+		}
+		items = append(items, entity)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const release = `-- name: Release :execrows
@@ -570,6 +620,30 @@ func (q *Queries) Renew(ctx context.Context, arg RenewParams) (RenewRow, error) 
 		&i.EntitylockLease.Reclaimed,
 		&i.Now,
 	)
+	return i, err
+}
+
+const rowCounts = `-- name: RowCounts :one
+WITH clock AS (SELECT entitylock_clock($1) AS now)
+SELECT
+    count(*) FILTER (WHERE l.expires_at > c.now) AS live,
+    count(*) FILTER (WHERE l.expires_at > 0 AND l.expires_at <= c.now) AS expired,
+    count(*) FILTER (WHERE l.expires_at = 0) AS released
+FROM entitylock_leases AS l, clock AS c
+`
+
+type RowCountsRow struct {
+	Live     int64
+	Expired  int64
+	Released int64
+}
+
+// The rows by state, for operators: live, expired (not yet reclaimed) and
+// released.
+func (q *Queries) RowCounts(ctx context.Context, now sql.NullInt64) (RowCountsRow, error) {
+	row := q.db.QueryRowContext(ctx, rowCounts, now)
+	var i RowCountsRow
+	err := row.Scan(&i.Live, &i.Expired, &i.Released)
 	return i, err
 }
 

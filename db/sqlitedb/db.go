@@ -54,8 +54,11 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.liveOfStmt, err = db.PrepareContext(ctx, liveOf); err != nil {
 		return nil, fmt.Errorf("error preparing query LiveOf: %w", err)
 	}
-	if q.purgeExpiredStmt, err = db.PrepareContext(ctx, purgeExpired); err != nil {
-		return nil, fmt.Errorf("error preparing query PurgeExpired: %w", err)
+	if q.purgeBatchStmt, err = db.PrepareContext(ctx, purgeBatch); err != nil {
+		return nil, fmt.Errorf("error preparing query PurgeBatch: %w", err)
+	}
+	if q.purgeCandidatesStmt, err = db.PrepareContext(ctx, purgeCandidates); err != nil {
+		return nil, fmt.Errorf("error preparing query PurgeCandidates: %w", err)
 	}
 	if q.releaseStmt, err = db.PrepareContext(ctx, release); err != nil {
 		return nil, fmt.Errorf("error preparing query Release: %w", err)
@@ -68,6 +71,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.renewStmt, err = db.PrepareContext(ctx, renew); err != nil {
 		return nil, fmt.Errorf("error preparing query Renew: %w", err)
+	}
+	if q.rowCountsStmt, err = db.PrepareContext(ctx, rowCounts); err != nil {
+		return nil, fmt.Errorf("error preparing query RowCounts: %w", err)
 	}
 	if q.sessionLeasesStmt, err = db.PrepareContext(ctx, sessionLeases); err != nil {
 		return nil, fmt.Errorf("error preparing query SessionLeases: %w", err)
@@ -127,9 +133,14 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing liveOfStmt: %w", cerr)
 		}
 	}
-	if q.purgeExpiredStmt != nil {
-		if cerr := q.purgeExpiredStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing purgeExpiredStmt: %w", cerr)
+	if q.purgeBatchStmt != nil {
+		if cerr := q.purgeBatchStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing purgeBatchStmt: %w", cerr)
+		}
+	}
+	if q.purgeCandidatesStmt != nil {
+		if cerr := q.purgeCandidatesStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing purgeCandidatesStmt: %w", cerr)
 		}
 	}
 	if q.releaseStmt != nil {
@@ -150,6 +161,11 @@ func (q *Queries) Close() error {
 	if q.renewStmt != nil {
 		if cerr := q.renewStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing renewStmt: %w", cerr)
+		}
+	}
+	if q.rowCountsStmt != nil {
+		if cerr := q.rowCountsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing rowCountsStmt: %w", cerr)
 		}
 	}
 	if q.sessionLeasesStmt != nil {
@@ -194,45 +210,49 @@ func (q *Queries) queryRow(ctx context.Context, stmt *sql.Stmt, query string, ar
 }
 
 type Queries struct {
-	db                 DBTX
-	tx                 *sql.Tx
-	acquireStmt        *sql.Stmt
-	acquireAllStmt     *sql.Stmt
-	allLeasesStmt      *sql.Stmt
-	extendStmt         *sql.Stmt
-	firstHeldStmt      *sql.Stmt
-	forceReleaseStmt   *sql.Stmt
-	isLiveStmt         *sql.Stmt
-	leaseStmt          *sql.Stmt
-	liveLeasesStmt     *sql.Stmt
-	liveOfStmt         *sql.Stmt
-	purgeExpiredStmt   *sql.Stmt
-	releaseStmt        *sql.Stmt
-	releaseGrantStmt   *sql.Stmt
-	releaseSessionStmt *sql.Stmt
-	renewStmt          *sql.Stmt
-	sessionLeasesStmt  *sql.Stmt
+	db                  DBTX
+	tx                  *sql.Tx
+	acquireStmt         *sql.Stmt
+	acquireAllStmt      *sql.Stmt
+	allLeasesStmt       *sql.Stmt
+	extendStmt          *sql.Stmt
+	firstHeldStmt       *sql.Stmt
+	forceReleaseStmt    *sql.Stmt
+	isLiveStmt          *sql.Stmt
+	leaseStmt           *sql.Stmt
+	liveLeasesStmt      *sql.Stmt
+	liveOfStmt          *sql.Stmt
+	purgeBatchStmt      *sql.Stmt
+	purgeCandidatesStmt *sql.Stmt
+	releaseStmt         *sql.Stmt
+	releaseGrantStmt    *sql.Stmt
+	releaseSessionStmt  *sql.Stmt
+	renewStmt           *sql.Stmt
+	rowCountsStmt       *sql.Stmt
+	sessionLeasesStmt   *sql.Stmt
 }
 
 func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 	return &Queries{
-		db:                 tx,
-		tx:                 tx,
-		acquireStmt:        q.acquireStmt,
-		acquireAllStmt:     q.acquireAllStmt,
-		allLeasesStmt:      q.allLeasesStmt,
-		extendStmt:         q.extendStmt,
-		firstHeldStmt:      q.firstHeldStmt,
-		forceReleaseStmt:   q.forceReleaseStmt,
-		isLiveStmt:         q.isLiveStmt,
-		leaseStmt:          q.leaseStmt,
-		liveLeasesStmt:     q.liveLeasesStmt,
-		liveOfStmt:         q.liveOfStmt,
-		purgeExpiredStmt:   q.purgeExpiredStmt,
-		releaseStmt:        q.releaseStmt,
-		releaseGrantStmt:   q.releaseGrantStmt,
-		releaseSessionStmt: q.releaseSessionStmt,
-		renewStmt:          q.renewStmt,
-		sessionLeasesStmt:  q.sessionLeasesStmt,
+		db:                  tx,
+		tx:                  tx,
+		acquireStmt:         q.acquireStmt,
+		acquireAllStmt:      q.acquireAllStmt,
+		allLeasesStmt:       q.allLeasesStmt,
+		extendStmt:          q.extendStmt,
+		firstHeldStmt:       q.firstHeldStmt,
+		forceReleaseStmt:    q.forceReleaseStmt,
+		isLiveStmt:          q.isLiveStmt,
+		leaseStmt:           q.leaseStmt,
+		liveLeasesStmt:      q.liveLeasesStmt,
+		liveOfStmt:          q.liveOfStmt,
+		purgeBatchStmt:      q.purgeBatchStmt,
+		purgeCandidatesStmt: q.purgeCandidatesStmt,
+		releaseStmt:         q.releaseStmt,
+		releaseGrantStmt:    q.releaseGrantStmt,
+		releaseSessionStmt:  q.releaseSessionStmt,
+		renewStmt:           q.renewStmt,
+		rowCountsStmt:       q.rowCountsStmt,
+		sessionLeasesStmt:   q.sessionLeasesStmt,
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"context"
 )
 
-const acquire = `-- name: Acquire :one
+const acquire = `-- name: Acquire :many
 
 INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at, reclaimed)
 VALUES (
@@ -51,29 +51,51 @@ type AcquireParams struct {
 // Every time is Unix milliseconds from the caller's clock (@now); the
 // database clock is never read. A row whose expires_at is 0 is a released
 // lease kept for its token.
+//
+// No statement is :one. database/sql's QueryRow resets a statement after its
+// first row, before it steps to SQLITE_DONE, and SQLite runs its automatic
+// WAL checkpoint only when a write statement steps to SQLITE_DONE: a process
+// whose writes all returned rows through QueryRow never checkpointed, and
+// its -wal file grew without bound. :many reads every row, to SQLITE_DONE.
 // One atomic statement. A free entity (no row, a released row, or an expired
 // lease) is granted to @session_id with a new fencing token: the row's token
 // + 1, or for a new row the fence floor + 1. A live lease already held by
 // @session_id is refreshed: new expiry, same token and acquired_at. A live
 // lease held by another session is left alone and no row is returned.
 // reclaimed is 1 when the grant took over an expired (not released) lease.
-func (q *Queries) Acquire(ctx context.Context, arg AcquireParams) (EntitylockLease, error) {
-	row := q.queryRow(ctx, q.acquireStmt, acquire,
+func (q *Queries) Acquire(ctx context.Context, arg AcquireParams) ([]EntitylockLease, error) {
+	rows, err := q.query(ctx, q.acquireStmt, acquire,
 		arg.Entity,
 		arg.SessionID,
 		arg.Now,
 		arg.ExpiresAt,
 	)
-	var i EntitylockLease
-	err := row.Scan(
-		&i.Entity,
-		&i.SessionID,
-		&i.Token,
-		&i.AcquiredAt,
-		&i.ExpiresAt,
-		&i.Reclaimed,
-	)
-	return i, err
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []EntitylockLease{}
+	for rows.Next() {
+		var i EntitylockLease
+		if err := rows.Scan(
+			&i.Entity,
+			&i.SessionID,
+			&i.Token,
+			&i.AcquiredAt,
+			&i.ExpiresAt,
+			&i.Reclaimed,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const acquireAll = `-- name: AcquireAll :many
@@ -201,7 +223,7 @@ func (q *Queries) AllLeases(ctx context.Context) ([]EntitylockLease, error) {
 	return items, nil
 }
 
-const extend = `-- name: Extend :one
+const extend = `-- name: Extend :many
 UPDATE entitylock_leases
 SET expires_at = expires_at + ?1
 WHERE entity = ?2 AND session_id = ?3 AND expires_at > ?4
@@ -216,26 +238,42 @@ type ExtendParams struct {
 }
 
 // Pushes back the expiry of a live lease held by @session_id.
-func (q *Queries) Extend(ctx context.Context, arg ExtendParams) (EntitylockLease, error) {
-	row := q.queryRow(ctx, q.extendStmt, extend,
+func (q *Queries) Extend(ctx context.Context, arg ExtendParams) ([]EntitylockLease, error) {
+	rows, err := q.query(ctx, q.extendStmt, extend,
 		arg.ByMs,
 		arg.Entity,
 		arg.SessionID,
 		arg.Now,
 	)
-	var i EntitylockLease
-	err := row.Scan(
-		&i.Entity,
-		&i.SessionID,
-		&i.Token,
-		&i.AcquiredAt,
-		&i.ExpiresAt,
-		&i.Reclaimed,
-	)
-	return i, err
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []EntitylockLease{}
+	for rows.Next() {
+		var i EntitylockLease
+		if err := rows.Scan(
+			&i.Entity,
+			&i.SessionID,
+			&i.Token,
+			&i.AcquiredAt,
+			&i.ExpiresAt,
+			&i.Reclaimed,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
-const firstHeld = `-- name: FirstHeld :one
+const firstHeld = `-- name: FirstHeld :many
 SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
 FROM entitylock_leases
 WHERE entity IN (SELECT j.value FROM json_each(CAST(?1 AS TEXT)) AS j)
@@ -252,18 +290,34 @@ type FirstHeldParams struct {
 
 // The first entity, by name, of the JSON array @entities that another
 // session than @session_id holds live.
-func (q *Queries) FirstHeld(ctx context.Context, arg FirstHeldParams) (EntitylockLease, error) {
-	row := q.queryRow(ctx, q.firstHeldStmt, firstHeld, arg.Entities, arg.Now, arg.SessionID)
-	var i EntitylockLease
-	err := row.Scan(
-		&i.Entity,
-		&i.SessionID,
-		&i.Token,
-		&i.AcquiredAt,
-		&i.ExpiresAt,
-		&i.Reclaimed,
-	)
-	return i, err
+func (q *Queries) FirstHeld(ctx context.Context, arg FirstHeldParams) ([]EntitylockLease, error) {
+	rows, err := q.query(ctx, q.firstHeldStmt, firstHeld, arg.Entities, arg.Now, arg.SessionID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []EntitylockLease{}
+	for rows.Next() {
+		var i EntitylockLease
+		if err := rows.Scan(
+			&i.Entity,
+			&i.SessionID,
+			&i.Token,
+			&i.AcquiredAt,
+			&i.ExpiresAt,
+			&i.Reclaimed,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const forceRelease = `-- name: ForceRelease :execrows
@@ -280,7 +334,7 @@ func (q *Queries) ForceRelease(ctx context.Context, entity string) (int64, error
 	return result.RowsAffected()
 }
 
-const isLive = `-- name: IsLive :one
+const isLive = `-- name: IsLive :many
 SELECT EXISTS (
     SELECT 1 FROM entitylock_leases
     WHERE entity = ?1 AND session_id = ?2
@@ -296,19 +350,35 @@ type IsLiveParams struct {
 }
 
 // Whether exactly this grant (@entity, @session_id, @token) is still live.
-func (q *Queries) IsLive(ctx context.Context, arg IsLiveParams) (bool, error) {
-	row := q.queryRow(ctx, q.isLiveStmt, isLive,
+func (q *Queries) IsLive(ctx context.Context, arg IsLiveParams) ([]bool, error) {
+	rows, err := q.query(ctx, q.isLiveStmt, isLive,
 		arg.Entity,
 		arg.SessionID,
 		arg.Token,
 		arg.Now,
 	)
-	var live bool
-	err := row.Scan(&live)
-	return live, err
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []bool{}
+	for rows.Next() {
+		var live bool
+		if err := rows.Scan(&live); err != nil {
+			return nil, err
+		}
+		items = append(items, live)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
-const lease = `-- name: Lease :one
+const lease = `-- name: Lease :many
 SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
 FROM entitylock_leases
 WHERE entity = ?1 AND expires_at > ?2
@@ -320,18 +390,34 @@ type LeaseParams struct {
 }
 
 // The live lease on @entity, if any.
-func (q *Queries) Lease(ctx context.Context, arg LeaseParams) (EntitylockLease, error) {
-	row := q.queryRow(ctx, q.leaseStmt, lease, arg.Entity, arg.Now)
-	var i EntitylockLease
-	err := row.Scan(
-		&i.Entity,
-		&i.SessionID,
-		&i.Token,
-		&i.AcquiredAt,
-		&i.ExpiresAt,
-		&i.Reclaimed,
-	)
-	return i, err
+func (q *Queries) Lease(ctx context.Context, arg LeaseParams) ([]EntitylockLease, error) {
+	rows, err := q.query(ctx, q.leaseStmt, lease, arg.Entity, arg.Now)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []EntitylockLease{}
+	for rows.Next() {
+		var i EntitylockLease
+		if err := rows.Scan(
+			&i.Entity,
+			&i.SessionID,
+			&i.Token,
+			&i.AcquiredAt,
+			&i.ExpiresAt,
+			&i.Reclaimed,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const liveLeases = `-- name: LiveLeases :many
@@ -371,18 +457,64 @@ func (q *Queries) LiveLeases(ctx context.Context, now int64) ([]EntitylockLease,
 	return items, nil
 }
 
-const purgeExpired = `-- name: PurgeExpired :execrows
+const purgeBatch = `-- name: PurgeBatch :execrows
 DELETE FROM entitylock_leases
-WHERE expires_at <= ?1
+WHERE entity IN (SELECT j.value FROM json_each(CAST(?1 AS TEXT)) AS j)
+  AND expires_at <= ?2
 `
 
-// Deletes released and expired rows; the trigger raises the fence floor.
-func (q *Queries) PurgeExpired(ctx context.Context, now int64) (int64, error) {
-	result, err := q.exec(ctx, q.purgeExpiredStmt, purgeExpired, now)
+type PurgeBatchParams struct {
+	Entities string
+	Now      int64
+}
+
+// Deletes the rows of the JSON array @entities that are still released or
+// expired; the trigger raises the fence floor.
+func (q *Queries) PurgeBatch(ctx context.Context, arg PurgeBatchParams) (int64, error) {
+	result, err := q.exec(ctx, q.purgeBatchStmt, purgeBatch, arg.Entities, arg.Now)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected()
+}
+
+const purgeCandidates = `-- name: PurgeCandidates :many
+SELECT entity
+FROM entitylock_leases
+WHERE entity > ?1 AND expires_at <= ?2
+ORDER BY entity
+LIMIT ?3
+`
+
+type PurgeCandidatesParams struct {
+	After   string
+	Now     int64
+	MaxRows int64
+}
+
+// Up to @max_rows released or expired rows after @after, in entity order: the
+// next batch of a purge, read without the write lock.
+func (q *Queries) PurgeCandidates(ctx context.Context, arg PurgeCandidatesParams) ([]string, error) {
+	rows, err := q.query(ctx, q.purgeCandidatesStmt, purgeCandidates, arg.After, arg.Now, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var entity string
+		if err := rows.Scan(&entity); err != nil {
+			return nil, err
+		}
+		items = append(items, entity)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const release = `-- name: Release :execrows
@@ -456,7 +588,7 @@ func (q *Queries) ReleaseSession(ctx context.Context, sessionID string) ([]strin
 	return items, nil
 }
 
-const renew = `-- name: Renew :one
+const renew = `-- name: Renew :many
 UPDATE entitylock_leases
 SET expires_at = max(expires_at, CAST(?1 AS INTEGER))
 WHERE entity = ?2 AND session_id = ?3 AND token = ?4
@@ -475,24 +607,79 @@ type RenewParams struct {
 // Sets a new expiry on exactly this grant (@entity, @session_id, @token)
 // while it is live. No row: the lease expired, was released, or was taken.
 // A renewal never shortens a lease that Extend pushed further.
-func (q *Queries) Renew(ctx context.Context, arg RenewParams) (EntitylockLease, error) {
-	row := q.queryRow(ctx, q.renewStmt, renew,
+func (q *Queries) Renew(ctx context.Context, arg RenewParams) ([]EntitylockLease, error) {
+	rows, err := q.query(ctx, q.renewStmt, renew,
 		arg.ExpiresAt,
 		arg.Entity,
 		arg.SessionID,
 		arg.Token,
 		arg.Now,
 	)
-	var i EntitylockLease
-	err := row.Scan(
-		&i.Entity,
-		&i.SessionID,
-		&i.Token,
-		&i.AcquiredAt,
-		&i.ExpiresAt,
-		&i.Reclaimed,
-	)
-	return i, err
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []EntitylockLease{}
+	for rows.Next() {
+		var i EntitylockLease
+		if err := rows.Scan(
+			&i.Entity,
+			&i.SessionID,
+			&i.Token,
+			&i.AcquiredAt,
+			&i.ExpiresAt,
+			&i.Reclaimed,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const rowCounts = `-- name: RowCounts :many
+SELECT
+    CAST(coalesce(sum(expires_at > ?1), 0) AS INTEGER) AS live,
+    CAST(coalesce(sum(expires_at > 0 AND expires_at <= ?1), 0) AS INTEGER) AS expired,
+    CAST(coalesce(sum(expires_at = 0), 0) AS INTEGER) AS released
+FROM entitylock_leases
+`
+
+type RowCountsRow struct {
+	Live     int64
+	Expired  int64
+	Released int64
+}
+
+// The rows by state, for operators: live, expired (not yet reclaimed) and
+// released.
+func (q *Queries) RowCounts(ctx context.Context, now int64) ([]RowCountsRow, error) {
+	rows, err := q.query(ctx, q.rowCountsStmt, rowCounts, now)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []RowCountsRow{}
+	for rows.Next() {
+		var i RowCountsRow
+		if err := rows.Scan(&i.Live, &i.Expired, &i.Released); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const sessionLeases = `-- name: SessionLeases :many

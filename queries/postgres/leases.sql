@@ -106,22 +106,47 @@ UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = @entity AND expires_at <> 0
   AND EXISTS (SELECT 1 FROM async);
 
--- name: PurgeExpired :execrows
--- Deletes released and expired rows, and the trigger raises the fence. The
--- rows are locked first, in entity order, skipping any that another
--- transaction has locked: two purges, each deleting rows as its scan met
--- them, could lock the same rows in opposite orders (an update moves a row)
--- and deadlock. A skipped row is in flux and left for a later purge.
+-- name: PurgeCandidates :many
+-- Up to @max_rows released or expired rows after @after, in the primary
+-- key's order: the next batch of a purge, read without locking.
+WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now)
+SELECT l.entity
+FROM entitylock_leases AS l, clock AS c
+WHERE l.entity > @after::text AND l.expires_at <= c.now
+ORDER BY l.entity
+LIMIT @max_rows::integer;
+
+-- name: PurgeBatch :execrows
+-- Deletes the rows of the JSON array @entities that are still released or
+-- expired; the trigger raises the fence. The rows are locked in entity
+-- (byte) order, the order AcquireAll and ReleaseSession lock theirs in, and
+-- a row another transaction has locked is skipped (it is in flux; a later
+-- purge gets it): a purge never waits for a row, so it cannot deadlock with
+-- grants, releases or another purge (two purges deleting rows as their
+-- scans met them could lock them in opposite orders). Its only wait is for
+-- the fence row, which purges alone lock, each after all its rows.
 WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now),
 doomed AS (
-    SELECT o.entity FROM entitylock_leases AS o, clock AS c
-    WHERE o.expires_at <= c.now
-    ORDER BY o.entity COLLATE "C"
-    FOR UPDATE OF o SKIP LOCKED
+    SELECT l.entity
+    FROM entitylock_leases AS l, clock AS c
+    WHERE l.entity IN (SELECT jsonb_array_elements_text(@entities::jsonb))
+      AND l.expires_at <= c.now
+    ORDER BY l.entity COLLATE "C"
+    FOR UPDATE OF l SKIP LOCKED
 )
-DELETE FROM entitylock_leases AS l
-USING doomed AS d, clock AS c
-WHERE l.entity = d.entity AND l.expires_at <= c.now;
+DELETE FROM entitylock_leases AS d
+USING doomed
+WHERE d.entity = doomed.entity;
+
+-- name: RowCounts :one
+-- The rows by state, for operators: live, expired (not yet reclaimed) and
+-- released.
+WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now)
+SELECT
+    count(*) FILTER (WHERE l.expires_at > c.now) AS live,
+    count(*) FILTER (WHERE l.expires_at > 0 AND l.expires_at <= c.now) AS expired,
+    count(*) FILTER (WHERE l.expires_at = 0) AS released
+FROM entitylock_leases AS l, clock AS c;
 
 -- name: LiveLeases :many
 WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now)

@@ -1,8 +1,14 @@
 -- Every time is Unix milliseconds from the caller's clock (@now); the
 -- database clock is never read. A row whose expires_at is 0 is a released
 -- lease kept for its token.
+--
+-- No statement is :one. database/sql's QueryRow resets a statement after its
+-- first row, before it steps to SQLITE_DONE, and SQLite runs its automatic
+-- WAL checkpoint only when a write statement steps to SQLITE_DONE: a process
+-- whose writes all returned rows through QueryRow never checkpointed, and
+-- its -wal file grew without bound. :many reads every row, to SQLITE_DONE.
 
--- name: Acquire :one
+-- name: Acquire :many
 -- One atomic statement. A free entity (no row, a released row, or an expired
 -- lease) is granted to @session_id with a new fencing token: the row's token
 -- + 1, or for a new row the fence floor + 1. A live lease already held by
@@ -38,20 +44,20 @@ WHERE entitylock_leases.expires_at <= excluded.acquired_at
    OR entitylock_leases.session_id = excluded.session_id
 RETURNING entity, session_id, token, acquired_at, expires_at, reclaimed;
 
--- name: Lease :one
+-- name: Lease :many
 -- The live lease on @entity, if any.
 SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
 FROM entitylock_leases
 WHERE entity = @entity AND expires_at > @now;
 
--- name: Extend :one
+-- name: Extend :many
 -- Pushes back the expiry of a live lease held by @session_id.
 UPDATE entitylock_leases
 SET expires_at = expires_at + @by_ms
 WHERE entity = @entity AND session_id = @session_id AND expires_at > @now
 RETURNING entity, session_id, token, acquired_at, expires_at, reclaimed;
 
--- name: Renew :one
+-- name: Renew :many
 -- Sets a new expiry on exactly this grant (@entity, @session_id, @token)
 -- while it is live. No row: the lease expired, was released, or was taken.
 -- A renewal never shortens a lease that Extend pushed further.
@@ -84,10 +90,30 @@ RETURNING entity;
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = @entity AND expires_at <> 0;
 
--- name: PurgeExpired :execrows
--- Deletes released and expired rows; the trigger raises the fence floor.
+-- name: PurgeCandidates :many
+-- Up to @max_rows released or expired rows after @after, in entity order: the
+-- next batch of a purge, read without the write lock.
+SELECT entity
+FROM entitylock_leases
+WHERE entity > @after AND expires_at <= @now
+ORDER BY entity
+LIMIT @max_rows;
+
+-- name: PurgeBatch :execrows
+-- Deletes the rows of the JSON array @entities that are still released or
+-- expired; the trigger raises the fence floor.
 DELETE FROM entitylock_leases
-WHERE expires_at <= @now;
+WHERE entity IN (SELECT j.value FROM json_each(CAST(@entities AS TEXT)) AS j)
+  AND expires_at <= @now;
+
+-- name: RowCounts :many
+-- The rows by state, for operators: live, expired (not yet reclaimed) and
+-- released.
+SELECT
+    CAST(coalesce(sum(expires_at > @now), 0) AS INTEGER) AS live,
+    CAST(coalesce(sum(expires_at > 0 AND expires_at <= @now), 0) AS INTEGER) AS expired,
+    CAST(coalesce(sum(expires_at = 0), 0) AS INTEGER) AS released
+FROM entitylock_leases;
 
 -- name: LiveLeases :many
 SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
@@ -102,7 +128,7 @@ WHERE entity IN (SELECT o.entity FROM entitylock_owners AS o WHERE o.session_id 
   AND session_id = @session_id AND expires_at > @now
 ORDER BY entity;
 
--- name: IsLive :one
+-- name: IsLive :many
 -- Whether exactly this grant (@entity, @session_id, @token) is still live.
 SELECT EXISTS (
     SELECT 1 FROM entitylock_leases
@@ -156,7 +182,7 @@ WHERE entitylock_leases.expires_at <= excluded.acquired_at
    OR entitylock_leases.session_id = excluded.session_id
 RETURNING entity, token, acquired_at, reclaimed;
 
--- name: FirstHeld :one
+-- name: FirstHeld :many
 -- The first entity, by name, of the JSON array @entities that another
 -- session than @session_id holds live.
 SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
