@@ -17,6 +17,12 @@ import (
 // *LeaseLostError naming the lease.
 var ErrLeaseLost = errors.New("lease lost")
 
+// ErrNotReleased means Do's function returned nil, so its work stands, but
+// the release of its lease then failed: the lease stays in the database
+// until it expires, at most the TTL later, unless a retry of the release
+// by the same session removes it first. The error wraps the release's cause.
+var ErrNotReleased = errors.New("work done, lease not released")
+
 // errNotRenewed is the cause of a loss noticed on the holder's own clock.
 var errNotRenewed = errors.New("not renewed before the local deadline")
 
@@ -67,6 +73,10 @@ func (e *LeaseLostError) Unwrap() error { return e.Cause }
 // could notice), the error satisfies errors.Is(err, ErrLeaseLost) and
 // errors.As gives the *LeaseLostError, wrapped together with fn's own error
 // if it had one.
+// When fn returned nil and its lease was not lost but the release failed,
+// the error satisfies errors.Is(err, ErrNotReleased), and fn's work stands;
+// when fn failed, a failed release is not reported. Either way a lease not
+// released expires.
 func (s *Session) Do(ctx context.Context, entity string, fn func(ctx context.Context, l Lease) error) (err error) {
 	if fn == nil {
 		return opError("do", entity, fmt.Errorf("%w: nil function", ErrInvalidOption))
@@ -99,7 +109,7 @@ func (s *Session) Do(ctx context.Context, entity string, fn func(ctx context.Con
 		case lost != nil:
 			err = opError("do", entity, lost)
 		case err == nil && relErr != nil:
-			err = relErr
+			err = opError("do", entity, fmt.Errorf("%w: %w", ErrNotReleased, relErr))
 		}
 	}()
 	return fn(k.ctx, l)

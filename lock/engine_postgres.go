@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/entitylock/entitylock/db/pgdb"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // postgresEngine runs the statements of queries/postgres through pgx's
@@ -141,11 +142,22 @@ func (e *postgresEngine) release(ctx context.Context, entity, session string) (n
 	return n, err
 }
 
+// releaseGrant, Do's release, reports 0 rows only when it knows: Do takes
+// 0 for a grant lost before fn returned. When an attempt's connection died
+// and the retry found nothing to release, the lost attempt may have
+// released it, so the connection's error is returned instead.
 func (e *postgresEngine) releaseGrant(ctx context.Context, l Lease) (n int64, err error) {
+	var doubt error
 	err = e.retry(ctx, retryIdempotent, func() (err error) {
 		n, err = e.q.ReleaseGrant(ctx, pgdb.ReleaseGrantParams{Entity: l.Entity, SessionID: l.SessionID, Token: l.Token})
+		if connDied(err) && !pgconn.SafeToRetry(err) {
+			doubt = err
+		}
 		return err
 	})
+	if err == nil && n == 0 && doubt != nil {
+		return 0, fmt.Errorf("release outcome unknown: %w", doubt)
+	}
 	return n, err
 }
 

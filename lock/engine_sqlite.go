@@ -170,7 +170,7 @@ func (e *sqliteEngine) purgeBatch(ctx context.Context, entities []string, now sq
 // the file's pages, and more than minFreePages, are free.
 const (
 	vacuumStep   = 256
-	minFreePages = 1024
+	minFreePages = 256
 )
 
 // reclaimSpace runs PRAGMA incremental_vacuum step by step, pausing between

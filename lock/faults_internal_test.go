@@ -340,3 +340,40 @@ func TestFaultsOnRenewal(t *testing.T) {
 		}
 	})
 }
+
+// A release that fails after fn returned is told apart from fn's own
+// result, and the lease is left to expire.
+func TestFaultsOnDoRelease(t *testing.T) {
+	fnErr := errors.New("fn failed")
+	tests := []struct {
+		name    string
+		fnErr   error
+		wantErr []error // each must satisfy errors.Is
+		notErr  []error // none may
+	}{
+		{"fn succeeded", nil, []error{ErrNotReleased, sqlite3.BUSY}, []error{ErrLeaseLost}},
+		{"fn failed", fnErr, []error{fnErr}, []error{ErrNotReleased, sqlite3.BUSY}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, f := openFaulty(t)
+			s, _ := m.Session("a")
+			f.set(&fault{match: "name: ReleaseGrant", err: errBusy, times: -1})
+			err := s.Do(t.Context(), "e", func(context.Context, Lease) error { return tt.fnErr })
+			for _, want := range tt.wantErr {
+				if !errors.Is(err, want) {
+					t.Errorf("Do = %v, want errors.Is %v", err, want)
+				}
+			}
+			for _, not := range tt.notErr {
+				if errors.Is(err, not) {
+					t.Errorf("Do = %v, must not satisfy errors.Is %v", err, not)
+				}
+			}
+			f.set()
+			if l, err := m.Holder(t.Context(), "e"); err != nil || l.SessionID != "a" {
+				t.Errorf("Holder = %+v, %v; want the lease left to expire", l, err)
+			}
+		})
+	}
+}

@@ -24,6 +24,11 @@ const DefaultBusyTimeout = 10 * time.Second
 // refused. It is also the resolution leases are stored at.
 const MinInterval = time.Millisecond
 
+// DefaultSweepInterval is how often a Manager purges expired and released
+// rows in the background unless WithSweepInterval says otherwise. Each of a
+// database's Managers sweeps; a sweep finding nothing costs one read.
+const DefaultSweepInterval = time.Minute
+
 // An Option configures a Manager; pass options to Open or New. When an
 // option is given twice, the last one wins.
 type Option func(*config)
@@ -44,6 +49,7 @@ func defaultConfig() config {
 	return config{
 		ttl:    DefaultTTL,
 		retry:  DefaultRetry,
+		sweep:  DefaultSweepInterval,
 		now:    time.Now,
 		logger: slog.New(slog.DiscardHandler),
 	}
@@ -143,10 +149,11 @@ func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.logger = l }
 }
 
-// WithSweepInterval makes the Manager purge expired and released rows in
-// the background every d until it closes (off by default, and with d = 0).
-// d must otherwise be at least MinInterval. Fencing tokens stay monotonic
-// across purges.
+// WithSweepInterval sets how often the Manager purges expired and released
+// rows in the background, as PurgeExpired does, until it closes (default
+// DefaultSweepInterval); 0 turns the sweeper off, any other d must be at
+// least MinInterval. Without purges, every entity ever locked keeps a row.
+// Fencing tokens stay monotonic across purges.
 func WithSweepInterval(d time.Duration) Option {
 	return func(c *config) { c.sweep = d }
 }

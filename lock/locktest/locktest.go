@@ -83,6 +83,7 @@ var tests = []suiteTest{
 	{"WaiterIsWokenByOtherManagersRelease", testWaiterIsWokenByOtherManagersRelease},
 	{"DoLosesAtOnceToOtherManagersRelease", testDoLosesAtOnceToOtherManagersRelease},
 	{"SweeperPurgesExpiredRows", testSweeperPurgesExpiredRows},
+	{"PurgeInBatchesAndRowCounts", testPurgeInBatchesAndRowCounts},
 	{"StatsAndLogs", testStatsAndLogs},
 	{"NothingIsLoggedByDefault", testNothingIsLoggedByDefault},
 	{"BadInputIsRejectedAndChangesNothing", testBadInputIsRejectedAndChangesNothing},
