@@ -5,6 +5,7 @@ SQLC        := bin/sqlc
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCHTIME   ?= 1s
 FUZZTIME    ?= 30s
+SOAKTIME    ?= 10m
 
 .DEFAULT_GOAL := help
 
@@ -32,6 +33,10 @@ check-generated: $(SQLC) ## Fail if db/ is stale or go.mod/go.sum are untidy.
 test: ## Run every test under the race detector (PostgreSQL too when ENTITYLOCK_POSTGRES_DSN is set).
 	@[ -n "$$ENTITYLOCK_POSTGRES_DSN" ] || echo "note: the PostgreSQL tests skip: set ENTITYLOCK_POSTGRES_DSN to run them, e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	$(GO) test -race -shuffle=on -count=1 ./...
+
+.PHONY: soak
+soak: ## The soak test for SOAKTIME (default 10m): 3 processes on SQLite, and on PostgreSQL when ENTITYLOCK_POSTGRES_DSN is set.
+	ENTITYLOCK_SOAK=$(SOAKTIME) $(GO) test -count=1 -timeout 3h -v -run '^TestSoak$$' ./soak/
 
 .PHONY: bench
 bench: ## Run the Go benchmarks of the lock package.

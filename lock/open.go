@@ -59,7 +59,8 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Manager, error) {
 	if err != nil {
 		return nil, opError("open", "", err)
 	}
-	db, err := driver.Open(uri)
+	wk := newWALKeeper()
+	db, err := driver.Open(uri, wk.install)
 	if err != nil {
 		return nil, opError("open", "", err)
 	}
@@ -80,6 +81,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Manager, error) {
 		return nil, err
 	}
 	m.ownDB, m.memName = true, memName
+	m.bg.Go(func() { wk.run(m) })
 	return m, nil
 }
 
