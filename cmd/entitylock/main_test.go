@@ -215,6 +215,12 @@ func operatorCommands(t *testing.T, b locktest.Backend) {
 			}
 		})
 	}
+	t.Run("locks all counts reclaimable rows", func(t *testing.T) {
+		r := entitylock(t, env, "locks", "--all")
+		if r.code != 0 || !strings.Contains(r.stdout, "1 reclaimable row(s): 1 expired, 0 released") {
+			t.Errorf("exit %d: %q", r.code, r.stdout)
+		}
+	})
 	t.Run("holder", func(t *testing.T) {
 		if r := entitylock(t, env, "holder", "a"); r.code != 0 || !strings.Contains(r.stdout, "s1") {
 			t.Errorf("holder a: exit %d, %q", r.code, r.stdout)

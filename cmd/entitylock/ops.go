@@ -92,7 +92,7 @@ read-only and nothing is created beside it.`,
 	}
 	db := dbFlag(cmd)
 	session := cmd.Flags().String("session", "", "only the leases of session `ID`")
-	all := cmd.Flags().Bool("all", false, "include expired rows that were not reclaimed or purged yet")
+	all := cmd.Flags().Bool("all", false, "include expired rows that were not reclaimed or purged yet, and count the reclaimable rows")
 	asJSON := jsonFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if cmd.Flags().Changed("session") && *session == "" {
@@ -118,7 +118,17 @@ read-only and nothing is created beside it.`,
 		if *asJSON {
 			return writeJSON(cmd.OutOrStdout(), toJSON(ls, now))
 		}
-		return printLeases(cmd.OutOrStdout(), ls, now)
+		if err := printLeases(cmd.OutOrStdout(), ls, now); err != nil || !*all {
+			return err
+		}
+		// Released rows are not listed: they hold only a token.
+		c, err := m.RowCounts(ctx)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "%d reclaimable row(s): %d expired, %d released (the sweeper deletes them; so does `entitylock purge`)\n",
+			c.Reclaimable(), c.Expired, c.Released)
+		return err
 	}
 	return cmd
 }
