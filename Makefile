@@ -30,9 +30,10 @@ check-generated: $(SQLC) ## Fail if db/ is stale or go.mod/go.sum are untidy.
 	cd bench && $(GO) mod tidy -diff
 
 .PHONY: test
-test: ## Run every test under the race detector (PostgreSQL too when ENTITYLOCK_POSTGRES_DSN is set).
+test: ## Run every test under the race detector, then the soak for 60s without it (PostgreSQL too when ENTITYLOCK_POSTGRES_DSN is set).
 	@[ -n "$$ENTITYLOCK_POSTGRES_DSN" ] || echo "note: the PostgreSQL tests skip: set ENTITYLOCK_POSTGRES_DSN to run them, e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	$(GO) test -race -shuffle=on -count=1 ./...
+	ENTITYLOCK_SOAK=60s $(GO) test -count=1 -run '^TestSoak$$' ./soak/
 
 .PHONY: soak
 soak: ## The soak test for SOAKTIME (default 10m): 3 processes on SQLite, and on PostgreSQL when ENTITYLOCK_POSTGRES_DSN is set.
