@@ -67,8 +67,13 @@ func (w *walKeeper) run(m *Manager) {
 			return
 		case <-w.due:
 		}
-		if err := restartWAL(ctx, m.db); err != nil && ctx.Err() == nil {
-			m.cfg.logger.Debug("entitylock: WAL restart checkpoint put off", slog.Any("err", err))
+		start := time.Now()
+		err := restartWAL(ctx, m.db)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			m.cfg.logger.Debug("entitylock: WAL restart checkpoint put off", slog.Any("err", err), slog.Duration("took", time.Since(start)))
+		case err == nil:
+			m.cfg.logger.Debug("entitylock: WAL restart checkpoint", slog.Duration("took", time.Since(start)))
 		}
 	}
 }

@@ -66,6 +66,7 @@ type sample struct {
 	tryAcquires  int
 	p99          time.Duration
 	errors, lost int64 // since the start, all workers
+	stalled      int64 // Extend calls that ran after their lease expired
 	firstError   string
 }
 
@@ -157,6 +158,7 @@ func soak(t *testing.T, engine, dsn, path string, length, every time.Duration) {
 			cur.conns = max(cur.conns, r.Conns)
 			cur.errors += r.Errors
 			cur.lost += r.LostLeases
+			cur.stalled += r.Stalled
 			if cur.firstError == "" {
 				cur.firstError = r.FirstError
 			}
@@ -234,15 +236,15 @@ func formatTable(engine string, samples []sample) string {
 	if engine == "postgres" {
 		size = "TABLE+IDX MiB\tDEAD"
 	}
-	fmt.Fprintf(tw, "T\t%s\tLIVE\tEXPIRED\tRELEASED\tRSS MiB\tGOROUTINES\tCONNS\tTRYACQUIRES\tP99 ms\tERRORS\tLOST\t\n", size)
+	fmt.Fprintf(tw, "T\t%s\tLIVE\tEXPIRED\tRELEASED\tRSS MiB\tGOROUTINES\tCONNS\tTRYACQUIRES\tP99 ms\tERRORS\tLOST\tSTALLED\t\n", size)
 	for _, s := range samples {
 		sz := mib(s.wal) + "\t" + mib(s.dbSize)
 		if engine == "postgres" {
 			sz = mib(s.dbSize) + "\t" + strconv.FormatInt(s.dead, 10)
 		}
-		fmt.Fprintf(tw, "%v\t%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%.1f\t%d\t%d\t\n",
+		fmt.Fprintf(tw, "%v\t%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%.1f\t%d\t%d\t%d\t\n",
 			s.at, sz, s.rows.Live, s.rows.Expired, s.rows.Released,
-			mib(s.rss), s.goroutines, s.conns, s.tryAcquires, float64(s.p99)/float64(time.Millisecond), s.errors, s.lost)
+			mib(s.rss), s.goroutines, s.conns, s.tryAcquires, float64(s.p99)/float64(time.Millisecond), s.errors, s.lost, s.stalled)
 	}
 	tw.Flush()
 	return b.String()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -28,6 +29,7 @@ type report struct {
 	P99Ms       float64 `json:"p99_ms"`
 	Errors      int64   `json:"errors"`
 	LostLeases  int64   `json:"lost_leases"`
+	Stalled     int64   `json:"stalled"`
 	FirstError  string  `json:"first_error,omitempty"`
 	Final       bool    `json:"final,omitempty"`
 }
@@ -86,7 +88,7 @@ func runWorker(proc int) error {
 	if err != nil {
 		return err
 	}
-	m, err := lock.Open(context.Background(), os.Getenv(envDB),
+	m, err := lock.Open(context.Background(), os.Getenv(envDB), lock.WithLogger(walLogger()),
 		lock.WithTTL(soakTTL), lock.WithRenewInterval(soakRenew), lock.WithSweepInterval(soakSweep),
 		lock.WithRetry(lock.RetryPolicy{MaxRetries: 5, BaseDelay: 5 * time.Millisecond, MaxDelay: 100 * time.Millisecond, Jitter: 0.2}))
 	if err != nil {
@@ -99,6 +101,7 @@ func runWorker(proc int) error {
 	var (
 		lat      latencies
 		errCount atomic.Int64
+		stalled  atomic.Int64 // calls that ran only after their lease expired
 		firstErr atomic.Value
 	)
 	// fail counts an error that is not contention or the end of the run.
@@ -156,8 +159,13 @@ func runWorker(proc int) error {
 			s := session("refresh")
 			for ctx.Err() == nil {
 				e := pick(r, fmt.Sprintf("mine::%d::", proc), 16)
+				start := time.Now()
 				fail(timed(func() error { _, err := s.TryAcquire(ctx, e); return err }))
 				_, err := s.Extend(ctx, e, time.Second)
+				if errors.Is(err, lock.ErrNotHeld) && time.Since(start) >= soakTTL {
+					stalled.Add(1) // the lease expired before Extend ran
+					continue
+				}
 				fail(err)
 				time.Sleep(time.Millisecond)
 			}
@@ -229,7 +237,7 @@ func runWorker(proc int) error {
 		rep := report{
 			Proc: proc, RSS: rss(), Goroutines: runtime.NumGoroutine(), Conns: m.DB().Stats().OpenConnections,
 			TryAcquires: n, P99Ms: float64(p99) / float64(time.Millisecond),
-			Errors: errCount.Load(), LostLeases: m.Stats().LostLeases, Final: final,
+			Errors: errCount.Load(), LostLeases: m.Stats().LostLeases, Stalled: stalled.Load(), Final: final,
 		}
 		if s, ok := firstErr.Load().(string); ok {
 			rep.FirstError = s
@@ -264,4 +272,20 @@ func rss() int64 {
 		}
 	}
 	return 0
+}
+
+// walLogger passes the Manager's WAL checkpoint messages to stderr, with
+// the process id, and drops the rest.
+func walLogger() *slog.Logger {
+	h := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})
+	return slog.New(walOnly{h.WithAttrs([]slog.Attr{slog.Int("pid", os.Getpid())})})
+}
+
+type walOnly struct{ slog.Handler }
+
+func (h walOnly) Handle(ctx context.Context, r slog.Record) error {
+	if !strings.Contains(r.Message, "WAL") {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
 }
