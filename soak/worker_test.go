@@ -274,8 +274,8 @@ func rss() int64 {
 	return 0
 }
 
-// walLogger passes the Manager's WAL checkpoint messages to stderr, with
-// the process id, and drops the rest.
+// walLogger passes the Manager's WAL checkpoint messages that took over
+// 50 ms to stderr, with the process id, and drops the rest.
 func walLogger() *slog.Logger {
 	h := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})
 	return slog.New(walOnly{h.WithAttrs([]slog.Attr{slog.Int("pid", os.Getpid())})})
@@ -284,7 +284,14 @@ func walLogger() *slog.Logger {
 type walOnly struct{ slog.Handler }
 
 func (h walOnly) Handle(ctx context.Context, r slog.Record) error {
-	if !strings.Contains(r.Message, "WAL") {
+	slow := false
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "took" && a.Value.Duration() > 50*time.Millisecond {
+			slow = true
+		}
+		return true
+	})
+	if !slow || !strings.Contains(r.Message, "WAL") {
 		return nil
 	}
 	return h.Handler.Handle(ctx, r)
