@@ -197,9 +197,33 @@ func (e *postgresEngine) purgeBatch(ctx context.Context, entities []string, now 
 	return n, err
 }
 
-// reclaimSpace leaves it to autovacuum, which makes the space of deleted
-// rows reusable; VACUUM FULL gives it back to the file system.
-func (e *postgresEngine) reclaimSpace(context.Context) error { return nil }
+// vacuumDeadRows is how many dead row versions of the lease table (from
+// purges, and from every update) make a purge vacuum it: at least this
+// many, and twice the live rows.
+const vacuumDeadRows = 10_000
+
+// reclaimSpace vacuums the lease table when dead row versions pile up, as
+// autovacuum does when it is on and keeping up; without it the table grows
+// with every update (the soak saw 108 MiB in 10 minutes on a server with
+// autovacuum off). VACUUM takes no lock that blocks reads or writes, and
+// SKIP_LOCKED gives up at once when another VACUUM is at work. A role that
+// may not vacuum the table leaves it to autovacuum. The file keeps its
+// size; VACUUM FULL gives space back to the file system.
+func (e *postgresEngine) reclaimSpace(ctx context.Context) error {
+	var dead, live int64
+	err := e.db.QueryRowContext(ctx, `SELECT n_dead_tup, n_live_tup FROM pg_stat_user_tables
+		WHERE relid = 'entitylock_leases'::regclass`).Scan(&dead, &live)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && (dead < vacuumDeadRows || dead < 2*live) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read dead rows: %w", err)
+	}
+	if _, err := e.db.ExecContext(ctx, "VACUUM (SKIP_LOCKED) entitylock_leases"); err != nil && pgCode(err) != "42501" {
+		return fmt.Errorf("vacuum: %w", err)
+	}
+	return nil
+}
 
 func (e *postgresEngine) rowCounts(ctx context.Context, now sql.NullInt64) (c RowCounts, err error) {
 	err = e.retry(ctx, retryIdempotent, func() error {
