@@ -20,8 +20,10 @@ import (
 //
 //   - a deadlock (40P01) or serialization failure (40001): the server rolled
 //     the statement back, so it is retried, whatever it does;
-//   - a statement that never reached the server (pgconn.SafeToRetry), also
-//     retried whatever it does (database/sql already does it once);
+//   - a statement that never reached the server (pgconn.SafeToRetry, or a
+//     new connection that could not be made, as when the server is slow
+//     to accept), also retried whatever it does, after a pause of 10 ms per
+//     attempt so far (database/sql already retries some of these once);
 //   - a connection that died under the statement (the backend was
 //     terminated, 57P01/57P02/57P03, or the network failed): the statement
 //     may or may not have committed, so only statements whose repetition
@@ -29,7 +31,8 @@ import (
 //     grant (repeated, it finds its own lease and refreshes it, keeping the
 //     token); a renewal (it sets the expiry to now + TTL, never earlier); a
 //     release (a released row stays released) and purges. Extend, which
-//     adds to the expiry, is not: its error reaches the caller.
+//     adds to the expiry, is not: its error reaches the caller. These wait
+//     10 ms per attempt so far too.
 //
 // Each retry goes to another connection: pgx closes a connection that broke,
 // and database/sql discards it. A statement is tried maxStatementAttempts
@@ -55,9 +58,15 @@ func (e *postgresEngine) retry(ctx context.Context, class retryClass, stmt func(
 		if died {
 			e.health.died()
 		}
+		var connectErr *pgconn.ConnectError
 		switch {
+		case errors.As(err, &connectErr) || died && class == retryIdempotent:
+			// The server is restarting, terminating backends or slow to
+			// accept: give it a moment more at each attempt.
+			if pause(ctx, time.Duration(attempt)*10*time.Millisecond) != nil {
+				return err
+			}
 		case rolledBack(err) || pgconn.SafeToRetry(err):
-		case died && class == retryIdempotent:
 		default:
 			return err
 		}
