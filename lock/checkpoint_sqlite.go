@@ -21,10 +21,15 @@ import (
 // checkpoint: it waits for the readers to move past the log, copies all of
 // it back, and makes the next writer start the file over (trimmed to
 // walSizeLimit). While it waits, writers wait too, so it gives up after
-// restartWait and is asked for again by a later commit.
+// restartWait and is asked for again by a later commit. Busy processes can
+// write the log faster than that catches up (the soak saw 65 MiB): past
+// inlineRestartPages each commit runs the RESTART checkpoint itself before
+// its statement returns, which slows the writers down until the log starts
+// over.
 const (
 	autoCheckpointPages = 1000 // SQLite's default
 	restartPages        = 4096 // 16 MiB of 4 KiB pages
+	inlineRestartPages  = 8192 // 32 MiB
 	restartWait         = 50 * time.Millisecond
 )
 
@@ -35,16 +40,30 @@ type walKeeper struct {
 
 func newWALKeeper() *walKeeper { return &walKeeper{due: make(chan struct{}, 1)} }
 
-// install is the driver's hook for each new connection.
+// install is the driver's hook for each new connection, run after the
+// DSN's pragmas.
 func (w *walKeeper) install(c *sqlite3.Conn) error {
-	c.WALHook(w.committed)
+	busy, err := busyTimeout(c)
+	if err != nil {
+		return err
+	}
+	c.WALHook(func(c *sqlite3.Conn, schema string, pages int) error {
+		return w.committed(c, schema, pages, busy)
+	})
 	return nil
 }
 
-// committed runs after each commit with the pages now in the log. It never
-// returns an error: the commit is done, and an error would fail the
-// statement that made it.
-func (w *walKeeper) committed(c *sqlite3.Conn, schema string, pages int) error {
+// committed runs after each commit with the pages now in the log; busy is
+// the connection's busy timeout. It never returns an error: the commit is
+// done, and an error would fail the statement that made it.
+func (w *walKeeper) committed(c *sqlite3.Conn, schema string, pages int, busy time.Duration) error {
+	if pages >= inlineRestartPages {
+		if c.BusyTimeout(restartWait) == nil {
+			c.WALCheckpoint(schema, sqlite3.CHECKPOINT_RESTART) // BUSY: readers stayed, or another checkpoint runs
+			c.BusyTimeout(busy)
+		}
+		return nil
+	}
 	if pages >= autoCheckpointPages {
 		c.WALCheckpoint(schema, sqlite3.CHECKPOINT_PASSIVE) // BUSY: another checkpoint runs
 	}
@@ -89,13 +108,8 @@ func restartWAL(ctx context.Context, db *sql.DB) error {
 	defer conn.Close()
 	return conn.Raw(func(dc any) error {
 		c := dc.(driver.Conn).Raw()
-		stmt, _, err := c.Prepare("PRAGMA busy_timeout")
+		before, err := busyTimeout(c)
 		if err != nil {
-			return err
-		}
-		stmt.Step()
-		before := time.Duration(stmt.ColumnInt64(0)) * time.Millisecond
-		if err := errors.Join(stmt.Err(), stmt.Close()); err != nil {
 			return err
 		}
 		if err := c.BusyTimeout(restartWait); err != nil {
@@ -104,4 +118,18 @@ func restartWAL(ctx context.Context, db *sql.DB) error {
 		_, _, err = c.WALCheckpoint("main", sqlite3.CHECKPOINT_RESTART)
 		return errors.Join(err, c.BusyTimeout(before))
 	})
+}
+
+// busyTimeout reads the connection's busy timeout.
+func busyTimeout(c *sqlite3.Conn) (time.Duration, error) {
+	stmt, _, err := c.Prepare("PRAGMA busy_timeout")
+	if err != nil {
+		return 0, err
+	}
+	stmt.Step()
+	ms := stmt.ColumnInt64(0)
+	if err := errors.Join(stmt.Err(), stmt.Close()); err != nil {
+		return 0, err
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }

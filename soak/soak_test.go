@@ -43,7 +43,7 @@ const (
 	maxDBFile     = 64 << 20    // SQLite database file; PostgreSQL table + indexes
 	maxRows       = 100_000     // lease rows, all states
 	maxRSS        = 512 << 20   // per process (the race detector's share included)
-	maxGoroutines = 200         // per process
+	maxGoroutines = 500         // per process (waits and Do come and go; a leak shows as growth)
 	maxConns      = 32          // per Manager's pool
 	maxP99        = time.Second // of TryAcquire; a busy 2-core machine under the race detector
 )
