@@ -43,9 +43,9 @@ func (e *postgresEngine) acquire(ctx context.Context, entity, session string, no
 	return pgLease(row.EntitylockLease), row.Now, err
 }
 
-// acquireAll runs the all-or-nothing statement in a transaction: under READ
-// COMMITTED a grant committed by another transaction while the statement
-// runs can make it skip a row, and then the whole set is rolled back.
+// acquireAll runs the all-or-nothing statement alone, in one round trip:
+// when a grant committed by another transaction while it ran made it skip
+// a row, it fails with a serialization failure and writes nothing.
 func (e *postgresEngine) acquireAll(ctx context.Context, entities []string, session string, now sql.NullInt64, ttlMs int64) (leases []Lease, nowMs int64, err error) {
 	err = e.retry(ctx, retryIdempotent, func() (err error) {
 		leases, nowMs, err = e.acquireAllOnce(ctx, entities, session, now, ttlMs)
@@ -54,35 +54,29 @@ func (e *postgresEngine) acquireAll(ctx context.Context, entities []string, sess
 	return leases, nowMs, err
 }
 
-func (e *postgresEngine) acquireAllOnce(ctx context.Context, entities []string, session string, now sql.NullInt64, ttlMs int64) (leases []Lease, nowMs int64, err error) {
+func (e *postgresEngine) acquireAllOnce(ctx context.Context, entities []string, session string, now sql.NullInt64, ttlMs int64) ([]Lease, int64, error) {
 	list, err := json.Marshal(entities)
 	if err != nil {
 		return nil, 0, err
 	}
-	tx, err := e.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer func() {
-		if leases == nil {
-			tx.Rollback()
-		}
-	}()
-	rows, err := e.q.WithTx(tx).AcquireAll(ctx, pgdb.AcquireAllParams{
+	rows, err := e.q.AcquireAll(ctx, pgdb.AcquireAllParams{
 		SessionID: session, TtlMs: ttlMs, Now: now, Entities: list,
 	})
 	if rolledBack(err) {
-		// A deadlock with another AcquireAll, or the fence refusing a new
-		// row (see acquire): contention, tried again by the caller.
+		// A deadlock with another AcquireAll, a row skipped, or the fence
+		// refusing a new row (see acquire): contention, tried again by the
+		// caller.
 		return nil, 0, nil
 	}
-	if err != nil || len(rows) != len(entities) {
+	if err != nil || len(rows) == 0 {
 		return nil, 0, err
 	}
-	if err := tx.Commit(); err != nil {
-		return nil, 0, err
-	}
-	leases = pgLeases(rows, func(r pgdb.AcquireAllRow) pgdb.EntitylockLease { return r.EntitylockLease })
+	leases := pgLeases(rows, func(r pgdb.AcquireAllRow) pgdb.EntitylockLease {
+		return pgdb.EntitylockLease{
+			Entity: r.Entity, SessionID: r.SessionID, Token: r.Token,
+			AcquiredAt: r.AcquiredAt, ExpiresAt: r.ExpiresAt, Reclaimed: r.Reclaimed,
+		}
+	})
 	return leases, rows[0].Now, nil
 }
 

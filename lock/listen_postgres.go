@@ -12,7 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// listener holds one connection in LISTEN entitylock until the Manager
+// listener holds one connection in LISTEN entitylock, registered as a
+// listener for the schema (entitylock_listen), until the Manager
 // closes. When a release of an entity in this schema is notified, it wakes
 // the head of the entity's line and makes Do calls holding it renew at
 // once. When the connection fails it reconnects, with backoff; since
@@ -63,7 +64,12 @@ func (m *Manager) waitNotifications(ctx context.Context, c *pgx.Conn) error {
 	if _, err := c.Exec(ctx, "LISTEN entitylock"); err != nil {
 		return err
 	}
-	// Releases before LISTEN took effect were missed.
+	// Releases notify only while some connection is registered as listening
+	// for the schema; registering waits for the releases that found none.
+	if _, err := c.Exec(ctx, "SELECT entitylock_listen()"); err != nil {
+		return err
+	}
+	// Releases before LISTEN and registration took effect were missed.
 	m.missedReleases()
 	prefix := schema + "/"
 	for {

@@ -260,7 +260,7 @@ func TestPostgresListenerReconnects(t *testing.T) {
 
 	listeners := func() []string {
 		return queryStrings(t, raw, `SELECT pid::text FROM pg_stat_activity
-			WHERE application_name = $1 AND query = 'LISTEN entitylock'`, app)
+			WHERE application_name = $1 AND query = 'SELECT entitylock_listen()'`, app)
 	}
 	// handoff has the waiter wait for entity until the holder releases it.
 	handoff := func(entity string, beforeRelease func()) {

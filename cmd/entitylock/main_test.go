@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -271,7 +272,7 @@ func operatorCommands(t *testing.T, b locktest.Backend) {
 		if r := entitylock(t, env, "locks"); r.code != 1 || !strings.Contains(r.stderr, "no entitylock schema") {
 			t.Errorf("locks after down: exit %d, %q", r.code, r.stderr)
 		}
-		if r := entitylock(t, env, "migrate", "up"); r.code != 0 || !strings.Contains(r.stdout, "version 1") {
+		if r := entitylock(t, env, "migrate", "up"); r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("version %d ", schema.Latest())) {
 			t.Errorf("up: exit %d: %q %q", r.code, r.stdout, r.stderr)
 		}
 	})

@@ -81,48 +81,59 @@ func (q *Queries) Acquire(ctx context.Context, arg AcquireParams) (AcquireRow, e
 }
 
 const acquireAll = `-- name: AcquireAll :many
-WITH clock AS (SELECT entitylock_clock($3) AS now),
+WITH clock AS (SELECT entitylock_clock($1) AS now),
 wanted AS (
     SELECT w.entity, w.n
-    FROM jsonb_array_elements_text($4::jsonb) WITH ORDINALITY AS w (entity, n)
+    FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS w (entity, n)
+),
+granted AS (
+    INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
+    SELECT w.entity, $3::text, nextval('entitylock_tokens'), c.now, c.now + $4::bigint, false
+    FROM wanted AS w, clock AS c
+    WHERE NOT EXISTS (
+        SELECT 1 FROM entitylock_leases AS h
+        WHERE h.entity IN (SELECT k.entity FROM wanted AS k)
+          AND h.expires_at > c.now AND h.session_id <> $3::text
+    )
+    ORDER BY w.n
+    ON CONFLICT (entity) DO UPDATE SET
+        token = CASE
+            WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at THEN l.token
+            WHEN excluded.token > l.token THEN excluded.token
+            ELSE nextval('entitylock_tokens') END,
+        acquired_at = CASE
+            WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
+            THEN l.acquired_at ELSE excluded.acquired_at END,
+        reclaimed = CASE
+            WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
+            THEN l.reclaimed ELSE l.expires_at > 0 END,
+        session_id = excluded.session_id,
+        expires_at = excluded.expires_at
+    WHERE l.expires_at <= excluded.acquired_at
+       OR l.session_id = excluded.session_id
+    RETURNING l.entity, l.session_id, l.token, l.acquired_at, l.expires_at, l.reclaimed
 )
-INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
-SELECT w.entity, $1::text, nextval('entitylock_tokens'), c.now, c.now + $2::bigint, false
-FROM wanted AS w, clock AS c
-WHERE NOT EXISTS (
-    SELECT 1 FROM entitylock_leases AS h
-    WHERE h.entity IN (SELECT k.entity FROM wanted AS k)
-      AND h.expires_at > c.now AND h.session_id <> $1::text
-)
-ORDER BY w.n
-ON CONFLICT (entity) DO UPDATE SET
-    token = CASE
-        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at THEN l.token
-        WHEN excluded.token > l.token THEN excluded.token
-        ELSE nextval('entitylock_tokens') END,
-    acquired_at = CASE
-        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
-        THEN l.acquired_at ELSE excluded.acquired_at END,
-    reclaimed = CASE
-        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
-        THEN l.reclaimed ELSE l.expires_at > 0 END,
-    session_id = excluded.session_id,
-    expires_at = excluded.expires_at
-WHERE l.expires_at <= excluded.acquired_at
-   OR l.session_id = excluded.session_id
-RETURNING l.entity, l.session_id, l.token, l.acquired_at, l.expires_at, l.reclaimed, (SELECT c.now FROM clock AS c)::bigint AS now
+SELECT g.entity, g.session_id, g.token, g.acquired_at, g.expires_at, g.reclaimed,
+    (SELECT c.now FROM clock AS c)::bigint AS now
+FROM granted AS g
+WHERE entitylock_all_or_none((SELECT count(*) FROM granted), (SELECT count(*) FROM wanted))
 `
 
 type AcquireAllParams struct {
-	SessionID string
-	TtlMs     int64
 	Now       sql.NullInt64
 	Entities  json.RawMessage
+	SessionID string
+	TtlMs     int64
 }
 
 type AcquireAllRow struct {
-	EntitylockLease EntitylockLease
-	Now             int64
+	Entity     string
+	SessionID  string
+	Token      int64
+	AcquiredAt int64
+	ExpiresAt  int64
+	Reclaimed  bool
+	Now        int64
 }
 
 // Acquire for every entity in the JSON array @entities (sorted, distinct),
@@ -130,14 +141,14 @@ type AcquireAllRow struct {
 // none is returned. Rows are written in the array's order, so two calls on
 // overlapping sets lock shared rows in the same order. A grant that another
 // transaction commits while this statement runs can still make it skip a
-// row, so the caller runs it in a transaction and rolls back unless every
-// entity came back.
+// row: entitylock_all_or_none then fails the statement with SQLSTATE 40001,
+// so that it writes nothing, and the caller tries again.
 func (q *Queries) AcquireAll(ctx context.Context, arg AcquireAllParams) ([]AcquireAllRow, error) {
 	rows, err := q.db.QueryContext(ctx, acquireAll,
-		arg.SessionID,
-		arg.TtlMs,
 		arg.Now,
 		arg.Entities,
+		arg.SessionID,
+		arg.TtlMs,
 	)
 	if err != nil {
 		return nil, err
@@ -147,12 +158,12 @@ func (q *Queries) AcquireAll(ctx context.Context, arg AcquireAllParams) ([]Acqui
 	for rows.Next() {
 		var i AcquireAllRow
 		if err := rows.Scan(
-			&i.EntitylockLease.Entity,
-			&i.EntitylockLease.SessionID,
-			&i.EntitylockLease.Token,
-			&i.EntitylockLease.AcquiredAt,
-			&i.EntitylockLease.ExpiresAt,
-			&i.EntitylockLease.Reclaimed,
+			&i.Entity,
+			&i.SessionID,
+			&i.Token,
+			&i.AcquiredAt,
+			&i.ExpiresAt,
+			&i.Reclaimed,
 			&i.Now,
 		); err != nil {
 			return nil, err

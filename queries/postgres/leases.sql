@@ -186,38 +186,44 @@ ORDER BY l.entity COLLATE "C";
 -- none is returned. Rows are written in the array's order, so two calls on
 -- overlapping sets lock shared rows in the same order. A grant that another
 -- transaction commits while this statement runs can still make it skip a
--- row, so the caller runs it in a transaction and rolls back unless every
--- entity came back.
+-- row: entitylock_all_or_none then fails the statement with SQLSTATE 40001,
+-- so that it writes nothing, and the caller tries again.
 WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now),
 wanted AS (
     SELECT w.entity, w.n
     FROM jsonb_array_elements_text(@entities::jsonb) WITH ORDINALITY AS w (entity, n)
+),
+granted AS (
+    INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
+    SELECT w.entity, @session_id::text, nextval('entitylock_tokens'), c.now, c.now + @ttl_ms::bigint, false
+    FROM wanted AS w, clock AS c
+    WHERE NOT EXISTS (
+        SELECT 1 FROM entitylock_leases AS h
+        WHERE h.entity IN (SELECT k.entity FROM wanted AS k)
+          AND h.expires_at > c.now AND h.session_id <> @session_id::text
+    )
+    ORDER BY w.n
+    ON CONFLICT (entity) DO UPDATE SET
+        token = CASE
+            WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at THEN l.token
+            WHEN excluded.token > l.token THEN excluded.token
+            ELSE nextval('entitylock_tokens') END,
+        acquired_at = CASE
+            WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
+            THEN l.acquired_at ELSE excluded.acquired_at END,
+        reclaimed = CASE
+            WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
+            THEN l.reclaimed ELSE l.expires_at > 0 END,
+        session_id = excluded.session_id,
+        expires_at = excluded.expires_at
+    WHERE l.expires_at <= excluded.acquired_at
+       OR l.session_id = excluded.session_id
+    RETURNING l.entity, l.session_id, l.token, l.acquired_at, l.expires_at, l.reclaimed
 )
-INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
-SELECT w.entity, @session_id::text, nextval('entitylock_tokens'), c.now, c.now + @ttl_ms::bigint, false
-FROM wanted AS w, clock AS c
-WHERE NOT EXISTS (
-    SELECT 1 FROM entitylock_leases AS h
-    WHERE h.entity IN (SELECT k.entity FROM wanted AS k)
-      AND h.expires_at > c.now AND h.session_id <> @session_id::text
-)
-ORDER BY w.n
-ON CONFLICT (entity) DO UPDATE SET
-    token = CASE
-        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at THEN l.token
-        WHEN excluded.token > l.token THEN excluded.token
-        ELSE nextval('entitylock_tokens') END,
-    acquired_at = CASE
-        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
-        THEN l.acquired_at ELSE excluded.acquired_at END,
-    reclaimed = CASE
-        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
-        THEN l.reclaimed ELSE l.expires_at > 0 END,
-    session_id = excluded.session_id,
-    expires_at = excluded.expires_at
-WHERE l.expires_at <= excluded.acquired_at
-   OR l.session_id = excluded.session_id
-RETURNING sqlc.embed(l), (SELECT c.now FROM clock AS c)::bigint AS now;
+SELECT g.entity, g.session_id, g.token, g.acquired_at, g.expires_at, g.reclaimed,
+    (SELECT c.now FROM clock AS c)::bigint AS now
+FROM granted AS g
+WHERE entitylock_all_or_none((SELECT count(*) FROM granted), (SELECT count(*) FROM wanted));
 
 -- name: FirstHeld :one
 -- The first entity, by name, of the JSON array @entities that another

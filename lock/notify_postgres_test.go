@@ -1,0 +1,135 @@
+package lock_test
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/entitylock/entitylock/lock/locktest"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// withPgxConn runs fn on a connection of db of its own, then discards the
+// connection, with whatever it listens for and the locks it holds.
+func withPgxConn(t *testing.T, db *sql.DB, fn func(c *pgx.Conn)) {
+	t.Helper()
+	conn, err := db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		fn(dc.(*stdlib.Conn).Conn())
+		return driver.ErrBadConn
+	})
+	if err != driver.ErrBadConn {
+		t.Fatal(err)
+	}
+}
+
+// nextRelease returns the entity of the next release notification for
+// schema that c receives, skipping those of other schemas.
+func nextRelease(t *testing.T, c *pgx.Conn, schema string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for {
+		n, err := c.WaitForNotification(ctx)
+		if err != nil {
+			t.Fatalf("no release notification for %s: %v", schema, err)
+		}
+		if entity, ok := strings.CutPrefix(n.Payload, schema+"/"); ok {
+			return entity
+		}
+	}
+}
+
+func mustExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if _, err := c.Exec(t.Context(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// A release notifies only while a connection that listens is registered
+// for the schema (as a Manager's listener registers itself): a connection
+// that merely runs LISTEN hears the releases made after it registered, and
+// none from before.
+func TestPostgresReleaseNotifiesOnlyWhileListened(t *testing.T) {
+	b := locktest.Postgres(t)
+	dsn := b.NewDSN(t)
+	m := mustOpenPath(t, dsn)
+	s := mustSession(t, m, "holder")
+	release := func(entity string) {
+		t.Helper()
+		mustAcquire(t, s, entity)
+		if ok, err := s.Release(t.Context(), entity); err != nil || !ok {
+			t.Fatalf("Release(%q) = %v, %v", entity, ok, err)
+		}
+	}
+	withPgxConn(t, b.OpenRaw(t, dsn), func(c *pgx.Conn) {
+		var schema string
+		if err := c.QueryRow(t.Context(), "SELECT current_schema()").Scan(&schema); err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, c, "LISTEN entitylock")
+		release("entity::unheard")
+		mustExec(t, c, "SELECT entitylock_listen()")
+		release("entity::heard")
+		if got := nextRelease(t, c, schema); got != "entity::heard" {
+			t.Errorf("first notification names %q; want entity::heard (a release with nobody registered notifies nobody)", got)
+		}
+	})
+}
+
+// A release that found no listener holds the registry's lock until it
+// commits, so a listener registering meanwhile returns only after that
+// commit: the wake-up that follows registration sees the release.
+func TestPostgresListenWaitsForReleaseThatFoundNoListener(t *testing.T) {
+	b := locktest.Postgres(t)
+	dsn := b.NewDSN(t)
+	m := mustOpenPath(t, dsn)
+	mustAcquire(t, mustSession(t, m, "holder"), "entity::x")
+	raw := b.OpenRaw(t, dsn)
+
+	tx, err := raw.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`UPDATE entitylock_leases SET expires_at = 0 WHERE entity = 'entity::x'`); err != nil {
+		t.Fatal(err)
+	}
+	withPgxConn(t, raw, func(c *pgx.Conn) {
+		pid := c.PgConn().PID()
+		registered := make(chan error, 1)
+		go func() {
+			_, err := c.Exec(context.Background(), "SELECT entitylock_listen()")
+			registered <- err
+		}()
+		waitFor(t, "the registration to wait for the release's lock", func() bool {
+			got := queryStrings(t, raw, `SELECT coalesce(wait_event_type, '') FROM pg_stat_activity WHERE pid = $1`, pid)
+			return len(got) == 1 && got[0] == "Lock"
+		})
+		select {
+		case err := <-registered:
+			t.Fatalf("registration returned before the release committed: %v", err)
+		default:
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-registered:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("registration still waiting 10s after the release committed")
+		}
+	})
+}
