@@ -11,30 +11,8 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
+	"github.com/entitylock/entitylock/bench/internal/pgsql"
 	"github.com/entitylock/entitylock/lock"
-)
-
-// The seed's statements as its project writes them for PostgreSQL: the
-// same upsert, timed by NOW() + an interval, and DELETE to release.
-const (
-	seedPGSchema = `CREATE TABLE IF NOT EXISTS entity_advisory_locks (
-    entity_name TEXT NOT NULL PRIMARY KEY,
-    session_id  TEXT NOT NULL,
-    acquired_at TIMESTAMPTZ NOT NULL,
-    expires_at  TIMESTAMPTZ NOT NULL
-)`
-	seedPGTryAcquire = `INSERT INTO entity_advisory_locks (entity_name, session_id, acquired_at, expires_at)
-             VALUES ($1, $2, NOW(), NOW() + ($3 || ' seconds')::interval)
-             ON CONFLICT (entity_name) DO UPDATE SET
-                 session_id  = excluded.session_id,
-                 acquired_at = excluded.acquired_at,
-                 expires_at  = excluded.expires_at
-             WHERE
-                 entity_advisory_locks.expires_at < NOW()
-                 OR
-                 entity_advisory_locks.session_id = excluded.session_id
-             RETURNING (session_id = $2) AS acquired`
-	seedPGRelease = `DELETE FROM entity_advisory_locks WHERE entity_name = $1 AND session_id = $2`
 )
 
 // pgSchema creates a fresh schema on the server o.pgDSN names and returns
@@ -79,32 +57,6 @@ func openPostgres(ctx context.Context, o options) (dsn string, m *lock.Manager, 
 	}
 	return dsn, m, func() { m.Close(); drop() }, nil
 }
-
-// The floor: the cheapest correct pair written by hand — one upsert that
-// grants a free or expired row with a token from a sequence (or refreshes
-// the caller's own), and a release that commits without waiting for the
-// WAL flush. No triggers, no notifications, no lease bookkeeping.
-const (
-	floorPGSchema = `CREATE TABLE floor_leases (
-    entity     text   NOT NULL PRIMARY KEY,
-    session_id text   NOT NULL,
-    token      bigint NOT NULL,
-    expires_at bigint NOT NULL
-) WITH (fillfactor = 80);
-CREATE SEQUENCE floor_tokens`
-	floorPGGrant = `INSERT INTO floor_leases AS l (entity, session_id, token, expires_at)
-VALUES ($1, $2, nextval('floor_tokens'), (extract(epoch FROM clock_timestamp()) * 1000)::bigint + $3)
-ON CONFLICT (entity) DO UPDATE SET
-    token = CASE WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.expires_at - $3
-        THEN l.token ELSE excluded.token END,
-    session_id = excluded.session_id,
-    expires_at = excluded.expires_at
-WHERE l.expires_at <= excluded.expires_at - $3 OR l.session_id = excluded.session_id
-RETURNING l.token`
-	floorPGRelease = `WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
-UPDATE floor_leases SET expires_at = 0
-WHERE entity = $1 AND session_id = $2 AND expires_at <> 0 AND EXISTS (SELECT 1 FROM async)`
-)
 
 // interleaveRounds is how many turns the rows of one comparison take: each
 // runs n/interleaveRounds operations per turn, so all of them see the same
@@ -152,7 +104,7 @@ func benchPostgres(ctx context.Context, o options, rep *report) error {
 		return err
 	}
 	defer db.Close()
-	for _, ddl := range []string{seedPGSchema, floorPGSchema} {
+	for _, ddl := range []string{pgsql.SeedSchema, pgsql.FloorSchema} {
 		if _, err := db.ExecContext(ctx, ddl); err != nil {
 			return err
 		}
@@ -168,21 +120,21 @@ func benchPostgres(ctx context.Context, o options, rep *report) error {
 		},
 		func() error {
 			var ok bool
-			if err := db.QueryRowContext(ctx, seedPGTryAcquire, entity, session, "120").Scan(&ok); err != nil {
+			if err := db.QueryRowContext(ctx, pgsql.SeedGrant, entity, session, "120").Scan(&ok); err != nil {
 				return err
 			}
 			if !ok {
 				return errors.New("seed refused an uncontended acquire")
 			}
-			_, err := db.ExecContext(ctx, seedPGRelease, entity, session)
+			_, err := db.ExecContext(ctx, pgsql.SeedRelease, entity, session)
 			return err
 		},
 		func() error {
 			var token int64
-			if err := db.QueryRowContext(ctx, floorPGGrant, entity, session, int64(120_000)).Scan(&token); err != nil {
+			if err := db.QueryRowContext(ctx, pgsql.FloorGrant, entity, session, int64(120_000)).Scan(&token); err != nil {
 				return err
 			}
-			_, err := db.ExecContext(ctx, floorPGRelease, entity, session)
+			_, err := db.ExecContext(ctx, pgsql.FloorRelease, entity, session)
 			return err
 		})
 	if err != nil {
