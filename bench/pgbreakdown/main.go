@@ -168,14 +168,22 @@ func run(ctx context.Context, base string, n int) error {
 	if err := ours("statements", "Acquire, Release (schema version 2)"); err != nil {
 		return err
 	}
-	if err := ours("notify-always", "the same, every release notifying (version 1)", `CREATE OR REPLACE FUNCTION entitylock_notify_release() RETURNS trigger
-LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('entitylock', TG_TABLE_SCHEMA || '/' || NEW.entity); RETURN NULL; END $$`); err != nil {
+	if err := ours("notify-always", "the same, every release notifying (version 1)",
+		"DROP TRIGGER entitylock_leases_released ON entitylock_leases",
+		`CREATE TRIGGER entitylock_leases_released AFTER UPDATE OF expires_at ON entitylock_leases
+FOR EACH ROW WHEN (NEW.expires_at = 0 AND OLD.expires_at <> 0) EXECUTE FUNCTION entitylock_notify_release()`); err != nil {
 		return err
 	}
-	if err := ours("no-triggers", "the same, no fence or notify trigger",
-		"DROP TRIGGER entitylock_leases_released ON entitylock_leases",
+	noTriggers := []string{"DROP TRIGGER entitylock_leases_released ON entitylock_leases",
 		"DROP TRIGGER entitylock_leases_inserted ON entitylock_leases",
-		"DROP TRIGGER entitylock_leases_deleted ON entitylock_leases"); err != nil {
+		"DROP TRIGGER entitylock_leases_deleted ON entitylock_leases"}
+	if err := ours("no-triggers", "the same, no fence or notify trigger", noTriggers...); err != nil {
+		return err
+	}
+	if err := ours("no-checks", "the same, no trigger and no CHECK constraint", append(noTriggers,
+		`ALTER TABLE entitylock_leases DROP CONSTRAINT entitylock_leases_entity_check,
+DROP CONSTRAINT entitylock_leases_session_id_check, DROP CONSTRAINT entitylock_leases_token_check,
+DROP CONSTRAINT entitylock_leases_expires_at_check`)...); err != nil {
 		return err
 	}
 
