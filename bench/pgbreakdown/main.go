@@ -88,7 +88,9 @@ func run(ctx context.Context, base string, n int) error {
 	var schemas []string
 	defer func() {
 		for _, s := range schemas {
-			admin.ExecContext(context.Background(), "DROP SCHEMA "+s+" CASCADE")
+			if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA "+s+" CASCADE"); err != nil {
+				fmt.Fprintf(os.Stderr, "pgbreakdown: drop schema %s: %v\n", s, err)
+			}
 		}
 	}()
 	// open makes a schema and a pool on it whose sockets count writes.
