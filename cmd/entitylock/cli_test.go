@@ -485,10 +485,11 @@ func migrateForce(t *testing.T, b locktest.Backend) {
 	if r := entitylock(t, env, "locks"); r.code != exitFailure || !strings.Contains(r.stderr, "dirty") || !strings.Contains(r.stderr, "migrate force") {
 		t.Errorf("locks on a dirty schema: exit %d, %q", r.code, r.stderr)
 	}
-	r := entitylock(t, env, "migrate", "force", "1", "--json")
+	latest := strconv.FormatUint(uint64(schema.Latest()), 10)
+	r := entitylock(t, env, "migrate", "force", latest, "--json")
 	var v map[string]any
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &v) != nil || v["version"] != float64(1) || v["dirty"] != false {
-		t.Fatalf("force 1: exit %d: %q %q", r.code, r.stdout, r.stderr)
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &v) != nil || v["version"] != float64(schema.Latest()) || v["dirty"] != false {
+		t.Fatalf("force %s: exit %d: %q %q", latest, r.code, r.stdout, r.stderr)
 	}
 	if r := entitylock(t, env, "locks", "--json"); r.code != 0 || len(leaseEntities(t, r.stdout)) != 3 {
 		t.Errorf("locks after force: exit %d: %s %s", r.code, r.stdout, r.stderr)
