@@ -78,6 +78,9 @@ func TestSharedSessionNeverRefusedByItself(t *testing.T) {
 								mu.Unlock()
 								t.Errorf("refused by its own session: %v", err)
 							}
+						case errors.Is(err, lock.ErrHeld):
+							// Eight attempts in a row found the holder
+							// changing: a documented outcome under contention.
 						case err != nil:
 							t.Errorf("TryAcquire: %v", err)
 						default:
