@@ -164,7 +164,9 @@ func (s *Session) keep(ctx context.Context, l Lease, start time.Time) *keeper {
 // whose statement began at start on the deadline clock.
 func (k *keeper) setDeadline(start time.Time) {
 	cfg := &k.s.m.cfg
-	d := start.Add(cfg.ttl - cfg.safetyMargin())
+	// Less a millisecond: the database stores start truncated to ms, so
+	// its expiry may come up to a millisecond before start + TTL.
+	d := start.Add(cfg.ttl - cfg.safetyMargin() - time.Millisecond)
 	k.deadline.Store(&d)
 }
 

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/entitylock/entitylock/db/pgdb"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // postgresEngine runs the statements of queries/postgres through pgx's
@@ -138,25 +137,31 @@ func (e *postgresEngine) release(ctx context.Context, entity, session string) (n
 
 // releaseGrant, Do's release, reports 0 rows only when it knows: Do takes
 // 0 for a grant lost before fn returned. When an attempt's connection died
-// and the retry found nothing to release, the lost attempt may have
-// released it, so the connection's error is returned instead.
+// after sending it and the retry found nothing to release, the lost
+// attempt may have released it: if another grant of the entity is live,
+// the lease was lost all the same (0 rows); otherwise the connection's
+// error is returned.
 func (e *postgresEngine) releaseGrant(ctx context.Context, l Lease) (n int64, err error) {
 	var doubt error
 	err = e.retry(ctx, retryIdempotent, func() (err error) {
 		n, err = e.q.ReleaseGrant(ctx, pgdb.ReleaseGrantParams{Entity: l.Entity, SessionID: l.SessionID, Token: l.Token})
-		if connDied(err) && !pgconn.SafeToRetry(err) {
+		if inDoubt(err) {
 			doubt = err
 		}
 		return err
 	})
 	if err == nil && n == 0 && doubt != nil {
+		if h, _, herr := e.holder(ctx, l.Entity, sql.NullInt64{}); herr == nil && h.Token != l.Token {
+			return 0, nil // taken over: lost, whatever the lost attempt did
+		}
 		return 0, fmt.Errorf("release outcome unknown: %w", doubt)
 	}
 	return n, err
 }
 
+// forceRelease is not repeated after a dead connection: see retry.
 func (e *postgresEngine) forceRelease(ctx context.Context, entity string) (n int64, err error) {
-	err = e.retry(ctx, retryIdempotent, func() (err error) {
+	err = e.retry(ctx, retryRolledBack, func() (err error) {
 		n, err = e.q.ForceRelease(ctx, entity)
 		return err
 	})

@@ -107,8 +107,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: safety margin %v is negative", ErrInvalidDuration, c.safetyMargin())
 	}
 	if (c.renew > 0 || c.marginSet) && !c.canRenew() {
-		return fmt.Errorf("%w: renewal interval %v plus safety margin %v must be under the TTL %v",
-			ErrInvalidDuration, c.renewEvery(), c.safetyMargin(), c.ttl)
+		return fmt.Errorf("%w: renewal interval %v plus safety margin %v plus %v must be under the TTL %v",
+			ErrInvalidDuration, c.renewEvery(), c.safetyMargin(), MinInterval, c.ttl)
 	}
 	return c.retry.validate()
 }
@@ -117,7 +117,8 @@ func (c *config) validate() error {
 // margin fit in the TTL. With the defaults only a TTL of a few
 // milliseconds fails it; Do then refuses to start.
 func (c *config) canRenew() bool {
-	return c.renewEvery()+c.safetyMargin() < c.ttl
+	// The local deadline comes a millisecond before TTL − margin (do.go).
+	return c.renewEvery()+c.safetyMargin()+MinInterval < c.ttl
 }
 
 // WithTTL sets how long each grant and refresh lasts (default DefaultTTL).

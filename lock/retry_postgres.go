@@ -30,9 +30,12 @@ import (
 //     leaves the same state are retried (retryIdempotent): every read; a
 //     grant (repeated, it finds its own lease and refreshes it, keeping the
 //     token); a renewal (it sets the expiry to now + TTL, never earlier); a
-//     release (a released row stays released) and purges. Extend, which
-//     adds to the expiry, is not: its error reaches the caller. These wait
-//     10 ms per attempt so far too.
+//     session's release (a released row stays released, and only the
+//     session's own grants can be touched) and purges. Extend, which adds
+//     to the expiry, is not, nor is ForceRelease: repeated after the first
+//     attempt committed, it would release whoever was granted the entity in
+//     between. Their error reaches the caller. These wait 10 ms per attempt
+//     so far too.
 //
 // Each retry goes to another connection: pgx closes a connection that broke,
 // and database/sql discards it. A statement is tried maxStatementAttempts
@@ -130,4 +133,13 @@ func (h *connHealth) died() {
 func (h *connHealth) shouldPing(_ context.Context, p stdlib.ShouldPingParams) bool {
 	lastUse := time.Now().Add(-p.IdleDuration).UnixNano()
 	return p.IdleDuration > time.Second || lastUse <= h.lastDeath.Load()
+}
+
+// inDoubt reports an error after which the statement may have committed:
+// its connection died once the statement was sent. A connection that could
+// not be made, or one database/sql found bad before use, never sent it.
+func inDoubt(err error) bool {
+	var connectErr *pgconn.ConnectError
+	return connDied(err) && !pgconn.SafeToRetry(err) &&
+		!errors.As(err, &connectErr) && !errors.Is(err, driver.ErrBadConn)
 }

@@ -30,6 +30,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/golang-migrate/migrate/v4"
 	"github.com/golang-migrate/migrate/v4/database"
@@ -246,8 +247,16 @@ func runSteps(ctx context.Context, db *sql.DB, e Engine, src source.Driver, step
 	if err != nil {
 		return err
 	}
+	// golang-migrate gives up on Lock after its LockTimeout (15 s) but
+	// leaves Lock running: one that succeeded later would hold the
+	// migration lock on a connection nobody unlocks. ctx bounds the wait
+	// instead: Lock's statements run under it.
+	m.LockTimeout = noLockTimeout
 	return step(m)
 }
+
+// noLockTimeout is golang-migrate's lock timeout here: in effect none.
+const noLockTimeout = time.Duration(1 << 62)
 
 func checkVersion(v uint, dirty bool) error {
 	if dirty {

@@ -1,0 +1,63 @@
+package lock
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// A statement whose connection died after it was sent is repeated only when
+// repeating it is harmless; one that was never sent is repeated whatever it
+// does. ForceRelease is not harmless: repeated after its first attempt
+// committed, it would release whoever was granted the entity in between.
+func TestPostgresRetryClasses(t *testing.T) {
+	died := &pgconn.PgError{Code: "57P01"} // the backend was terminated
+	tests := []struct {
+		name  string
+		class retryClass
+		err   error
+		calls int // attempts made when every attempt fails with err
+	}{
+		{"idempotent, connection died", retryIdempotent, died, maxStatementAttempts},
+		{"idempotent, EOF", retryIdempotent, io.ErrUnexpectedEOF, maxStatementAttempts},
+		{"not idempotent, connection died", retryRolledBack, died, 1},
+		{"not idempotent, EOF", retryRolledBack, io.ErrUnexpectedEOF, 1},
+		{"not idempotent, deadlock", retryRolledBack, &pgconn.PgError{Code: "40P01"}, maxStatementAttempts},
+		{"not idempotent, syntax error", retryRolledBack, &pgconn.PgError{Code: "42601"}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &postgresEngine{}
+			calls := 0
+			err := e.retry(t.Context(), tt.class, func() error { calls++; return tt.err })
+			if calls != tt.calls || !errors.Is(err, tt.err) {
+				t.Errorf("%d attempts, %v; want %d, the statement's error", calls, err, tt.calls)
+			}
+		})
+	}
+}
+
+// Only an error after which the statement may have run leaves Do's release
+// in doubt.
+func TestPostgresInDoubt(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"backend terminated (it may have committed first)", &pgconn.PgError{Code: "57P01"}, true},
+		{"EOF after sending", io.ErrUnexpectedEOF, true},
+		{"bad connection before use", driver.ErrBadConn, false},
+		{"could not connect", &pgconn.ConnectError{}, false},
+		{"another error", errors.New("boom"), false},
+		{"cancelled", context.Canceled, false},
+	} {
+		if got := inDoubt(tc.err); got != tc.want {
+			t.Errorf("%s: inDoubt = %v; want %v", tc.name, got, tc.want)
+		}
+	}
+}
