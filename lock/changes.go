@@ -12,7 +12,7 @@ package lock
 // would take from every other call, nor on a private in-memory database,
 // which no other process can change.
 func (m *Manager) listen() {
-	if m.memName != "" || m.db.Stats().MaxOpenConnections == 1 {
+	if m.own != nil && m.own.drop != nil || m.db.Stats().MaxOpenConnections == 1 {
 		return
 	}
 	if m.enter() != nil {

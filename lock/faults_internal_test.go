@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/entitylock/entitylock/schema"
 	"github.com/ncruces/go-sqlite3"
 	sqlitedriver "github.com/ncruces/go-sqlite3/driver"
 )
@@ -175,7 +174,7 @@ func (s *faultyStmt) CheckNamedValue(v *driver.NamedValue) error {
 // openFaulty opens a Manager on a file through the fault-injecting wrapper.
 func openFaulty(t *testing.T, opts ...Option) (*Manager, *faults) {
 	t.Helper()
-	uri, _, _, err := buildDSN(filepath.Join(t.TempDir(), "faults.db"))
+	uri, _, _, err := buildDSN(filepath.Join(t.TempDir(), "faults.db"), Create)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +185,7 @@ func openFaulty(t *testing.T, opts ...Option) (*Manager, *faults) {
 	f := &faults{}
 	db := sql.OpenDB(faultyConnector{base, f})
 	t.Cleanup(func() { db.Close() })
-	m, err := newManager(t.Context(), db, schema.SQLite, opts)
+	m, err := newManager(t.Context(), sqliteKind, db, nil, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

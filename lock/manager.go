@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/entitylock/entitylock/schema"
-	"github.com/ncruces/go-sqlite3/vfs/memdb"
 )
 
 // ErrSchemaTooNew, ErrSchemaDirty and ErrSchemaMissing are returned
@@ -37,8 +36,7 @@ type Manager struct {
 	serverTimed bool
 	skewMs      atomic.Int64
 
-	ownDB   bool   // Close closes db
-	memName string // in-memory database to delete on Close
+	own *openedDB // the database Open opened, which Close closes; nil under New
 
 	// mu is held shared by every call that touches the database and
 	// exclusively by Close, so Close waits for calls in flight.
@@ -55,33 +53,37 @@ type Manager struct {
 	stats   counters
 }
 
-func newManager(ctx context.Context, db *sql.DB, kind schema.Engine, opts []Option) (*Manager, error) {
+// newManager migrates db, which k's driver talks to, and returns a Manager
+// over it. o is what k opened, which the Manager then owns, or nil when db
+// is the caller's.
+func newManager(ctx context.Context, k *engineKind, db *sql.DB, o *openedDB, opts []Option) (*Manager, error) {
 	cfg := defaultConfig()
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&cfg)
 		}
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, opError("open", "", err)
 	}
-	if err := schema.Migrate(ctx, db); err != nil {
+	if err := k.migrations.Migrate(ctx, db); err != nil {
 		return nil, opError("open", "", err)
 	}
-	m := &Manager{db: db, cfg: cfg, done: make(chan struct{}), queues: waitQueues{linesChanged: make(chan struct{}, 1)}}
-	switch kind {
-	case schema.SQLite:
-		eng, err := newSQLiteEngine(ctx, db)
-		if err != nil {
-			return nil, opError("open: prepare statements", "", err)
-		}
-		m.eng = eng
-	case schema.Postgres:
-		m.eng = newPostgresEngine(db)
-		m.serverTimed = !cfg.clockSet
+	eng, err := k.adapter(ctx, db, o)
+	if err != nil {
+		return nil, opError("open: prepare statements", "", err)
+	}
+	m := &Manager{
+		db: db, eng: eng, cfg: cfg, own: o,
+		serverTimed: k.serverClock && !cfg.clockSet,
+		done:        make(chan struct{}),
+		queues:      waitQueues{linesChanged: make(chan struct{}, 1)},
 	}
 	if cfg.sweep > 0 {
 		m.bg.Go(m.sweep)
+	}
+	if o != nil && o.run != nil {
+		m.bg.Go(func() { o.run(m) })
 	}
 	return m, nil
 }
@@ -250,11 +252,8 @@ func (m *Manager) Close() error {
 	m.bg.Wait() // the sweeper may be waiting for mu
 	m.mu.Lock()
 	err := m.eng.close()
-	if m.ownDB {
-		err = errors.Join(err, m.db.Close())
-	}
-	if m.memName != "" {
-		memdb.Delete(m.memName)
+	if m.own != nil {
+		err = errors.Join(err, m.own.close())
 	}
 	if err != nil {
 		return opError("close", "", err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/entitylock/entitylock/schema"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -13,12 +12,19 @@ import (
 // postgresIdleConns is how many idle connections Open keeps to PostgreSQL.
 const postgresIdleConns = 16
 
-// openPostgres opens a pgx database/sql pool on url.
-func openPostgres(ctx context.Context, url string, opts []Option) (*Manager, error) {
-	cfg, err := pgx.ParseConfig(url)
+// openPostgres opens a pgx database/sql pool on dsn and checks that the
+// server answers. With access ReadOnly every transaction is read-only.
+func openPostgres(ctx context.Context, dsn string, access Access) (*openedDB, error) {
+	if scheme, ok := urlScheme(dsn); ok {
+		dsn = scheme + dsn[len(scheme):] // pgx knows the scheme in lower case only
+	}
+	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		// pgconn's message quotes the URL with its password redacted.
-		return nil, opError("open", "", fmt.Errorf("%w: %w", ErrInvalidOption, err))
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+	}
+	if access == ReadOnly {
+		cfg.RuntimeParams["default_transaction_read_only"] = "on"
 	}
 	health := new(connHealth)
 	db := stdlib.OpenDB(*cfg, stdlib.OptionShouldPing(health.shouldPing))
@@ -29,14 +35,8 @@ func openPostgres(ctx context.Context, url string, opts []Option) (*Manager, err
 	db.SetConnMaxIdleTime(time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, opError("open", "", err)
-	}
-	m, err := newManager(ctx, db, schema.Postgres, opts)
-	if err != nil {
-		db.Close()
 		return nil, err
 	}
-	m.ownDB = true
-	m.eng.(*postgresEngine).health = health
-	return m, nil
+	return &openedDB{db: db, health: health}, nil
 }
+

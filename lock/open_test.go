@@ -124,7 +124,7 @@ func TestNewUsesCallersDB(t *testing.T) {
 	}
 }
 
-// New refuses a *sql.DB of any driver but the two engines'.
+// New and SchemaOf refuse a *sql.DB of any driver but the engines'.
 func TestNewRefusesOtherDrivers(t *testing.T) {
 	sql.Register("entitylock-test-other", otherDriver{})
 	other, err := sql.Open("entitylock-test-other", "")
@@ -134,6 +134,9 @@ func TestNewRefusesOtherDrivers(t *testing.T) {
 	defer other.Close()
 	if _, err := lock.New(t.Context(), other); !errors.Is(err, lock.ErrInvalidOption) {
 		t.Errorf("New(*sql.DB of another driver): got err %v, want ErrInvalidOption", err)
+	}
+	if _, err := lock.SchemaOf(other); !errors.Is(err, lock.ErrInvalidOption) {
+		t.Errorf("SchemaOf(*sql.DB of another driver): got err %v, want ErrInvalidOption", err)
 	}
 }
 

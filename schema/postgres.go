@@ -14,6 +14,10 @@ import (
 // separate set of locks that excludes nobody.
 var ErrNoSchema = errors.New("no schema of the search_path exists")
 
+// Postgres is the schema of PostgreSQL databases opened with
+// github.com/jackc/pgx/v5/stdlib.
+var Postgres = &Migrations{dir: "postgres", d: postgresDialect}
+
 // postgresDialect runs migrations in one transaction that first takes an
 // advisory transaction lock keyed by the current schema: processes that
 // start together wait for each other, and the first one migrates. DDL is

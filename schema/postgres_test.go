@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/lock/locktest"
 	"github.com/entitylock/entitylock/schema"
 )
@@ -33,33 +34,30 @@ func pgObjects(t *testing.T, db *sql.DB) []string {
 func TestPostgresMigrateUpDownAndConcurrentStart(t *testing.T) {
 	b := locktest.Postgres(t)
 	db := b.OpenRaw(t, b.NewDSN(t))
-	if e, err := schema.EngineOf(db); err != nil || e != schema.Postgres {
-		t.Fatalf("EngineOf = %v, %v; want postgres", e, err)
-	}
 	empty := pgObjects(t, db)
 
 	// Eight Migrate calls at once, each on a connection of its own.
 	var wg sync.WaitGroup
 	errs := make([]error, 8)
 	for i := range errs {
-		wg.Go(func() { errs[i] = schema.Migrate(t.Context(), db) })
+		wg.Go(func() { errs[i] = schema.Postgres.Migrate(t.Context(), db) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("concurrent Migrate: %v", err)
 	}
-	v, dirty, err := schema.Version(t.Context(), db)
+	v, dirty, err := schema.Postgres.Version(t.Context(), db)
 	if err != nil || v != schema.Latest() || dirty {
 		t.Fatalf("Version = %d, %v, %v; want %d, clean", v, dirty, err, schema.Latest())
 	}
 	migrated := pgObjects(t, db)
-	if err := schema.Migrate(t.Context(), db); err != nil {
+	if err := schema.Postgres.Migrate(t.Context(), db); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
 	if diff := cmp.Diff(migrated, pgObjects(t, db)); diff != "" {
 		t.Errorf("a second Migrate changed the schema (-before +after):\n%s", diff)
 	}
-	if err := schema.MigrateDown(t.Context(), db); err != nil {
+	if err := schema.Postgres.MigrateDown(t.Context(), db); err != nil {
 		t.Fatalf("MigrateDown: %v", err)
 	}
 	// What is left is golang-migrate's version table, now empty.
@@ -68,7 +66,7 @@ func TestPostgresMigrateUpDownAndConcurrentStart(t *testing.T) {
 	if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
 		t.Errorf("after MigrateDown (-want +got):\n%s", diff)
 	}
-	if v, _, err := schema.Version(t.Context(), db); err != nil || v != 0 {
+	if v, _, err := schema.Postgres.Version(t.Context(), db); err != nil || v != 0 {
 		t.Errorf("Version after down = %d, %v; want 0", v, err)
 	}
 }
@@ -123,13 +121,13 @@ func TestPostgresMigrationSurvivesKilledConnection(t *testing.T) {
 		}
 		delay := time.Duration(try%17) * time.Millisecond // 0–16 ms into the migration
 		done := make(chan error, 1)
-		go func() { done <- schema.Migrate(t.Context(), victim) }()
+		go func() { done <- schema.Postgres.Migrate(t.Context(), victim) }()
 		time.Sleep(delay)
 		if _, err := killer.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app); err != nil {
 			t.Fatal(err)
 		}
 		migErr := <-done
-		v, dirty, err := schema.Version(t.Context(), killer)
+		v, dirty, err := schema.Postgres.Version(t.Context(), killer)
 		if err != nil {
 			closePools()
 			t.Fatalf("try %d: Version: %v", try, err)
@@ -138,7 +136,7 @@ func TestPostgresMigrationSurvivesKilledConnection(t *testing.T) {
 			t.Errorf("try %d (kill after %v): schema left dirty at version %d (Migrate: %v)", try, delay, v, migErr)
 		} else {
 			outcomes[fmt.Sprintf("version %d", v)]++
-			if err := schema.Migrate(t.Context(), killer); err != nil {
+			if err := schema.Postgres.Migrate(t.Context(), killer); err != nil {
 				t.Errorf("try %d: Migrate after the kill: %v", try, err)
 			}
 		}
@@ -162,31 +160,35 @@ func TestForce(t *testing.T) {
 		t.Run(e.name, func(t *testing.T) {
 			b := e.b(t)
 			db := b.OpenRaw(t, b.NewDSN(t))
-			if err := schema.Migrate(t.Context(), db); err != nil {
+			s, err := lock.SchemaOf(db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Migrate(t.Context(), db); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := db.Exec(`UPDATE ` + schema.MigrationsTable + ` SET dirty = true`); err != nil {
 				t.Fatal(err)
 			}
-			if err := schema.Migrate(t.Context(), db); !errors.Is(err, schema.ErrDirty) {
+			if err := s.Migrate(t.Context(), db); !errors.Is(err, schema.ErrDirty) {
 				t.Fatalf("Migrate on a dirty schema: %v; want ErrDirty", err)
 			}
 			for _, bad := range []int{-2, int(schema.Latest()) + 1, 1 << 40} {
-				if err := schema.Force(t.Context(), db, bad); !errors.Is(err, schema.ErrUnknownVersion) {
+				if err := s.Force(t.Context(), db, bad); !errors.Is(err, schema.ErrUnknownVersion) {
 					t.Errorf("Force(%d) = %v; want ErrUnknownVersion", bad, err)
 				}
-				if _, dirty, _ := schema.Version(t.Context(), db); !dirty {
+				if _, dirty, _ := s.Version(t.Context(), db); !dirty {
 					t.Errorf("Force(%d) changed the version row", bad)
 				}
 			}
-			if err := schema.Force(t.Context(), db, int(schema.Latest())); err != nil {
+			if err := s.Force(t.Context(), db, int(schema.Latest())); err != nil {
 				t.Fatalf("Force(latest): %v", err)
 			}
-			v, dirty, err := schema.Version(t.Context(), db)
+			v, dirty, err := s.Version(t.Context(), db)
 			if err != nil || dirty || v != schema.Latest() {
 				t.Fatalf("after Force: %d, %v, %v; want %d clean", v, dirty, err, schema.Latest())
 			}
-			if err := schema.Migrate(t.Context(), db); err != nil {
+			if err := s.Migrate(t.Context(), db); err != nil {
 				t.Errorf("Migrate after Force: %v", err)
 			}
 		})
@@ -199,7 +201,7 @@ func TestPostgresMissingSchema(t *testing.T) {
 	b := locktest.Postgres(t)
 	dsn := locktest.WithParam(t, b.NewDSN(t), "search_path", "entitylock_no_such_schema")
 	db := b.OpenRaw(t, dsn)
-	err := schema.Migrate(t.Context(), db)
+	err := schema.Postgres.Migrate(t.Context(), db)
 	if !errors.Is(err, schema.ErrNoSchema) || !strings.Contains(err.Error(), "entitylock_no_such_schema") {
 		t.Fatalf("Migrate: %v; want ErrNoSchema naming the search_path", err)
 	}

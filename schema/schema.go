@@ -1,6 +1,8 @@
 // Package schema holds entitylock's schema, for SQLite (sqlite/) and for
 // PostgreSQL (postgres/), as golang-migrate migrations embedded in the
-// binary, and applies them. Both engines have the same migration versions.
+// binary, and applies them: SQLite and Postgres are each engine's
+// Migrations, which package lock picks for a database. Every engine has the
+// same migration versions.
 //
 // The migration version is kept in a table of its own,
 // entitylock_schema_migrations, so the lock tables can live in the host
@@ -27,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,8 +39,6 @@ import (
 	"github.com/golang-migrate/migrate/v4/database"
 	"github.com/golang-migrate/migrate/v4/source"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
-	"github.com/jackc/pgx/v5/stdlib"
-	sqlitedriver "github.com/ncruces/go-sqlite3/driver"
 )
 
 // MigrationsTable is the table that records the schema version.
@@ -46,53 +47,16 @@ const MigrationsTable = "entitylock_schema_migrations"
 //go:embed sqlite/*.sql postgres/*.sql
 var files embed.FS
 
-// An Engine is a database system whose schema this package holds.
-type Engine int
-
-const (
-	// SQLite, through github.com/ncruces/go-sqlite3/driver.
-	SQLite Engine = iota + 1
-	// Postgres is PostgreSQL, through github.com/jackc/pgx/v5/stdlib.
-	Postgres
-)
-
-// String names the engine.
-func (e Engine) String() string {
-	switch e {
-	case SQLite:
-		return "sqlite"
-	case Postgres:
-		return "postgres"
-	}
-	return fmt.Sprintf("Engine(%d)", int(e))
+// Migrations is one engine's embedded migrations and the way to run them on
+// that engine. SQLite and Postgres are the two; package lock picks the one
+// that matches a database.
+type Migrations struct {
+	dir string // the engine's folder of migration files
+	d   dialect
 }
 
-func (e Engine) dir() string { return e.String() }
-
-func (e Engine) dialect() dialect {
-	if e == Postgres {
-		return postgresDialect
-	}
-	return sqliteDialect
-}
-
-// ErrUnsupportedDriver reports a *sql.DB whose driver is neither of the
-// supported ones.
-var ErrUnsupportedDriver = errors.New("unsupported database driver")
-
-// EngineOf tells which engine db talks to, from its driver.
-func EngineOf(db *sql.DB) (Engine, error) {
-	if db == nil {
-		return 0, errors.New("schema: nil *sql.DB")
-	}
-	switch db.Driver().(type) {
-	case *sqlitedriver.SQLite:
-		return SQLite, nil
-	case *stdlib.Driver:
-		return Postgres, nil
-	}
-	return 0, fmt.Errorf("schema: *sql.DB uses driver %T: %w; want github.com/ncruces/go-sqlite3/driver or github.com/jackc/pgx/v5/stdlib", db.Driver(), ErrUnsupportedDriver)
-}
+// String names the engine the migrations are for.
+func (s *Migrations) String() string { return s.dir }
 
 var (
 	// ErrTooNew reports a database whose schema version is newer than any
@@ -110,8 +74,8 @@ var (
 	ErrUnknownVersion = errors.New("unknown schema version")
 )
 
-// Latest returns the highest migration version embedded in this build (the
-// same for both engines).
+// Latest returns the highest migration version embedded in this build: the
+// same for every engine, whose folders hold the same versions.
 func Latest() uint {
 	vs := versions()
 	if len(vs) == 0 {
@@ -123,13 +87,13 @@ func Latest() uint {
 // hasVersion reports whether migration v is embedded.
 func hasVersion(v uint) bool { return slices.Contains(versions(), v) }
 
-// versions lists the embedded migration versions (the same for both
-// engines), in ascending order.
+// versions lists the embedded migration versions of every engine, in
+// ascending order.
 func versions() []uint {
 	var out []uint
-	entries, _ := fs.ReadDir(files, SQLite.dir()) // embedded directories always read
-	for _, e := range entries {
-		head, _, ok := strings.Cut(e.Name(), "_")
+	paths, _ := fs.Glob(files, "*/*.sql") // the pattern is valid
+	for _, p := range paths {
+		head, _, ok := strings.Cut(path.Base(p), "_")
 		if !ok {
 			continue
 		}
@@ -143,12 +107,8 @@ func versions() []uint {
 
 // Version reports the schema version recorded in db (0 when the database was
 // never migrated) and whether it is marked dirty. It only reads.
-func Version(ctx context.Context, db *sql.DB) (version uint, dirty bool, err error) {
-	e, err := EngineOf(db)
-	if err != nil {
-		return 0, false, err
-	}
-	v, dirty, err := e.dialect().readVersion(ctx, db)
+func (s *Migrations) Version(ctx context.Context, db *sql.DB) (version uint, dirty bool, err error) {
+	v, dirty, err := s.d.readVersion(ctx, db)
 	if err != nil {
 		return 0, false, fmt.Errorf("schema: read version: %w", err)
 	}
@@ -162,11 +122,11 @@ func Version(ctx context.Context, db *sql.DB) (version uint, dirty bool, err err
 // when the schema is already current, so it works on read-only files too.
 // It returns an error wrapping ErrTooNew or ErrDirty, and changes nothing,
 // when the recorded version is newer than this code or marked dirty.
-func Migrate(ctx context.Context, db *sql.DB) error {
-	if v, dirty, err := Version(ctx, db); err == nil && !dirty && v == Latest() {
+func (s *Migrations) Migrate(ctx context.Context, db *sql.DB) error {
+	if v, dirty, err := s.Version(ctx, db); err == nil && !dirty && v == Latest() {
 		return nil // current: no lock, no migration connection
 	}
-	return run(ctx, db, func(m *migrate.Migrate) error { return m.Up() })
+	return s.run(ctx, db, func(m *migrate.Migrate) error { return m.Up() })
 }
 
 // Force records version as db's schema version, clean, without running any
@@ -175,22 +135,18 @@ func Migrate(ctx context.Context, db *sql.DB) error {
 // spelling) records that none is applied. Other versions must be embedded
 // in this build; anything else is refused with ErrUnknownVersion and
 // changes nothing.
-func Force(ctx context.Context, db *sql.DB, version int) error {
+func (s *Migrations) Force(ctx context.Context, db *sql.DB, version int) error {
 	if version == 0 {
 		version = database.NilVersion
 	}
 	if version != database.NilVersion && (version < 1 || !hasVersion(uint(version))) {
 		return fmt.Errorf("schema: force %d: %w (want 0 or a version from 1 to %d)", version, ErrUnknownVersion, Latest())
 	}
-	e, err := EngineOf(db)
-	if err != nil {
-		return err
-	}
-	drv := &driver{ctx: ctx, db: db, d: e.dialect()}
+	drv := &driver{ctx: ctx, db: db, d: s.d}
 	if err := drv.Lock(); err != nil {
 		return fmt.Errorf("schema: force %d: %w", version, err)
 	}
-	err = drv.SetVersion(version, false)
+	err := drv.SetVersion(version, false)
 	if uerr := drv.Unlock(); err == nil {
 		err = uerr
 	}
@@ -202,16 +158,12 @@ func Force(ctx context.Context, db *sql.DB, version int) error {
 
 // MigrateDown reverts every migration, dropping the lock tables (and the
 // leases in them). It is meant for operators and tests.
-func MigrateDown(ctx context.Context, db *sql.DB) error {
-	return run(ctx, db, func(m *migrate.Migrate) error { return m.Down() })
+func (s *Migrations) MigrateDown(ctx context.Context, db *sql.DB) error {
+	return s.run(ctx, db, func(m *migrate.Migrate) error { return m.Down() })
 }
 
-func run(ctx context.Context, db *sql.DB, step func(*migrate.Migrate) error) error {
-	e, err := EngineOf(db)
-	if err != nil {
-		return err
-	}
-	v, dirty, err := Version(ctx, db)
+func (s *Migrations) run(ctx context.Context, db *sql.DB, step func(*migrate.Migrate) error) error {
+	v, dirty, err := s.Version(ctx, db)
 	if err != nil {
 		return err
 	}
@@ -219,11 +171,11 @@ func run(ctx context.Context, db *sql.DB, step func(*migrate.Migrate) error) err
 		return fmt.Errorf("schema: migrate: %w", err)
 	}
 
-	src, err := iofs.New(files, e.dir())
+	src, err := iofs.New(files, s.dir)
 	if err != nil {
 		return fmt.Errorf("schema: migrate: open embedded migrations: %w", err)
 	}
-	err = runSteps(ctx, db, e, src, step)
+	err = runSteps(ctx, db, s.d, src, step)
 	var dirtyErr migrate.ErrDirty
 	switch {
 	case err == nil, errors.Is(err, migrate.ErrNoChange):
@@ -239,11 +191,11 @@ func run(ctx context.Context, db *sql.DB, step func(*migrate.Migrate) error) err
 	}
 }
 
-func runSteps(ctx context.Context, db *sql.DB, e Engine, src source.Driver, step func(*migrate.Migrate) error) error {
+func runSteps(ctx context.Context, db *sql.DB, d dialect, src source.Driver, step func(*migrate.Migrate) error) error {
 	// m.Close would close the driver's connection and the source; the caller
 	// owns db, and the driver releases its own *sql.Conn in Unlock.
 	defer src.Close()
-	m, err := migrate.NewWithInstance("iofs", src, "entitylock", &driver{ctx: ctx, db: db, d: e.dialect()})
+	m, err := migrate.NewWithInstance("iofs", src, "entitylock", &driver{ctx: ctx, db: db, d: d})
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -78,22 +81,22 @@ func TestMigrateUpIsIdempotentAndDownReverts(t *testing.T) {
 	}
 	empty := objects(t, db)
 
-	if err := schema.Migrate(ctx, db); err != nil {
+	if err := schema.SQLite.Migrate(ctx, db); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
 	migrated := objects(t, db)
-	if err := schema.Migrate(ctx, db); err != nil {
+	if err := schema.SQLite.Migrate(ctx, db); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
 	if diff := cmp.Diff(migrated, objects(t, db)); diff != "" {
 		t.Errorf("second Migrate changed the schema (-first +second):\n%s", diff)
 	}
-	v, dirty, err := schema.Version(ctx, db)
+	v, dirty, err := schema.SQLite.Version(ctx, db)
 	if err != nil || v != schema.Latest() || dirty {
 		t.Fatalf("Version = %d, %v, %v; want %d, false, nil", v, dirty, err, schema.Latest())
 	}
 
-	if err := schema.MigrateDown(ctx, db); err != nil {
+	if err := schema.SQLite.MigrateDown(ctx, db); err != nil {
 		t.Fatalf("MigrateDown: %v", err)
 	}
 	// The host application's table survives; only the version table remains
@@ -117,14 +120,14 @@ func TestUnusableSchemaIsLeftUntouched(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			db := openDB(t, filepath.Join(t.TempDir(), "m.db"))
-			if err := schema.Migrate(t.Context(), db); err != nil {
+			if err := schema.SQLite.Migrate(t.Context(), db); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := db.Exec(`UPDATE `+schema.MigrationsTable+` SET version = ?, dirty = ?`, tt.version, tt.dirty); err != nil {
 				t.Fatal(err)
 			}
 			before := objects(t, db)
-			if err := schema.Migrate(t.Context(), db); !errors.Is(err, tt.want) {
+			if err := schema.SQLite.Migrate(t.Context(), db); !errors.Is(err, tt.want) {
 				t.Fatalf("Migrate: got err %v, want %v", err, tt.want)
 			}
 			if diff := cmp.Diff(before, objects(t, db)); diff != "" {
@@ -149,7 +152,7 @@ func TestConcurrentMigrate(t *testing.T) {
 	for i, db := range dbs {
 		wg.Go(func() {
 			<-start
-			errs[i] = schema.Migrate(context.Background(), db)
+			errs[i] = schema.SQLite.Migrate(context.Background(), db)
 		})
 	}
 	close(start)
@@ -172,5 +175,40 @@ func TestConcurrentMigrate(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("schema after concurrent Migrate (-want +got):\n%s", diff)
+	}
+}
+
+// Every engine's folder holds the same migration versions, up and down:
+// Latest and Force speak of one version sequence for all engines.
+func TestEveryEngineHasTheSameVersions(t *testing.T) {
+	dirs, err := fs.ReadDir(schema.Files(), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first []string
+	for i, d := range dirs {
+		names, err := fs.Glob(schema.Files(), d.Name()+"/*.sql")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, n := range names {
+			// "dir/000001_create_leases.up.sql" → "000001.up"
+			base := strings.TrimSuffix(path.Base(n), ".sql")
+			version, _, _ := strings.Cut(base, "_")
+			names[j] = version + path.Ext(base)
+		}
+		if i == 0 {
+			first = names
+			continue
+		}
+		if diff := cmp.Diff(first, names); diff != "" {
+			t.Errorf("%s and %s differ in versions (-%s +%s):\n%s", dirs[0].Name(), d.Name(), dirs[0].Name(), d.Name(), diff)
+		}
+	}
+	if len(dirs) < 2 || len(first) == 0 {
+		t.Fatalf("embedded folders %v, first has %v: want at least two engines with migrations", dirs, first)
+	}
+	if got := fmt.Sprintf("%06d", schema.Latest()); first[len(first)-1][:6] != got {
+		t.Errorf("Latest() = %s; the newest file is %s", got, first[len(first)-1])
 	}
 }

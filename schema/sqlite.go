@@ -6,6 +6,10 @@ import (
 	"fmt"
 )
 
+// SQLite is the schema of SQLite databases opened with
+// github.com/ncruces/go-sqlite3/driver.
+var SQLite = &Migrations{dir: "sqlite", d: sqliteDialect}
+
 // sqliteDialect runs migrations in one BEGIN IMMEDIATE transaction: holding
 // SQLite's write lock for the whole run is what serializes processes.
 var sqliteDialect = dialect{

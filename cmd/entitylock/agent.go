@@ -12,9 +12,9 @@ import (
 	"github.com/entitylock/entitylock/lock"
 )
 
-// appTables are the demo's application tables: in the lock database's
-// SQLite file, or in a PostgreSQL schema of their own (same database: an
-// update and the Guard that checks its lease share one transaction).
+// appTables are the demo's application tables, beside the lock tables (in
+// the same database, an update and the Guard that checks its lease share
+// one transaction).
 //   - demo_entities: the records agents update; updates counts the writes,
 //     each a read-modify-write whose read happens outside the write's
 //     transaction, so two holders at once would lose an update.
@@ -24,23 +24,12 @@ import (
 //
 // The same SQL runs on SQLite and PostgreSQL: BIGINT, BOOLEAN and $n
 // placeholders mean the same to both.
-type appTables struct {
-	schema string // PostgreSQL; made of [a-z0-9_] by the demo
-}
+type appTables struct{}
 
-// name qualifies a table name with the schema.
-func (t appTables) name(table string) string {
-	if t.schema == "" {
-		return table
-	}
-	return t.schema + "." + table
-}
+var appTableNames = strings.NewReplacer("{entities}", "demo_entities", "{grants}", "demo_grants", "{agents}", "demo_agents")
 
 // sql replaces {entities}, {grants} and {agents} in query with the tables.
-func (t appTables) sql(query string) string {
-	return strings.NewReplacer("{entities}", t.name("demo_entities"), "{grants}", t.name("demo_grants"),
-		"{agents}", t.name("demo_agents")).Replace(query)
-}
+func (appTables) sql(query string) string { return appTableNames.Replace(query) }
 
 const demoSchema = `
 CREATE TABLE IF NOT EXISTS {entities} (
@@ -75,11 +64,6 @@ CREATE TABLE IF NOT EXISTS {agents} (
 // create makes the tables, or empties those a kept run left, and adds the
 // entities.
 func (t appTables) create(ctx context.Context, db *sql.DB, entities int) error {
-	if t.schema != "" {
-		if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+t.schema); err != nil {
-			return fmt.Errorf("create schema %s: %w", t.schema, err)
-		}
-	}
 	if _, err := db.ExecContext(ctx, t.sql(demoSchema)); err != nil {
 		return fmt.Errorf("create the demo's tables: %w", err)
 	}
@@ -104,12 +88,8 @@ func (t appTables) create(ctx context.Context, db *sql.DB, entities int) error {
 	return tx.Commit()
 }
 
-// drop removes the tables, and the schema.
+// drop removes the tables.
 func (t appTables) drop(ctx context.Context, db *sql.DB) error {
-	if t.schema != "" {
-		_, err := db.ExecContext(ctx, "DROP SCHEMA "+t.schema+" CASCADE")
-		return err
-	}
 	_, err := db.ExecContext(ctx, t.sql("DROP TABLE IF EXISTS {entities}; DROP TABLE IF EXISTS {grants}; DROP TABLE IF EXISTS {agents}"))
 	return err
 }

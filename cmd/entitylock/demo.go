@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,7 +107,7 @@ func runDemo(ctx context.Context, c *demoConfig, stdout, stderr io.Writer) (err 
 		c.seed = mrand.Uint64()
 	}
 	if c.report != "" {
-		if dir := filepath.Dir(c.report); !exists(dir) {
+		if dir := filepath.Dir(c.report); !isDir(dir) {
 			return fmt.Errorf("--report %s: no directory %s", c.report, dir)
 		}
 	}
@@ -116,27 +115,20 @@ func runDemo(ctx context.Context, c *demoConfig, stdout, stderr io.Writer) (err 
 	if temp {
 		c.db = filepath.Join(os.TempDir(), "entitylock-demo-"+rand.Text()[:8]+".db")
 	}
-	dsn, err := openDSN(c.db)
-	if err != nil {
-		return err
-	}
 	var tables appTables
-	if isPostgres(c.db) {
-		tables.schema = "entitylock_demo_" + strings.ToLower(rand.Text()[:8])
-	}
-
-	m, err := lock.Open(ctx, dsn, lock.WithTTL(c.ttl))
+	db, err := openDemo(ctx, c.db, lock.WithTTL(c.ttl))
 	if err != nil {
 		if temp {
 			removeSQLite(c.db)
 		}
-		return explain(c.db, err)
+		return err
 	}
-	defer m.Close()
+	m := db.Manager
+	defer db.Close()
 	defer func() {
 		// Cleanup outlives an interrupt; it is what leaves the database as
 		// the demo found it.
-		cerr := c.cleanup(context.WithoutCancel(ctx), m, tables, temp, stderr)
+		cerr := c.cleanup(context.WithoutCancel(ctx), db, tables, temp, stderr)
 		err = errors.Join(err, cerr)
 	}()
 
@@ -161,7 +153,7 @@ func runDemo(ctx context.Context, c *demoConfig, stdout, stderr io.Writer) (err 
 	var progWG sync.WaitGroup
 	progWG.Go(func() { prog.run(progCtx, m.DB()) })
 	if c.procs > 0 {
-		err = runWorkers(ctx, c, dsn, tables, specs)
+		err = runWorkers(ctx, c, c.db, tables, specs)
 	} else {
 		err = runAgents(ctx, m, tables, specs)
 	}
@@ -200,44 +192,11 @@ func runDemo(ctx context.Context, c *demoConfig, stdout, stderr io.Writer) (err 
 	return nil
 }
 
-// openDSN returns the DSN the demo opens for --db: as given, except that an
-// SQLite file in a rollback journal mode keeps it (lock.Open would switch
-// the file to WAL). It refuses, before anything is created, an SQLite --db
-// that is not a database or whose directory is missing.
-func openDSN(dsn string) (string, error) {
-	if isPostgres(dsn) || strings.HasPrefix(dsn, ":memory:") {
-		return dsn, nil
-	}
-	path, _, err := sqlitePath(dsn)
-	if err != nil {
-		return "", err
-	}
-	if !exists(path) {
-		if dir := filepath.Dir(path); !exists(dir) {
-			return "", fmt.Errorf("cannot create %s: no directory %s", path, dir)
-		}
-		return dsn, nil
-	}
-	wal, err := checkSQLiteFile(path)
-	if err != nil || wal || path != dsn {
-		return dsn, err // a file: URI says what it wants
-	}
-	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
-		return dsn, err // a new database: WAL it is
-	}
-	q := url.Values{"_pragma": {"journal_mode(delete)"}}
-	return (&url.URL{Scheme: "file", OmitHost: true, Path: path, RawQuery: q.Encode()}).String(), nil
-}
-
 // cleanup drops the demo's tables and removes the temporary database,
 // unless --keep, in which case it says where they are.
-func (c *demoConfig) cleanup(ctx context.Context, m *lock.Manager, tables appTables, temp bool, stderr io.Writer) error {
+func (c *demoConfig) cleanup(ctx context.Context, m *database, tables appTables, temp bool, stderr io.Writer) error {
 	if c.keep {
-		if tables.schema != "" {
-			fmt.Fprintf(stderr, "kept: the demo's tables, in schema %s of %s\n", tables.schema, display(c.db))
-		} else {
-			fmt.Fprintf(stderr, "kept: %s (tables demo_entities, demo_grants, demo_agents)\n", display(c.db))
-		}
+		fmt.Fprintf(stderr, "kept: %s (tables demo_entities, demo_grants, demo_agents)\n", display(c.db))
 		return nil
 	}
 	if temp {
@@ -269,6 +228,11 @@ func removeSQLite(path string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }
 
 func where(procs int) string {

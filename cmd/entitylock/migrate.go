@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/schema"
 )
 
@@ -75,37 +76,41 @@ golang-migrate's "migrate force".`,
 		db := dbFlag(c)
 		asJSON := jsonFlag(c)
 		c.RunE = func(c *cobra.Command, args []string) error {
-			mode := map[*cobra.Command]openMode{up: create, down: readWrite, version: readOnly, force: readWrite}[c]
+			access := map[*cobra.Command]lock.Access{up: lock.Create, down: lock.ReadWrite, version: lock.ReadOnly, force: lock.ReadWrite}[c]
 			if c == down && !*yes {
 				return usageError{"'down' drops the lock tables and every lease in them: add --yes"}
 			}
 			ctx := c.Context()
-			conn, err := openRaw(ctx, *db, mode)
+			conn, err := openRaw(ctx, *db, access)
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
+			s, err := lock.SchemaOf(conn)
+			if err != nil {
+				return err
+			}
 			switch c {
 			case up:
-				err = schema.Migrate(ctx, conn)
+				err = s.Migrate(ctx, conn)
 			case down:
-				err = schema.MigrateDown(ctx, conn)
+				err = s.MigrateDown(ctx, conn)
 			case force:
 				v, _ := strconv.Atoi(args[0])
-				err = schema.Force(ctx, conn, v)
+				err = s.Force(ctx, conn, v)
 			}
 			if err != nil {
 				return explain(*db, err)
 			}
-			return printVersion(ctx, c, conn, *asJSON)
+			return printVersion(ctx, c, s, conn, *asJSON)
 		}
 	}
 	cmd.AddCommand(up, down, version, force)
 	return cmd
 }
 
-func printVersion(ctx context.Context, c *cobra.Command, conn *sql.DB, asJSON bool) error {
-	v, dirty, err := schema.Version(ctx, conn)
+func printVersion(ctx context.Context, c *cobra.Command, s *schema.Migrations, conn *sql.DB, asJSON bool) error {
+	v, dirty, err := s.Version(ctx, conn)
 	if err != nil {
 		return err
 	}

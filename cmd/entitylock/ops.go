@@ -99,7 +99,7 @@ read-only and nothing is created beside it.`,
 			return usageError{"--session: want a session ID, not an empty string"}
 		}
 		ctx := cmd.Context()
-		m, err := openExisting(ctx, *db, readOnly)
+		m, err := openExisting(ctx, *db, lock.ReadOnly)
 		if err != nil {
 			return err
 		}
@@ -172,7 +172,7 @@ so a script can tell "free" from "the database is down". Read-only.`,
 	asJSON := jsonFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		ctx, entity, out := cmd.Context(), args[0], cmd.OutOrStdout()
-		m, err := openExisting(ctx, *db, readOnly)
+		m, err := openExisting(ctx, *db, lock.ReadOnly)
 		if err != nil {
 			return err
 		}
@@ -221,7 +221,7 @@ The holder is not told: use it for a holder that is known to be dead.`,
 			return usageError{"want a non-empty ENTITY or session ID"}
 		}
 		ctx, out := cmd.Context(), cmd.OutOrStdout()
-		m, err := openExisting(ctx, *db, readWrite)
+		m, err := openExisting(ctx, *db, lock.ReadWrite)
 		if err != nil {
 			return err
 		}
@@ -286,7 +286,7 @@ func purgeCommand() *cobra.Command {
 	asJSON := jsonFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx, out := cmd.Context(), cmd.OutOrStdout()
-		m, err := openExisting(ctx, *db, readWrite)
+		m, err := openExisting(ctx, *db, lock.ReadWrite)
 		if err != nil {
 			return err
 		}

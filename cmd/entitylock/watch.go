@@ -85,7 +85,7 @@ type watchView struct {
 // connection kept open would keep a writer from removing its -wal and
 // -shm files when it closes.
 func (v *watchView) draw(ctx context.Context, w io.Writer) error {
-	m, err := openExisting(ctx, v.dsn, readOnly)
+	m, err := openExisting(ctx, v.dsn, lock.ReadOnly)
 	if err != nil {
 		return err
 	}

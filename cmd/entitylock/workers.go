@@ -46,7 +46,7 @@ func runWorkers(ctx context.Context, c *demoConfig, dsn string, tables appTables
 	for p := range cmds {
 		// The database goes in the environment: a URL's password stays out
 		// of the process list.
-		args := []string{"demo-worker", "--ttl", c.ttl.String(), "--app-schema", tables.schema}
+		args := []string{"demo-worker", "--ttl", c.ttl.String()}
 		args = append(args, byProc[p]...)
 		cmd := exec.Command(exe, args...)
 		cmd.Env = append(os.Environ(), "ENTITYLOCK_DB="+dsn)
@@ -136,7 +136,6 @@ func demoWorkerCommand() *cobra.Command {
 	}
 	db := dbFlag(cmd)
 	ttl := cmd.Flags().Duration("ttl", 2*time.Second, "lease TTL")
-	appSchema := cmd.Flags().String("app-schema", "", "PostgreSQL schema of the demo's tables")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		specs := make([]agentSpec, len(args))
 		for i, a := range args {
@@ -147,12 +146,12 @@ func demoWorkerCommand() *cobra.Command {
 			specs[i] = s
 		}
 		ctx := cmd.Context()
-		m, err := lock.Open(ctx, *db, lock.WithTTL(*ttl))
+		m, err := openDemo(ctx, *db, lock.WithTTL(*ttl))
 		if err != nil {
 			return explain(*db, err)
 		}
 		defer m.Close()
-		return explain(*db, runAgents(ctx, m, appTables{schema: *appSchema}, specs))
+		return explain(*db, runAgents(ctx, m.Manager, appTables{}, specs))
 	}
 	return cmd
 }
