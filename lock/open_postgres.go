@@ -39,4 +39,3 @@ func openPostgres(ctx context.Context, dsn string, access Access) (*openedDB, er
 	}
 	return &openedDB{db: db, health: health}, nil
 }
-
