@@ -12,7 +12,6 @@ import (
 )
 
 const acquire = `-- name: Acquire :one
-
 INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
 SELECT $1::text, $2::text, nextval('entitylock_tokens'), c.now, c.now + $3::bigint, false
 FROM (SELECT entitylock_clock($4) AS now) AS c
@@ -46,12 +45,6 @@ type AcquireRow struct {
 	Now             int64
 }
 
-// PostgreSQL statements of the lock package. Every time is Unix
-// milliseconds. Each statement reads "now" once, in its clock CTE:
-// entitylock_clock(@now) is the caller's reading when given (tests inject a
-// clock), else the server's clock_timestamp(); statements that decide on
-// time return the reading they used. A row whose expires_at is 0 is a
-// released lease kept for its token.
 // One atomic statement. A free entity (no row, a released row, or an expired
 // lease) is granted to @session_id with a new fencing token from the
 // sequence. A live lease already held by @session_id is refreshed: new
@@ -500,7 +493,6 @@ func (q *Queries) PurgeCandidates(ctx context.Context, arg PurgeCandidatesParams
 }
 
 const release = `-- name: Release :execrows
-
 WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = $1 AND session_id = $2 AND expires_at <> 0
@@ -512,11 +504,12 @@ type ReleaseParams struct {
 	SessionID string
 }
 
-// Releases commit without waiting for the WAL flush: the async CTE sets
-// synchronous_commit off for the statement's own transaction. A release lost
-// in a crash of the server leaves the lease as it was, held until it
-// expires: never two holders, only a later grant. Grants stay synchronous.
-// Releases @session_id's lease on @entity, live or expired.
+// Releases @session_id's lease on @entity, live or expired. Like
+// ReleaseGrant, ReleaseSession and ForceRelease, it commits without waiting
+// for the WAL flush: the async CTE sets synchronous_commit off for the
+// statement's own transaction. A release lost in a crash of the server
+// leaves the lease as it was, held until it expires: never two holders,
+// only a later grant. Grants stay synchronous.
 func (q *Queries) Release(ctx context.Context, arg ReleaseParams) (int64, error) {
 	result, err := q.db.ExecContext(ctx, release, arg.Entity, arg.SessionID)
 	if err != nil {

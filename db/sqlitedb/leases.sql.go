@@ -10,7 +10,6 @@ import (
 )
 
 const acquire = `-- name: Acquire :many
-
 INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at, reclaimed)
 VALUES (
     ?1,
@@ -48,15 +47,6 @@ type AcquireParams struct {
 	ExpiresAt int64
 }
 
-// Every time is Unix milliseconds from the caller's clock (@now); the
-// database clock is never read. A row whose expires_at is 0 is a released
-// lease kept for its token.
-//
-// No statement is :one. database/sql's QueryRow resets a statement after its
-// first row, before it steps to SQLITE_DONE, and SQLite runs its automatic
-// WAL checkpoint only when a write statement steps to SQLITE_DONE: a process
-// whose writes all returned rows through QueryRow never checkpointed, and
-// its -wal file grew without bound. :many reads every row, to SQLITE_DONE.
 // One atomic statement. A free entity (no row, a released row, or an expired
 // lease) is granted to @session_id with a new fencing token: the row's token
 // + 1, or for a new row the fence floor + 1. A live lease already held by

@@ -1,10 +1,3 @@
--- PostgreSQL statements of the lock package. Every time is Unix
--- milliseconds. Each statement reads "now" once, in its clock CTE:
--- entitylock_clock(@now) is the caller's reading when given (tests inject a
--- clock), else the server's clock_timestamp(); statements that decide on
--- time return the reading they used. A row whose expires_at is 0 is a
--- released lease kept for its token.
-
 -- name: Acquire :one
 -- One atomic statement. A free entity (no row, a released row, or an expired
 -- lease) is granted to @session_id with a new fencing token from the
@@ -65,13 +58,13 @@ WHERE l.entity = @entity AND l.session_id = @session_id AND l.token = @token
   AND l.expires_at > c.now
 RETURNING sqlc.embed(l), c.now;
 
--- Releases commit without waiting for the WAL flush: the async CTE sets
--- synchronous_commit off for the statement's own transaction. A release lost
--- in a crash of the server leaves the lease as it was, held until it
--- expires: never two holders, only a later grant. Grants stay synchronous.
-
 -- name: Release :execrows
--- Releases @session_id's lease on @entity, live or expired.
+-- Releases @session_id's lease on @entity, live or expired. Like
+-- ReleaseGrant, ReleaseSession and ForceRelease, it commits without waiting
+-- for the WAL flush: the async CTE sets synchronous_commit off for the
+-- statement's own transaction. A release lost in a crash of the server
+-- leaves the lease as it was, held until it expires: never two holders,
+-- only a later grant. Grants stay synchronous.
 WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = @entity AND session_id = @session_id AND expires_at <> 0
@@ -237,3 +230,12 @@ WHERE l.entity IN (SELECT jsonb_array_elements_text(@entities::jsonb))
   AND l.expires_at > c.now AND l.session_id <> @session_id
 ORDER BY l.entity COLLATE "C"
 LIMIT 1;
+
+-- About this file (at its end because sqlc attaches every comment above a
+-- statement, blank lines or not, to that statement's generated doc).
+-- The PostgreSQL statements of the lock package. Every time is Unix
+-- milliseconds. Each statement reads "now" once, in its clock CTE (Acquire:
+-- in a subquery): entitylock_clock(@now) is the caller's reading when given
+-- (tests inject a clock), else the server's clock_timestamp(); statements
+-- that decide on time return the reading they used. A row whose expires_at
+-- is 0 is a released lease kept for its token.

@@ -1,13 +1,3 @@
--- Every time is Unix milliseconds from the caller's clock (@now); the
--- database clock is never read. A row whose expires_at is 0 is a released
--- lease kept for its token.
---
--- No statement is :one. database/sql's QueryRow resets a statement after its
--- first row, before it steps to SQLITE_DONE, and SQLite runs its automatic
--- WAL checkpoint only when a write statement steps to SQLITE_DONE: a process
--- whose writes all returned rows through QueryRow never checkpointed, and
--- its -wal file grew without bound. :many reads every row, to SQLITE_DONE.
-
 -- name: Acquire :many
 -- One atomic statement. A free entity (no row, a released row, or an expired
 -- lease) is granted to @session_id with a new fencing token: the row's token
@@ -191,3 +181,16 @@ WHERE entity IN (SELECT j.value FROM json_each(CAST(@entities AS TEXT)) AS j)
   AND expires_at > @now AND session_id <> @session_id
 ORDER BY entity
 LIMIT 1;
+
+-- About this file (at its end because sqlc attaches every comment above a
+-- statement, blank lines or not, to that statement's generated doc).
+-- The SQLite statements of the lock package. Every time is Unix
+-- milliseconds from the caller's clock (@now); the database clock is never
+-- read. A row whose expires_at is 0 is a released lease kept for its token.
+--
+-- No statement is :one. database/sql's QueryRow resets a statement after its
+-- first row, before it steps to SQLITE_DONE, and SQLite runs its automatic
+-- WAL checkpoint only when a write statement steps to SQLITE_DONE: a process
+-- whose writes all returned rows through QueryRow never checkpointed, and
+-- its -wal file grew without bound. :many reads every row, to SQLITE_DONE.
+-- This holds for every file of queries/sqlite (TestSQLiteQueriesReadToDone).
