@@ -32,8 +32,9 @@ import (
 // in a file Open creates and lets purges give free pages back to the file
 // system. Transactions begin IMMEDIATE (the driver's default), so a
 // transaction that writes never fails half-way with SQLITE_BUSY. Anything
-// at the path but a regular file that is empty or holds an SQLite database
-// is refused with ErrInvalidDSN.
+// at the path but a regular file (a directory, a named pipe) is refused with
+// ErrInvalidDSN; a file that is not an SQLite database fails with SQLite's
+// NOTADB error (github.com/ncruces/go-sqlite3.NOTADB).
 //
 // Any other dsn (a URL of another scheme, an empty string) is refused with
 // ErrInvalidDSN, and nothing is created for it.

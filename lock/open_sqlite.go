@@ -47,7 +47,10 @@ func openSQLite(ctx context.Context, dsn string, access Access) (*openedDB, erro
 		}
 	}
 	if err == nil && access != Create {
-		if err = db.PingContext(ctx); err != nil {
+		// A read of the schema, which a ping does not do, fails at once on
+		// a file that is not a database (SQLITE_NOTADB).
+		var n int
+		if err = db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
 			db.Close()
 		}
 	}
@@ -169,10 +172,12 @@ func enableWAL(ctx context.Context, db *sql.DB) error {
 var sqliteHeader = []byte("SQLite format 3\x00")
 
 // checkFile refuses, with an error wrapping ErrInvalidDSN, anything at path
-// but a regular file that is empty or starts with an SQLite header, without
-// opening anything else; and a missing file, with one wrapping
-// fs.ErrNotExist, unless access is Create and its directory exists. It
-// reports whether the file is in WAL mode.
+// but a regular file, without opening anything else (a named pipe would
+// block the open); and a missing file, with one wrapping fs.ErrNotExist,
+// unless access is Create and its directory exists. It reports whether the
+// file's header says WAL mode. It does not refuse a file whose header is
+// not SQLite's: another process may be creating the file right now, and
+// SQLite itself reads the header under its file locks (SQLITE_NOTADB).
 func checkFile(path string, access Access) (wal bool, err error) {
 	fi, err := os.Stat(path)
 	switch {
@@ -190,8 +195,6 @@ func checkFile(path string, access Access) (wal bool, err error) {
 		return false, fmt.Errorf("%w: %s is a directory, not a database file", ErrInvalidDSN, path)
 	case !fi.Mode().IsRegular():
 		return false, fmt.Errorf("%w: %s is not a regular file (%s)", ErrInvalidDSN, path, fileKind(fi.Mode()))
-	case fi.Size() == 0:
-		return false, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -200,9 +203,7 @@ func checkFile(path string, access Access) (wal bool, err error) {
 	defer f.Close()
 	head := make([]byte, 100)
 	if _, err := io.ReadFull(f, head); err != nil || !bytes.HasPrefix(head, sqliteHeader) {
-		// NOTADB too: the code SQLite gives such a file, which callers
-		// may test for.
-		return false, fmt.Errorf("%w: %s is not an SQLite database (%w)", ErrInvalidDSN, path, sqlite3.NOTADB)
+		return false, nil
 	}
 	// Bytes 18 and 19 are the file format versions: 2 for WAL.
 	return head[18] == 2, nil

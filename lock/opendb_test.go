@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ncruces/go-sqlite3"
 
 	"github.com/entitylock/entitylock/lock"
 )
@@ -90,7 +91,7 @@ func TestOpenDB(t *testing.T) {
 		{"missing, read-write", missing, lock.ReadWrite, fs.ErrNotExist},
 		{"missing directory, create", filepath.Join(dir, "no", "such.db"), lock.Create, fs.ErrNotExist},
 		{"directory", dir, lock.Create, lock.ErrInvalidDSN},
-		{"text file", text, lock.ReadWrite, lock.ErrInvalidDSN},
+		{"text file", text, lock.ReadWrite, sqlite3.NOTADB},
 		{"memory", ":memory:", lock.Create, lock.ErrInvalidDSN},
 		{"other scheme", "mysql://h/x", lock.Create, lock.ErrInvalidDSN},
 		{"no access", filepath.Join(dir, "x.db"), 0, lock.ErrInvalidOption},
