@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/lock/locktest"
 )
@@ -19,7 +20,7 @@ func TestPostgresAcquireAllSkippedRowWritesNothing(t *testing.T) {
 	dsn := b.NewDSN(t)
 	app := "entitylock-all-" + strings.ToLower(t.Name())
 	m := mustOpenPath(t, withParams(t, dsn, "application_name", app), lock.WithRetry(lock.RetryPolicy{}))
-	raw := b.OpenRaw(t, dsn)
+	raw := testkit.DB(t, b.OpenDB, dsn)
 
 	// Another session's grant of entity::b, not yet committed.
 	tx, err := raw.BeginTx(t.Context(), nil)

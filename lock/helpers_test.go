@@ -6,20 +6,19 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
-	"github.com/entitylock/entitylock/lock/locktest"
 )
 
 // The helpers shared with the conformance suite.
 var (
-	mustSession = locktest.MustSession
-	mustAcquire = locktest.MustAcquire
-	waitFor     = locktest.WaitFor
+	mustSession  = testkit.MustSession
+	mustAcquire  = testkit.MustAcquire
+	waitFor      = testkit.WaitFor
+	newTestClock = testkit.NewClock
 )
 
-type testClock = locktest.Clock
-
-func newTestClock() *testClock { return locktest.NewClock() }
+type testClock = testkit.Clock
 
 // mustOpen opens a Manager on a fresh database file in t.TempDir and closes
 // it when the test ends.
@@ -40,18 +39,6 @@ func mustOpenPath(tb testing.TB, path string, opts ...lock.Option) *lock.Manager
 		}
 	})
 	return m
-}
-
-// rawDB opens a second handle on the file for checks made behind the
-// library's back.
-func rawDB(tb testing.TB, path string) *sql.DB {
-	tb.Helper()
-	db, err := sql.Open("sqlite3", "file:"+path+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	return db
 }
 
 // queryStrings runs a query whose rows are one text column each and

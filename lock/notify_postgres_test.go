@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/entitylock/entitylock/lock/locktest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/entitylock/entitylock/internal/testkit"
+	"github.com/entitylock/entitylock/lock/locktest"
 )
 
 // withPgxConn runs fn on a connection of db of its own, then discards the
@@ -71,7 +73,7 @@ func TestPostgresReleaseNotifiesOnlyWhileListened(t *testing.T) {
 			t.Fatalf("Release(%q) = %v, %v", entity, ok, err)
 		}
 	}
-	withPgxConn(t, b.OpenRaw(t, dsn), func(c *pgx.Conn) {
+	withPgxConn(t, testkit.DB(t, b.OpenDB, dsn), func(c *pgx.Conn) {
 		var schema string
 		if err := c.QueryRow(t.Context(), "SELECT current_schema()").Scan(&schema); err != nil {
 			t.Fatal(err)
@@ -94,7 +96,7 @@ func TestPostgresListenWaitsForReleaseThatFoundNoListener(t *testing.T) {
 	dsn := b.NewDSN(t)
 	m := mustOpenPath(t, dsn)
 	mustAcquire(t, mustSession(t, m, "holder"), "entity::x")
-	raw := b.OpenRaw(t, dsn)
+	raw := testkit.DB(t, b.OpenDB, dsn)
 
 	tx, err := raw.BeginTx(t.Context(), nil)
 	if err != nil {

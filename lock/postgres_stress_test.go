@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/lock/locktest"
 )
@@ -93,9 +94,9 @@ func TestPostgresSurvivesTerminatedBackends(t *testing.T) {
 	b := locktest.Postgres(t)
 	dsn := b.NewDSN(t)
 	app := "entitylock-kill-" + strings.ToLower(t.Name()[len(t.Name())-8:])
-	m := mustOpenPath(t, locktest.WithParam(t, dsn, "application_name", app), lock.WithSweepInterval(0),
+	m := mustOpenPath(t, testkit.WithParam(t, dsn, "application_name", app), lock.WithSweepInterval(0),
 		lock.WithRetry(lock.RetryPolicy{MaxRetries: 3, BaseDelay: time.Millisecond}))
-	raw := b.OpenRaw(t, dsn)
+	raw := testkit.DB(t, b.OpenDB, dsn)
 	var killed atomic.Int64
 	killer := func(ctx context.Context, r *rand.Rand) error {
 		var n int64

@@ -9,24 +9,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/lock/locktest"
 )
 
-// pgDump reads a PostgreSQL lease table behind the library's back.
-func pgDump(t *testing.T, b locktest.Backend, dsn string) []string {
-	t.Helper()
-	return queryStrings(t, b.OpenRaw(t, dsn), `SELECT entity || '|' || session_id || '|' || token || '|' ||
-		acquired_at || '|' || expires_at FROM entitylock_leases ORDER BY entity`)
-}
-
 func withParams(t *testing.T, dsn string, kv ...string) string {
 	t.Helper()
 	for i := 0; i+1 < len(kv); i += 2 {
-		dsn = locktest.WithParam(t, dsn, kv[i], kv[i+1])
+		dsn = testkit.WithParam(t, dsn, kv[i], kv[i+1])
 	}
 	return dsn
 }
@@ -46,112 +39,37 @@ func lockLeaseRow(t *testing.T, db *sql.DB, entity string) *sql.Tx {
 	return tx
 }
 
-// PostgreSQL's own failures: each is a clear error (a *pgconn.PgError with
-// its SQLSTATE) and leaves the leases as they were.
-func TestPostgresFailuresChangeNothing(t *testing.T) {
+// A PostgreSQL DSN that does not parse, or names a server that is not
+// there, stops Open with a clear error. (The failures of a database in use,
+// a read-only one or one whose rows another transaction locks, are the
+// conformance suite's EngineFailuresChangeNothing.)
+func TestPostgresOpenFailures(t *testing.T) {
 	b := locktest.Postgres(t)
-	dsn := b.NewDSN(t)
-	m := mustOpenPath(t, dsn)
-	held := mustAcquire(t, mustSession(t, m, "session-a"), "entity::held")
-	before := pgDump(t, b, dsn)
-
-	ro := mustOpenPath(t, withParams(t, dsn, "default_transaction_read_only", "on"))
-	roSession := mustSession(t, ro, "session-ro")
-	short := mustOpenPath(t, withParams(t, dsn, "lock_timeout", "300"))
-	shortA, shortB := mustSession(t, short, "session-a"), mustSession(t, short, "session-b")
-	// locked runs call while another transaction holds the lease row.
-	locked := func(call func(ctx context.Context) error) func() error {
-		return func() error {
-			tx := lockLeaseRow(t, b.OpenRaw(t, dsn), "entity::held")
-			defer tx.Rollback()
-			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // a hang fails here
-			defer cancel()
-			start := time.Now()
-			err := call(ctx)
-			if waited := time.Since(start); waited < 250*time.Millisecond || ctx.Err() != nil {
-				t.Errorf("returned after %v (ctx %v); want about the 300ms lock_timeout", waited, ctx.Err())
-			}
-			return err
-		}
-	}
-	u, err := url.Parse(dsn)
+	u, err := url.Parse(b.NewDSN(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	u.Host = "127.0.0.1:1"
 	unreachable := u.String()
 
-	tests := []struct {
-		name  string
-		call  func() error
-		state string // SQLSTATE, or "" for want
-		want  error
-	}{
-		{"read-only transactions", func() error { _, err := roSession.TryAcquire(t.Context(), "entity::new"); return err }, "25006", nil},
-		{"read-only transactions, release", func() error { _, err := roSession.ReleaseAll(t.Context()); return err }, "25006", nil},
-		{"row locked, takeover", locked(func(ctx context.Context) error { _, err := shortB.TryAcquire(ctx, "entity::held"); return err }), "55P03", nil},
-		{"row locked, release", locked(func(ctx context.Context) error { _, err := shortA.Release(ctx, "entity::held"); return err }), "55P03", nil},
-		{"row locked, renewal by extend", locked(func(ctx context.Context) error { _, err := shortA.Extend(ctx, "entity::held", time.Second); return err }), "55P03", nil},
-		{"URL does not parse", func() error { _, err := lock.Open(t.Context(), "postgres://%zz"); return err }, "", lock.ErrInvalidOption},
+	open := func(dsn string) error {
+		m, err := lock.Open(t.Context(), dsn)
+		if err == nil {
+			m.Close()
+		}
+		return err
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := tt.call()
-			var pgErr *pgconn.PgError
-			switch {
-			case tt.state != "" && !(errors.As(err, &pgErr) && pgErr.Code == tt.state):
-				t.Fatalf("got err %v, want SQLSTATE %s", err, tt.state)
-			case tt.state == "" && !errors.Is(err, tt.want):
-				t.Fatalf("got err %v, want %v", err, tt.want)
-			}
-			if diff := cmp.Diff(before, pgDump(t, b, dsn)); diff != "" {
-				t.Errorf("database changed (-before +after):\n%s", diff)
-			}
-		})
-	}
+	t.Run("URL does not parse", func(t *testing.T) {
+		if err := open("postgres://%zz"); !errors.Is(err, lock.ErrInvalidOption) {
+			t.Fatalf("got err %v, want ErrInvalidOption", err)
+		}
+	})
 	t.Run("no server", func(t *testing.T) {
 		var connErr *pgconn.ConnectError
-		if _, err := lock.Open(t.Context(), unreachable); !errors.As(err, &connErr) {
+		if err := open(unreachable); !errors.As(err, &connErr) {
 			t.Fatalf("got err %v, want a *pgconn.ConnectError", err)
 		}
 	})
-	if h, err := m.Holder(t.Context(), "entity::held"); err != nil || h != held {
-		t.Errorf("Holder = %+v, %v; want %+v", h, err, held)
-	}
-}
-
-// A schema newer than the code, or marked dirty, stops Open with a clear
-// error and leaves the schema as it was.
-func TestPostgresOpenRefusesUnusableSchema(t *testing.T) {
-	b := locktest.Postgres(t)
-	for _, tc := range []struct {
-		name, update string
-		want         error
-	}{
-		{"newer", `UPDATE entitylock_schema_migrations SET version = version + 1`, lock.ErrSchemaTooNew},
-		{"dirty", `UPDATE entitylock_schema_migrations SET dirty = true`, lock.ErrSchemaDirty},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dsn := b.NewDSN(t)
-			m := mustOpenPath(t, dsn)
-			mustAcquire(t, mustSession(t, m, "a"), "entity::x")
-			raw := b.OpenRaw(t, dsn)
-			if _, err := raw.Exec(tc.update); err != nil {
-				t.Fatal(err)
-			}
-			before := pgDump(t, b, dsn)
-			version := queryStrings(t, raw, `SELECT version || ',' || dirty FROM entitylock_schema_migrations`)
-			if _, err := lock.Open(t.Context(), dsn); !errors.Is(err, tc.want) {
-				t.Fatalf("Open: got err %v, want %v", err, tc.want)
-			}
-			if diff := cmp.Diff(before, pgDump(t, b, dsn)); diff != "" {
-				t.Errorf("leases changed (-before +after):\n%s", diff)
-			}
-			if after := queryStrings(t, raw, `SELECT version || ',' || dirty FROM entitylock_schema_migrations`); !cmp.Equal(version, after) {
-				t.Errorf("version changed: %v -> %v", version, after)
-			}
-		})
-	}
 }
 
 // Without WithClock, PostgreSQL leases are timed by the server's clock, so
@@ -164,7 +82,7 @@ func TestPostgresServerClock(t *testing.T) {
 		lock.WithLocalClock(func() time.Time { return time.Now().Add(time.Hour) }))
 	behind := mustOpenPath(t, dsn, lock.WithTTL(time.Minute),
 		lock.WithLocalClock(func() time.Time { return time.Now().Add(-time.Hour) }))
-	raw := b.OpenRaw(t, dsn)
+	raw := testkit.DB(t, b.OpenDB, dsn)
 	serverNow := func() time.Time {
 		var ms int64
 		if err := raw.QueryRow(`SELECT entitylock_clock(NULL)`).Scan(&ms); err != nil {
@@ -224,7 +142,7 @@ func TestPostgresServerClock(t *testing.T) {
 func TestPostgresNewAndURLSchemes(t *testing.T) {
 	b := locktest.Postgres(t)
 	dsn := b.NewDSN(t)
-	db := b.OpenRaw(t, dsn)
+	db := testkit.DB(t, b.OpenDB, dsn)
 	m, err := lock.New(t.Context(), db)
 	if err != nil {
 		t.Fatalf("New(pgx *sql.DB): %v", err)
@@ -251,7 +169,7 @@ func TestPostgresNewAndURLSchemes(t *testing.T) {
 func TestPostgresListenerReconnects(t *testing.T) {
 	b := locktest.Postgres(t)
 	dsn := b.NewDSN(t)
-	raw := b.OpenRaw(t, dsn)
+	raw := testkit.DB(t, b.OpenDB, dsn)
 	app := "entitylock-waiter-" + strings.ToLower(t.Name())
 	never := lock.RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour}
 	holderM := mustOpenPath(t, dsn, lock.WithTTL(time.Hour))
@@ -310,9 +228,9 @@ func TestPostgresListenerReconnects(t *testing.T) {
 func TestPostgresFenceRefusesTokenBelowPurge(t *testing.T) {
 	b := locktest.Postgres(t)
 	dsn := b.NewDSN(t)
-	clk := locktest.NewClock()
+	clk := testkit.NewClock()
 	m := mustOpenPath(t, dsn, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
-	raw := b.OpenRaw(t, dsn)
+	raw := testkit.DB(t, b.OpenDB, dsn)
 	s := mustSession(t, m, "a")
 	for _, e := range []string{"entity::1", "entity::2", "entity::3"} {
 		mustAcquire(t, s, e)

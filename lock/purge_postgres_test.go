@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/lock/locktest"
 )
@@ -18,7 +19,7 @@ import (
 func TestPostgresPurgeSkipsLockedRows(t *testing.T) {
 	b := locktest.Postgres(t)
 	dsn := b.NewDSN(t)
-	clk := locktest.NewClock()
+	clk := testkit.NewClock()
 	m := mustOpenPath(t, dsn, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
 	s := mustSession(t, m, "a")
 	for _, e := range []string{"entity::1", "entity::2", "entity::3"} {
@@ -26,7 +27,7 @@ func TestPostgresPurgeSkipsLockedRows(t *testing.T) {
 	}
 	clk.Advance(time.Minute)
 
-	tx := lockLeaseRow(t, b.OpenRaw(t, dsn), "entity::2")
+	tx := lockLeaseRow(t, testkit.DB(t, b.OpenDB, dsn), "entity::2")
 	defer tx.Rollback()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second) // a wait fails here
 	defer cancel()

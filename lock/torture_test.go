@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/lock/locktest"
 	"github.com/entitylock/entitylock/schema"
@@ -54,7 +54,7 @@ func newTortureDB(t *testing.T, b locktest.Backend, hot int) (string, *sql.DB) {
 			t.Fatal(err)
 		}
 	}
-	return dsn, b.OpenRaw(t, dsn)
+	return dsn, testkit.DB(t, b.OpenDB, dsn)
 }
 
 type logRow struct {
@@ -242,7 +242,7 @@ func tortureKill9(t *testing.T, b locktest.Backend) {
 		prefix := fmt.Sprintf("victim%d", k)
 		victimDB := path
 		if b.Name == "postgres" {
-			victimDB = locktest.WithParam(t, path, "application_name", prefix)
+			victimDB = testkit.WithParam(t, path, "application_name", prefix)
 		}
 		victim := startWorker(t, "torture", "ENTITYLOCK_DB="+victimDB, "ENTITYLOCK_SESSION_PREFIX="+prefix,
 			"ENTITYLOCK_GOROUTINES=3", "ENTITYLOCK_HOT=2", "ENTITYLOCK_GUARDED=1", "ENTITYLOCK_HOLD_US=3000", ttlEnv,
@@ -370,7 +370,7 @@ func concurrentStartProcesses(t *testing.T, b locktest.Backend) {
 			t.Errorf("process %d: %v, %q", i, err, outs[i].String())
 		}
 	}
-	db := b.OpenRaw(t, path)
+	db := testkit.DB(t, b.OpenDB, path)
 	versions := queryStrings(t, db, `SELECT version || ',' || CAST(dirty AS TEXT) FROM entitylock_schema_migrations`)
 	clean := map[string]string{"sqlite": "0", "postgres": "false"}[b.Name]
 	want := []string{fmt.Sprintf("%d,%s", schema.Latest(), clean)}
@@ -387,40 +387,4 @@ func concurrentStartProcesses(t *testing.T, b locktest.Backend) {
 	// The schema works.
 	m := mustOpenPath(t, path)
 	mustAcquire(t, mustSession(t, m, "a"), "entity::after-start")
-}
-
-// A schema newer than the code, or marked dirty, stops Open with a clear
-// error and leaves the file as it was.
-func TestOpenRefusesUnusableSchema(t *testing.T) {
-	for _, tc := range []struct {
-		name, update string
-		want         error
-	}{
-		{"newer", `UPDATE entitylock_schema_migrations SET version = version + 1`, lock.ErrSchemaTooNew},
-		{"dirty", `UPDATE entitylock_schema_migrations SET dirty = 1`, lock.ErrSchemaDirty},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "s.db")
-			m, err := lock.Open(t.Context(), path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m.Close()
-			raw := rawDB(t, path)
-			if _, err := raw.Exec(tc.update); err != nil {
-				t.Fatal(err)
-			}
-			before := dumpLeases(t, path)
-			var v0, d0 int
-			raw.QueryRow(`SELECT version, dirty FROM entitylock_schema_migrations`).Scan(&v0, &d0)
-			if _, err := lock.Open(t.Context(), path); !errors.Is(err, tc.want) {
-				t.Fatalf("Open: got err %v, want %v", err, tc.want)
-			}
-			var v1, d1 int
-			raw.QueryRow(`SELECT version, dirty FROM entitylock_schema_migrations`).Scan(&v1, &d1)
-			if v0 != v1 || d0 != d1 || !slices.Equal(before, dumpLeases(t, path)) {
-				t.Errorf("database changed: version %d,%d -> %d,%d", v0, d0, v1, d1)
-			}
-		})
-	}
 }

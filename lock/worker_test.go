@@ -41,8 +41,6 @@ func runWorker(mode string) error {
 		return tortureWorker(ctx)
 	case "open":
 		return openWorker(ctx)
-	case "holdlock":
-		return holdLockWorker(ctx)
 	case "holder":
 		return holderWorker(ctx)
 	}
@@ -216,31 +214,6 @@ func openWorker(ctx context.Context) error {
 	}
 	fmt.Println("ok")
 	return m.Close()
-}
-
-// holdLockWorker takes the write lock of ENTITYLOCK_DB, prints "locked",
-// and holds it until its stdin closes.
-func holdLockWorker(ctx context.Context) error {
-	db, err := sql.Open("sqlite3", "file:"+os.Getenv("ENTITYLOCK_DB"))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return err
-	}
-	if _, err := conn.ExecContext(ctx, "UPDATE entitylock_fence SET last_token = last_token"); err != nil {
-		return err
-	}
-	fmt.Println("locked")
-	bufio.NewReader(os.Stdin).ReadString('\n')
-	_, err = conn.ExecContext(ctx, "ROLLBACK")
-	return err
 }
 
 // holderWorker holds "entity::hot" in ENTITYLOCK_DB on demand, for the

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/lock/locktest"
 	"github.com/entitylock/entitylock/schema"
@@ -33,7 +34,7 @@ func pgObjects(t *testing.T, db *sql.DB) []string {
 
 func TestPostgresMigrateUpDownAndConcurrentStart(t *testing.T) {
 	b := locktest.Postgres(t)
-	db := b.OpenRaw(t, b.NewDSN(t))
+	db := testkit.DB(t, b.OpenDB, b.NewDSN(t))
 	empty := pgObjects(t, db)
 
 	// Eight Migrate calls at once, each on a connection of its own.
@@ -106,7 +107,7 @@ func TestPostgresMigrationSurvivesKilledConnection(t *testing.T) {
 		app := fmt.Sprintf("entitylock_victim_%d", try)
 		// Pools of this try only, closed before the next: forty tries must
 		// not hold eighty pools open until the test ends.
-		victim, err := sql.Open("pgx", locktest.WithParam(t, dsn, "application_name", app))
+		victim, err := sql.Open("pgx", testkit.WithParam(t, dsn, "application_name", app))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,7 +160,7 @@ func TestForce(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			b := e.b(t)
-			db := b.OpenRaw(t, b.NewDSN(t))
+			db := testkit.DB(t, b.OpenDB, b.NewDSN(t))
 			s, err := lock.SchemaOf(db)
 			if err != nil {
 				t.Fatal(err)
@@ -199,8 +200,8 @@ func TestForce(t *testing.T) {
 // it, and creates nothing.
 func TestPostgresMissingSchema(t *testing.T) {
 	b := locktest.Postgres(t)
-	dsn := locktest.WithParam(t, b.NewDSN(t), "search_path", "entitylock_no_such_schema")
-	db := b.OpenRaw(t, dsn)
+	dsn := testkit.WithParam(t, b.NewDSN(t), "search_path", "entitylock_no_such_schema")
+	db := testkit.DB(t, b.OpenDB, dsn)
 	err := schema.Postgres.Migrate(t.Context(), db)
 	if !errors.Is(err, schema.ErrNoSchema) || !strings.Contains(err.Error(), "entitylock_no_such_schema") {
 		t.Fatalf("Migrate: %v; want ErrNoSchema naming the search_path", err)

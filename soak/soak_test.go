@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/lock/locktest"
 )
@@ -113,7 +114,7 @@ func soak(t *testing.T, engine, dsn, path string, length, every time.Duration) {
 	for k := range cmds {
 		workerDSN := dsn
 		if engine == "postgres" {
-			workerDSN = locktest.WithParam(t, dsn, "application_name", fmt.Sprintf("entitylock-soak-%d", k))
+			workerDSN = testkit.WithParam(t, dsn, "application_name", fmt.Sprintf("entitylock-soak-%d", k))
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), envWorker+"="+strconv.Itoa(k), envDB+"="+workerDSN,

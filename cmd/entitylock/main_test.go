@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/ncruces/go-sqlite3/driver"
 
+	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/lock/locktest"
 	"github.com/entitylock/entitylock/schema"
@@ -394,7 +395,7 @@ func TestPostgresDatabaseErrors(t *testing.T) {
 		})
 	}
 	var tables int
-	if err := b.OpenRaw(t, empty).QueryRow(`SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()`).Scan(&tables); err != nil || tables != 0 {
+	if err := testkit.DB(t, b.OpenDB, empty).QueryRow(`SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()`).Scan(&tables); err != nil || tables != 0 {
 		t.Errorf("read-only commands left %d tables (%v) in an empty schema", tables, err)
 	}
 }

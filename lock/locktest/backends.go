@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -11,14 +12,20 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib"       // database/sql driver "pgx"
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"github.com/ncruces/go-sqlite3"
 	_ "github.com/ncruces/go-sqlite3/driver" // database/sql driver "sqlite3"
+
+	"github.com/entitylock/entitylock/internal/testkit"
+	"github.com/entitylock/entitylock/lock"
 )
 
 // PostgresEnv is the environment variable that gives the PostgreSQL server
-// the suite runs against, as a URL: a database the tests may create
-// schemas in.
+// the Postgres Backend runs against, as a URL: a database the tests may
+// create schemas in.
 const PostgresEnv = "ENTITYLOCK_POSTGRES_DSN"
 
 // SQLite returns the Backend of a fresh database file in tb.TempDir per test.
@@ -28,9 +35,16 @@ func SQLite() Backend {
 		NewDSN: func(tb testing.TB) string {
 			return filepath.Join(tb.TempDir(), "locks.db")
 		},
-		OpenRaw: func(tb testing.TB, dsn string) *sql.DB {
-			return openRaw(tb, "sqlite3", "file:"+dsn+"?_pragma=busy_timeout(10000)")
+		OpenDB: openSQLite,
+		LockWrites: func(ctx context.Context, conn *sql.Conn) error {
+			_, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE")
+			return err
 		},
+		WithLockWait: func(tb testing.TB, path string, d time.Duration) string {
+			return sqliteURI(path, "_pragma", fmt.Sprintf("busy_timeout(%d)", d.Milliseconds()))
+		},
+		IsLockTimeout: func(err error) bool { return errors.Is(err, sqlite3.BUSY) },
+		IsReadOnly:    func(err error) bool { return errors.Is(err, sqlite3.READONLY) },
 	}
 }
 
@@ -45,11 +59,71 @@ func Postgres(tb testing.TB) Backend {
 	}
 	return Backend{
 		Name:   "postgres",
-		NewDSN: func(tb testing.TB) string { return NewPostgresSchema(tb, base) },
-		OpenRaw: func(tb testing.TB, dsn string) *sql.DB {
-			return openRaw(tb, "pgx", dsn)
+		NewDSN: func(tb testing.TB) string { return newPostgresSchema(tb, base) },
+		OpenDB: openPostgres,
+		LockWrites: func(ctx context.Context, conn *sql.Conn) error {
+			for _, q := range []string{"BEGIN", "LOCK TABLE entitylock_leases IN EXCLUSIVE MODE"} {
+				if _, err := conn.ExecContext(ctx, q); err != nil {
+					return fmt.Errorf("%s: %w", q, err)
+				}
+			}
+			return nil
 		},
+		WithLockWait: func(tb testing.TB, dsn string, d time.Duration) string {
+			return testkit.WithParam(tb, dsn, "lock_timeout", fmt.Sprint(d.Milliseconds()))
+		},
+		IsLockTimeout:        func(err error) bool { return isSQLState(err, "55P03") }, // lock_not_available
+		IsReadOnly:           func(err error) bool { return isSQLState(err, "25006") }, // read_only_sql_transaction
+		ReleaseNotifications: true,
 	}
+}
+
+// The openers, one per engine, of Backend.OpenDB.
+//
+// LEAD: when lock.OpenDB(ctx, dsn, access) exists, both become
+//
+//	func(ctx context.Context, dsn string, readOnly bool) (*sql.DB, error) {
+//		if readOnly {
+//			return lock.OpenDB(ctx, dsn, lock.ReadOnly)
+//		}
+//		return lock.OpenDB(ctx, dsn, lock.ReadWrite)
+//	}
+//
+// and sqliteURI and the driver imports above go.
+
+// openSQLite opens the file path with lock.Open's busy timeout, so that its
+// statements wait for another connection's write lock.
+func openSQLite(_ context.Context, path string, readOnly bool) (*sql.DB, error) {
+	uri := sqliteURI(path, "_pragma", fmt.Sprintf("busy_timeout(%d)", lock.DefaultBusyTimeout.Milliseconds()))
+	if readOnly {
+		uri += "&mode=ro"
+	}
+	return sql.Open("sqlite3", uri)
+}
+
+func openPostgres(_ context.Context, dsn string, readOnly bool) (*sql.DB, error) {
+	if readOnly {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return nil, err
+		}
+		q := u.Query()
+		q.Set("default_transaction_read_only", "on")
+		u.RawQuery = q.Encode()
+		dsn = u.String()
+	}
+	return sql.Open("pgx", dsn)
+}
+
+// sqliteURI is the "file:" URI of path with one query parameter.
+func sqliteURI(path, key, value string) string {
+	u := url.URL{Scheme: "file", OmitHost: true, Path: path, RawQuery: url.Values{key: {value}}.Encode()}
+	return u.String()
+}
+
+func isSQLState(err error, code string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == code
 }
 
 var (
@@ -71,10 +145,10 @@ func admin(base string) (*sql.DB, error) {
 	return db, nil
 }
 
-// NewPostgresSchema creates an empty schema on the server base names and
+// newPostgresSchema creates an empty schema on the server base names and
 // returns base with its search_path set to it; the schema is dropped, with
 // everything in it, when tb ends.
-func NewPostgresSchema(tb testing.TB, base string) string {
+func newPostgresSchema(tb testing.TB, base string) string {
 	tb.Helper()
 	db, err := admin(base)
 	if err != nil {
@@ -89,28 +163,5 @@ func NewPostgresSchema(tb testing.TB, base string) string {
 			tb.Errorf("drop schema %s: %v", schema, err)
 		}
 	})
-	return WithParam(tb, base, "search_path", schema)
-}
-
-// WithParam returns the URL dsn with its query parameter key set to value.
-func WithParam(tb testing.TB, dsn, key, value string) string {
-	tb.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		tb.Fatalf("DSN: %v", err)
-	}
-	q := u.Query()
-	q.Set(key, value)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-func openRaw(tb testing.TB, driver, dsn string) *sql.DB {
-	tb.Helper()
-	db, err := sql.Open(driver, dsn)
-	if err != nil {
-		tb.Fatal(fmt.Errorf("open %s: %w", driver, err))
-	}
-	tb.Cleanup(func() { db.Close() })
-	return db
+	return testkit.WithParam(tb, base, "search_path", schema)
 }

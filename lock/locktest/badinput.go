@@ -2,9 +2,7 @@ package locktest
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -14,33 +12,10 @@ import (
 	"github.com/entitylock/entitylock/lock"
 )
 
-// dumpLeases reads the lease table behind the library's back, so a test
-// can check that a rejected call left it as it was.
-func dumpLeases(t *testing.T, db *sql.DB) []string {
-	t.Helper()
-	rows, err := db.Query(`SELECT entity, session_id, token, acquired_at, expires_at FROM entitylock_leases ORDER BY entity`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var entity, session string
-		var token, acquired, expires int64
-		if err := rows.Scan(&entity, &session, &token, &acquired, &expires); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, fmt.Sprintf("%s|%s|%d|%d|%d", entity, session, token, acquired, expires))
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// Every kind of bad input gets a typed error and leaves the lease table as
-// it was. (Engine-specific failures, such as a read-only database or a lock
-// held by another process, are tested beside each engine.)
+// Every kind of bad input gets a typed error and leaves the lease and fence
+// tables as they were. (The engine's own failures, such as a read-only
+// database or a lock held by another transaction, are
+// EngineFailuresChangeNothing.)
 func testBadInputIsRejectedAndChangesNothing(t *testing.T, h *harness) {
 	clk := newTestClock()
 	dsn := h.dsn(t)

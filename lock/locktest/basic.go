@@ -256,39 +256,6 @@ func testLocksAndHolderSeeOnlyLiveLeases(t *testing.T, h *harness) {
 	}
 }
 
-func testPurgeExpiredAndForceRelease(t *testing.T, h *harness) {
-	clk := newTestClock()
-	m := h.open(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
-	a, b := mustSession(t, m, "session-a"), mustSession(t, m, "session-b")
-	mustAcquire(t, a, "entity::1")
-	mustAcquire(t, a, "entity::2")
-	clk.Advance(time.Minute)
-	live := mustAcquire(t, a, "entity::3")
-
-	n, err := m.PurgeExpired(t.Context())
-	if err != nil || n != 2 {
-		t.Fatalf("PurgeExpired = %d, %v; want 2, nil", n, err)
-	}
-	if n, err := m.PurgeExpired(t.Context()); err != nil || n != 0 {
-		t.Fatalf("second PurgeExpired = %d, %v; want 0, nil", n, err)
-	}
-
-	ok, err := m.ForceRelease(t.Context(), "entity::3")
-	if err != nil || !ok {
-		t.Fatalf("ForceRelease = %v, %v; want true, nil", ok, err)
-	}
-	got := mustAcquire(t, b, "entity::3")
-	if got.Token <= live.Token {
-		t.Errorf("token after ForceRelease = %d, want > %d", got.Token, live.Token)
-	}
-	if _, err := a.Extend(t.Context(), "entity::3", time.Minute); !errors.Is(err, lock.ErrNotHeld) {
-		t.Errorf("evicted holder's Extend: got err %v, want ErrNotHeld", err)
-	}
-	if ok, err := m.ForceRelease(t.Context(), "entity::none"); err != nil || ok {
-		t.Errorf("ForceRelease of free entity = %v, %v; want false, nil", ok, err)
-	}
-}
-
 // Tokens strictly increase per entity through every way a lease can end.
 func testTokenMonotonicity(t *testing.T, h *harness) {
 	clk := newTestClock()

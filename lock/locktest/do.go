@@ -3,18 +3,18 @@ package locktest
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
 )
 
 // doOpts gives Do a one-minute TTL on a test clock with renewals every few
 // real milliseconds, so renewals happen while the clock stands still.
-func doOpts(clk *Clock) []lock.Option {
+func doOpts(clk *testkit.Clock) []lock.Option {
 	return []lock.Option{
 		lock.WithClock(clk.Now), lock.WithTTL(time.Minute),
 		lock.WithRenewInterval(5 * time.Millisecond), lock.WithRetry(fastRetry),
@@ -110,7 +110,7 @@ func testDoRenews(t *testing.T, h *harness) {
 // in a renewal that began after the clock's last move, and that renewal is
 // in effect (counted, its local deadline set). A renewal in flight while
 // the clock moved does not count: its deadline is measured from before.
-func waitRenewedAfterAdvance(t *testing.T, m *lock.Manager, clk *Clock, entity string) {
+func waitRenewedAfterAdvance(t *testing.T, m *lock.Manager, clk *testkit.Clock, entity string) {
 	t.Helper()
 	want := clk.Now().Add(time.Minute) // the renewal's start + the doOpts TTL
 	waitFor(t, "a renewal after the clock moved", func() bool {
@@ -263,138 +263,6 @@ func testDoCancelsBeforeExpiryWhenRenewalsStall(t *testing.T, h *harness) {
 	}
 }
 
-func testGuardRejectsStaleHolder(t *testing.T, h *harness) {
-	clk := newTestClock()
-	dsn := h.dsn(t)
-	m := h.openDSN(t, dsn, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
-	app := h.raw(t, dsn)
-	if _, err := app.Exec(`CREATE TABLE docs (entity TEXT PRIMARY KEY, body TEXT, token INTEGER)`); err != nil {
-		t.Fatal(err)
-	}
-	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
-
-	// write updates the document under l, checked by Guard in the same tx.
-	write := func(l lock.Lease, body string) error {
-		tx, err := app.BeginTx(t.Context(), nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		if err := m.Guard(t.Context(), tx, l); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(`INSERT INTO docs VALUES ($1, $2, $3) ON CONFLICT (entity) DO UPDATE SET body = excluded.body, token = excluded.token`,
-			l.Entity, body, l.Token); err != nil {
-			return err
-		}
-		return tx.Commit()
-	}
-	read := func() (body string) {
-		if err := app.QueryRow(`SELECT body FROM docs WHERE entity = 'doc::1'`).Scan(&body); err != nil {
-			t.Fatal(err)
-		}
-		return body
-	}
-
-	la := mustAcquire(t, a, "doc::1")
-	if err := write(la, "from a"); err != nil {
-		t.Fatalf("a's guarded write while holding: %v", err)
-	}
-	clk.Advance(time.Minute) // a's lease lapses; b takes over
-	lb := mustAcquire(t, b, "doc::1")
-	if err := write(lb, "from b"); err != nil {
-		t.Fatalf("b's guarded write: %v", err)
-	}
-	if err := write(la, "late write from a"); !errors.Is(err, lock.ErrNotHeld) {
-		t.Fatalf("stale holder's write: got err %v, want ErrNotHeld", err)
-	}
-	if got := read(); got != "from b" {
-		t.Errorf("document = %q, want %q", got, "from b")
-	}
-	// A lease with the right session but an old token is stale too.
-	stale := lb
-	stale.Token--
-	if err := write(stale, "old token"); !errors.Is(err, lock.ErrNotHeld) {
-		t.Errorf("old token: got err %v, want ErrNotHeld", err)
-	}
-	if err := m.Guard(t.Context(), nil, lb); !errors.Is(err, lock.ErrInvalidOption) {
-		t.Errorf("nil tx: got err %v, want ErrInvalidOption", err)
-	}
-}
-
-func testAcquireAll(t *testing.T, h *harness) {
-	clk := newTestClock()
-	m := h.open(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute), lock.WithRetry(fastRetry))
-	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
-	ctx := t.Context()
-
-	mine := mustAcquire(t, a, "e::2") // refreshed, not re-granted
-	clk.Advance(time.Second)
-	got, err := a.AcquireAll(ctx, "e::3", "e::1", "e::2", "e::1")
-	if err != nil {
-		t.Fatalf("AcquireAll: %v", err)
-	}
-	exp := clk.Now().Add(time.Minute)
-	// New grants get new tokens (how large depends on the engine); the
-	// refreshed lease keeps its own.
-	want := []lock.Lease{
-		{Entity: "e::1", SessionID: "a", AcquiredAt: clk.Now(), ExpiresAt: exp},
-		{Entity: "e::2", SessionID: "a", Token: mine.Token, AcquiredAt: mine.AcquiredAt, ExpiresAt: exp},
-		{Entity: "e::3", SessionID: "a", AcquiredAt: clk.Now(), ExpiresAt: exp},
-	}
-	if len(got) == len(want) {
-		for _, i := range []int{0, 2} {
-			if got[i].Token <= 0 {
-				t.Errorf("%s: token %d, want > 0", got[i].Entity, got[i].Token)
-			}
-			want[i].Token = got[i].Token
-		}
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("AcquireAll (-want +got):\n%s", diff)
-	}
-
-	// b wants e::0 (free), e::2 (a's) and e::9 (free): nothing may stick.
-	_, err = b.AcquireAll(ctx, "e::9", "e::0", "e::2")
-	var he *lock.HeldError
-	if !errors.As(err, &he) || he.Holder.Entity != "e::2" || he.Holder.SessionID != "a" {
-		t.Fatalf("got err %v; want a *HeldError for e::2 held by a", err)
-	}
-	bs, err := b.Locks(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff([]lock.Lease{}, bs); diff != "" {
-		t.Errorf("b's leases after a refused AcquireAll (-want +got):\n%s", diff)
-	}
-	for _, bad := range [][]string{nil, {"ok", ""}} {
-		if _, err := b.AcquireAll(ctx, bad...); !errors.Is(err, lock.ErrInvalidEntity) {
-			t.Errorf("AcquireAll(%q): got err %v, want ErrInvalidEntity", bad, err)
-		}
-	}
-}
-
-func testAcquireAllWaitsForBlockingEntity(t *testing.T, h *harness) {
-	m := h.open(t, lock.WithRetry(lock.RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour}))
-	a, b := mustSession(t, m, "a"), mustSession(t, m, "b")
-	mustAcquire(t, a, "e::2")
-	done := make(chan error, 1)
-	go func() {
-		_, err := b.AcquireAll(context.Background(), "e::1", "e::2")
-		done <- err
-	}()
-	waitFor(t, "b to be refused", func() bool { return m.Stats().Contended >= 1 })
-	mustRelease(t, a, "e::2") // wakes b despite the one-hour backoff
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("AcquireAll: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("AcquireAll not woken by the release")
-	}
-}
-
 func testDoCancelsWhenManagerCloses(t *testing.T, h *harness) {
 	m, err := lock.Open(t.Context(), h.dsn(t), lock.WithRenewInterval(20*time.Second), lock.WithTTL(time.Minute))
 	if err != nil {
@@ -417,58 +285,40 @@ func testDoCancelsWhenManagerCloses(t *testing.T, h *harness) {
 	}
 }
 
-// A write transaction that passed Guard commits before anyone can take the
-// entity over, even when the lease expires while the transaction runs: the
-// takeover waits for the transaction (SQLite's write lock; PostgreSQL's FOR
-// SHARE row lock).
-func testGuardHoldsOffTakeover(t *testing.T, h *harness) {
-	clk := newTestClock()
+// On an engine with ReleaseNotifications, a Do whose lease another Manager
+// force-releases learns of it from the release's notification, long before
+// its next renewal (20s away). Without, a Manager with no waiters may learn
+// of it only at its next renewal (DoCancelsWhenLeaseIsForceReleased).
+func testDoLosesAtOnceToOtherManagersRelease(t *testing.T, h *harness) {
+	if !h.b.ReleaseNotifications {
+		t.Skipf("%s: without ReleaseNotifications, a Manager without waiters finds the loss at its next renewal", h.b.Name)
+	}
 	dsn := h.dsn(t)
-	m := h.openDSN(t, dsn, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
-	other := h.openDSN(t, dsn, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
-	app := h.raw(t, dsn)
-	if _, err := app.Exec(`CREATE TABLE docs (entity TEXT PRIMARY KEY, body TEXT)`); err != nil {
-		t.Fatal(err)
-	}
-	a, b := mustSession(t, m, "a"), mustSession(t, other, "b")
-	la := mustAcquire(t, a, "doc::1")
-
-	tx, err := app.BeginTx(t.Context(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if err := m.Guard(t.Context(), tx, la); err != nil {
-		t.Fatalf("Guard while holding: %v", err)
-	}
-	clk.Advance(time.Minute) // a's lease lapses while its transaction runs
-
-	var committed atomic.Bool
-	type result struct {
-		l         lock.Lease
-		err       error
-		afterTxOK bool
-	}
-	done := make(chan result, 1)
+	m := h.openDSN(t, dsn, lock.WithTTL(time.Minute), lock.WithRenewInterval(20*time.Second))
+	operator := h.openDSN(t, dsn)
+	started := make(chan struct{})
+	done := make(chan error, 1)
 	go func() {
-		l, err := b.TryAcquire(context.Background(), "doc::1")
-		done <- result{l, err, committed.Load()}
+		done <- mustSession(t, m, "worker").Do(context.Background(), "entity::job", func(ctx context.Context, l lock.Lease) error {
+			close(started)
+			<-ctx.Done()
+			return context.Cause(ctx)
+		})
 	}()
+	<-started
+	// Released before or after the change feed starts: the notification,
+	// or the check the feed makes when it starts, makes Do renew and find
+	// the loss.
+	began := time.Now()
+	if ok, err := operator.ForceRelease(t.Context(), "entity::job"); err != nil || !ok {
+		t.Fatalf("ForceRelease = %v, %v", ok, err)
+	}
 	select {
-	case r := <-done:
-		t.Fatalf("takeover returned (%+v, %v) while the guarded transaction was open", r.l, r.err)
-	case <-time.After(200 * time.Millisecond):
-	}
-	if _, err := tx.Exec(`INSERT INTO docs VALUES ($1, $2)`, "doc::1", "from a"); err != nil {
-		t.Fatalf("guarded write: %v", err)
-	}
-	committed.Store(true)
-	if err := tx.Commit(); err != nil {
-		t.Fatalf("guarded commit: %v", err)
-	}
-	r := <-done
-	if r.err != nil || !r.afterTxOK || r.l.SessionID != "b" || r.l.Token <= la.Token {
-		t.Fatalf("takeover = %+v, %v (after commit: %v); want b's grant with a token above %d, after the commit",
-			r.l, r.err, r.afterTxOK, la.Token)
+	case err := <-done:
+		if !errors.Is(err, lock.ErrLeaseLost) || !errors.Is(err, lock.ErrNotHeld) {
+			t.Fatalf("Do = %v; want ErrLeaseLost (ErrNotHeld)", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Do not cancelled %v after another Manager's release; its next renewal is 20s away", time.Since(began))
 	}
 }

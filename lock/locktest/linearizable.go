@@ -15,6 +15,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
 )
 
@@ -93,7 +94,7 @@ func testLinearizable(t *testing.T, h *harness) {
 
 // recorder makes the calls of a history and records them.
 type recorder struct {
-	clk      *Clock
+	clk      *testkit.Clock
 	managers []*lock.Manager
 	sessions []map[string]*lock.Session // per Manager, by id
 	seq      atomic.Int64               // orders every call and return in real time

@@ -1,41 +1,54 @@
-// Package locktest is the behaviour suite that package lock passes on every
-// engine it supports. Run it with a Backend: SQLite for a fresh database file
-// per test, Postgres for a fresh schema per test on a PostgreSQL server.
-//
-//	func TestConformance(t *testing.T) {
-//		locktest.Run(t, locktest.SQLite())
-//	}
-//
-// Every test opens its own database, so the tests run in parallel. Time is
-// moved with an injected Clock, never slept through.
-//
-// One test, Linearizable, records concurrent histories of several Managers
-// on one database and checks them with porcupine against a sequential
-// model of one entity's lease; set HistoryHTMLEnv to keep porcupine's
-// visualization of them.
 package locktest
 
 import (
 	"context"
 	"database/sql"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/entitylock/entitylock/lock"
 )
 
-// A Backend makes fresh databases of one engine for the suite.
+// A Backend is one engine as the suite sees it: how to make and reach its
+// databases, and what it guarantees beyond what every engine must. Every
+// func field is required.
 type Backend struct {
-	// Name is "sqlite" or "postgres"; it picks the SQL of the few checks
-	// the suite makes behind the library's back.
+	// Name names the engine in subtest names and messages; the suite never
+	// branches on it.
 	Name string
-	// NewDSN returns a DSN for lock.Open naming a fresh, empty database that
-	// tb alone uses; it is removed when tb ends.
+
+	// NewDSN returns a DSN for lock.Open naming a fresh, empty database
+	// that tb alone uses; it is removed when tb ends.
 	NewDSN func(tb testing.TB) string
-	// OpenRaw opens a second handle on the database dsn names, for checks
-	// behind the library's back; it is closed when tb ends.
-	OpenRaw func(tb testing.TB, dsn string) *sql.DB
+
+	// OpenDB opens a *sql.DB on the database a NewDSN DSN names, through
+	// the driver lock.Open uses, read-only if readOnly, without creating or
+	// migrating anything. Its statements wait for locks that other
+	// connections hold, as lock.Open's do. lock.New must accept it.
+	OpenDB func(ctx context.Context, dsn string, readOnly bool) (*sql.DB, error)
+
+	// LockWrites begins, on conn, a transaction that makes every write to
+	// the lease table wait, while reads go on, until the transaction is
+	// rolled back. It returns once the lock is held.
+	LockWrites func(ctx context.Context, conn *sql.Conn) error
+
+	// WithLockWait returns a NewDSN DSN changed so that a statement that
+	// waits for a lock another transaction holds gives up after about d.
+	WithLockWait func(tb testing.TB, dsn string, d time.Duration) string
+
+	// IsLockTimeout reports whether err is the engine's report that a lock
+	// wait bounded by WithLockWait ran out.
+	IsLockTimeout func(err error) bool
+
+	// IsReadOnly reports whether err is the engine's refusal to write
+	// through a read-only OpenDB handle.
+	IsReadOnly func(err error) bool
+
+	// ReleaseNotifications is set if every release, by any Manager on the
+	// database, is pushed at once to every other Manager on it, whether or
+	// not they have waiters (PostgreSQL's LISTEN/NOTIFY): a Do whose lease
+	// another Manager releases is cancelled without waiting for its next
+	// renewal. Without it, a Manager may learn of another Manager's release
+	// only while it has waiters, or at its next renewal.
+	ReleaseNotifications bool
 }
 
 type suiteTest struct {
@@ -87,6 +100,8 @@ var tests = []suiteTest{
 	{"StatsAndLogs", testStatsAndLogs},
 	{"NothingIsLoggedByDefault", testNothingIsLoggedByDefault},
 	{"BadInputIsRejectedAndChangesNothing", testBadInputIsRejectedAndChangesNothing},
+	{"EngineFailuresChangeNothing", testEngineFailuresChangeNothing},
+	{"OpenRefusesUnusableSchema", testOpenRefusesUnusableSchema},
 	{"BoundaryNamesAreAccepted", testBoundaryNamesAreAccepted},
 	{"CallsAfterCloseFail", testCallsAfterCloseFail},
 	{"ErrorsNameOperationAndEntity", testErrorsNameOperationAndEntity},
@@ -104,135 +119,3 @@ func Run(t *testing.T, b Backend) {
 		})
 	}
 }
-
-// harness gives the tests their databases.
-type harness struct{ b Backend }
-
-// dsn names a fresh database for t.
-func (h *harness) dsn(t testing.TB) string {
-	t.Helper()
-	return h.b.NewDSN(t)
-}
-
-// open opens a Manager on a fresh database, closed when t ends.
-func (h *harness) open(t testing.TB, opts ...lock.Option) *lock.Manager {
-	t.Helper()
-	return h.openDSN(t, h.dsn(t), opts...)
-}
-
-// openDSN opens a Manager on dsn, closed when t ends.
-func (h *harness) openDSN(t testing.TB, dsn string, opts ...lock.Option) *lock.Manager {
-	t.Helper()
-	m, err := lock.Open(context.Background(), dsn, opts...)
-	if err != nil {
-		t.Fatalf("Open(%s database): %v", h.b.Name, err)
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return m
-}
-
-func (h *harness) raw(t testing.TB, dsn string) *sql.DB {
-	t.Helper()
-	return h.b.OpenRaw(t, dsn)
-}
-
-// blockLeaseWrites makes every write to the lease table wait, while reads
-// go on, until the returned function is called: SQLite's write lock, or
-// PostgreSQL's EXCLUSIVE table lock, held by a transaction on db.
-func (h *harness) blockLeaseWrites(t testing.TB, db *sql.DB) (unblock func()) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	begin := []string{"BEGIN IMMEDIATE"}
-	if h.b.Name == "postgres" {
-		begin = []string{"BEGIN", "LOCK TABLE entitylock_leases IN EXCLUSIVE MODE"}
-	}
-	for _, q := range begin {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			conn.Close()
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	return func() {
-		conn.ExecContext(ctx, "ROLLBACK")
-		conn.Close()
-	}
-}
-
-// Clock is a manually advanced clock for lock.WithClock. It is safe for
-// concurrent use.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// NewClock returns a Clock that reads 2026-03-04 05:06:07 UTC.
-func NewClock() *Clock {
-	return &Clock{now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
-}
-
-// Now reads the clock.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newTestClock() *Clock { return NewClock() }
-
-// fastRetry makes Acquire give up quickly in tests that expect contention.
-var fastRetry = lock.RetryPolicy{MaxRetries: 2, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}
-
-// MustSession returns m's session id, failing tb if it cannot.
-func MustSession(tb testing.TB, m *lock.Manager, id string) *lock.Session {
-	tb.Helper()
-	s, err := m.Session(id)
-	if err != nil {
-		tb.Fatalf("Session(%q): %v", id, err)
-	}
-	return s
-}
-
-// MustAcquire takes entity with one TryAcquire, failing tb if it cannot.
-func MustAcquire(tb testing.TB, s *lock.Session, entity string) lock.Lease {
-	tb.Helper()
-	l, err := s.TryAcquire(context.Background(), entity)
-	if err != nil {
-		tb.Fatalf("%s: TryAcquire(%q): %v", s.ID(), entity, err)
-	}
-	return l
-}
-
-// WaitFor polls cond until it holds, failing tb after 10s. It waits for
-// background work (renewals, sweeps, other processes), never for a TTL.
-func WaitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// Short names inside the suite.
-var (
-	mustSession = MustSession
-	mustAcquire = MustAcquire
-	waitFor     = WaitFor
-)
