@@ -12,13 +12,10 @@ import (
 
 // The helpers shared with the conformance suite.
 var (
-	mustSession  = testkit.MustSession
-	mustAcquire  = testkit.MustAcquire
-	waitFor      = testkit.WaitFor
-	newTestClock = testkit.NewClock
+	mustSession = testkit.MustSession
+	mustAcquire = testkit.MustAcquire
+	waitFor     = testkit.WaitFor
 )
-
-type testClock = testkit.Clock
 
 // mustOpen opens a Manager on a fresh database file in t.TempDir and closes
 // it when the test ends.

@@ -44,6 +44,7 @@ func testStatsAndLogs(t *testing.T, h *harness) {
 		t.Errorf("Stats().Contended = %d, want at least 2: the first try and one retry", got.Contended)
 	}
 	contended := got.Contended
+	t.Logf("%s: the wait made %d refused attempts", h.b.Name, contended)
 	want := lock.Stats{Grants: 3, Refreshes: 1, Contended: contended, Takeovers: 1, Releases: 2, Extends: 1,
 		Waits: lock.WaitStats{Count: 1, Total: got.Waits.Total}}
 	if diff := cmp.Diff(want, got); diff != "" {
