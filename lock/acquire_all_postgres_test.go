@@ -20,7 +20,7 @@ func TestPostgresAcquireAllSkippedRowWritesNothing(t *testing.T) {
 	dsn := b.NewDSN(t)
 	app := "entitylock-all-" + strings.ToLower(t.Name())
 	m := mustOpenPath(t, withParams(t, dsn, "application_name", app), lock.WithRetry(lock.RetryPolicy{}))
-	raw := testkit.DB(t, b.OpenDB, dsn)
+	raw := testkit.DB(t, dsn)
 
 	// Another session's grant of entity::b, not yet committed.
 	tx, err := raw.BeginTx(t.Context(), nil)

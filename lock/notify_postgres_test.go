@@ -73,7 +73,7 @@ func TestPostgresReleaseNotifiesOnlyWhileListened(t *testing.T) {
 			t.Fatalf("Release(%q) = %v, %v", entity, ok, err)
 		}
 	}
-	withPgxConn(t, testkit.DB(t, b.OpenDB, dsn), func(c *pgx.Conn) {
+	withPgxConn(t, testkit.DB(t, dsn), func(c *pgx.Conn) {
 		var schema string
 		if err := c.QueryRow(t.Context(), "SELECT current_schema()").Scan(&schema); err != nil {
 			t.Fatal(err)
@@ -96,7 +96,7 @@ func TestPostgresListenWaitsForReleaseThatFoundNoListener(t *testing.T) {
 	dsn := b.NewDSN(t)
 	m := mustOpenPath(t, dsn)
 	mustAcquire(t, mustSession(t, m, "holder"), "entity::x")
-	raw := testkit.DB(t, b.OpenDB, dsn)
+	raw := testkit.DB(t, dsn)
 
 	tx, err := raw.BeginTx(t.Context(), nil)
 	if err != nil {

@@ -96,7 +96,7 @@ func TestPostgresSurvivesTerminatedBackends(t *testing.T) {
 	app := "entitylock-kill-" + strings.ToLower(t.Name()[len(t.Name())-8:])
 	m := mustOpenPath(t, testkit.WithParam(t, dsn, "application_name", app), lock.WithSweepInterval(0),
 		lock.WithRetry(lock.RetryPolicy{MaxRetries: 3, BaseDelay: time.Millisecond}))
-	raw := testkit.DB(t, b.OpenDB, dsn)
+	raw := testkit.DB(t, dsn)
 	var killed atomic.Int64
 	killer := func(ctx context.Context, r *rand.Rand) error {
 		var n int64

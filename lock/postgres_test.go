@@ -82,7 +82,7 @@ func TestPostgresServerClock(t *testing.T) {
 		lock.WithLocalClock(func() time.Time { return time.Now().Add(time.Hour) }))
 	behind := mustOpenPath(t, dsn, lock.WithTTL(time.Minute),
 		lock.WithLocalClock(func() time.Time { return time.Now().Add(-time.Hour) }))
-	raw := testkit.DB(t, b.OpenDB, dsn)
+	raw := testkit.DB(t, dsn)
 	serverNow := func() time.Time {
 		var ms int64
 		if err := raw.QueryRow(`SELECT entitylock_clock(NULL)`).Scan(&ms); err != nil {
@@ -142,7 +142,7 @@ func TestPostgresServerClock(t *testing.T) {
 func TestPostgresNewAndURLSchemes(t *testing.T) {
 	b := locktest.Postgres(t)
 	dsn := b.NewDSN(t)
-	db := testkit.DB(t, b.OpenDB, dsn)
+	db := testkit.DB(t, dsn)
 	m, err := lock.New(t.Context(), db)
 	if err != nil {
 		t.Fatalf("New(pgx *sql.DB): %v", err)
@@ -169,7 +169,7 @@ func TestPostgresNewAndURLSchemes(t *testing.T) {
 func TestPostgresListenerReconnects(t *testing.T) {
 	b := locktest.Postgres(t)
 	dsn := b.NewDSN(t)
-	raw := testkit.DB(t, b.OpenDB, dsn)
+	raw := testkit.DB(t, dsn)
 	app := "entitylock-waiter-" + strings.ToLower(t.Name())
 	never := lock.RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour}
 	holderM := mustOpenPath(t, dsn, lock.WithTTL(time.Hour))
@@ -230,7 +230,7 @@ func TestPostgresFenceRefusesTokenBelowPurge(t *testing.T) {
 	dsn := b.NewDSN(t)
 	clk := testkit.NewClock()
 	m := mustOpenPath(t, dsn, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
-	raw := testkit.DB(t, b.OpenDB, dsn)
+	raw := testkit.DB(t, dsn)
 	s := mustSession(t, m, "a")
 	for _, e := range []string{"entity::1", "entity::2", "entity::3"} {
 		mustAcquire(t, s, e)

@@ -27,7 +27,7 @@ func TestPostgresPurgeSkipsLockedRows(t *testing.T) {
 	}
 	clk.Advance(time.Minute)
 
-	tx := lockLeaseRow(t, testkit.DB(t, b.OpenDB, dsn), "entity::2")
+	tx := lockLeaseRow(t, testkit.DB(t, dsn), "entity::2")
 	defer tx.Rollback()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second) // a wait fails here
 	defer cancel()

@@ -54,7 +54,7 @@ func newTortureDB(t *testing.T, b locktest.Backend, hot int) (string, *sql.DB) {
 			t.Fatal(err)
 		}
 	}
-	return dsn, testkit.DB(t, b.OpenDB, dsn)
+	return dsn, testkit.DB(t, dsn)
 }
 
 type logRow struct {
@@ -370,7 +370,7 @@ func concurrentStartProcesses(t *testing.T, b locktest.Backend) {
 			t.Errorf("process %d: %v, %q", i, err, outs[i].String())
 		}
 	}
-	db := testkit.DB(t, b.OpenDB, path)
+	db := testkit.DB(t, path)
 	versions := queryStrings(t, db, `SELECT version || ',' || CAST(dirty AS TEXT) FROM entitylock_schema_migrations`)
 	clean := map[string]string{"sqlite": "0", "postgres": "false"}[b.Name]
 	want := []string{fmt.Sprintf("%d,%s", schema.Latest(), clean)}

@@ -34,7 +34,7 @@ func pgObjects(t *testing.T, db *sql.DB) []string {
 
 func TestPostgresMigrateUpDownAndConcurrentStart(t *testing.T) {
 	b := locktest.Postgres(t)
-	db := testkit.DB(t, b.OpenDB, b.NewDSN(t))
+	db := testkit.DB(t, b.NewDSN(t))
 	empty := pgObjects(t, db)
 
 	// Eight Migrate calls at once, each on a connection of its own.
@@ -160,7 +160,7 @@ func TestForce(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			b := e.b(t)
-			db := testkit.DB(t, b.OpenDB, b.NewDSN(t))
+			db := testkit.DB(t, b.NewDSN(t))
 			s, err := lock.SchemaOf(db)
 			if err != nil {
 				t.Fatal(err)
@@ -201,7 +201,7 @@ func TestForce(t *testing.T) {
 func TestPostgresMissingSchema(t *testing.T) {
 	b := locktest.Postgres(t)
 	dsn := testkit.WithParam(t, b.NewDSN(t), "search_path", "entitylock_no_such_schema")
-	db := testkit.DB(t, b.OpenDB, dsn)
+	db := testkit.DB(t, dsn)
 	err := schema.Postgres.Migrate(t.Context(), db)
 	if !errors.Is(err, schema.ErrNoSchema) || !strings.Contains(err.Error(), "entitylock_no_such_schema") {
 		t.Fatalf("Migrate: %v; want ErrNoSchema naming the search_path", err)

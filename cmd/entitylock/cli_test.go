@@ -387,7 +387,7 @@ func TestDemoLeavesTheDatabaseAsItFoundIt(t *testing.T) { engines(t, demoLeavesT
 
 func demoLeavesTheDatabase(t *testing.T, b locktest.Backend) {
 	dsn := b.NewDSN(t)
-	raw := testkit.DB(t, b.OpenDB, dsn)
+	raw := testkit.DB(t, dsn)
 	// count counts the demo's tables that exist, in the same SQL on every
 	// engine: a table that does not exist fails the query.
 	count := func() int {
@@ -467,7 +467,7 @@ func TestMigrateForce(t *testing.T) { engines(t, migrateForce) }
 func migrateForce(t *testing.T, b locktest.Backend) {
 	dsn := prepare(t, b)
 	env := []string{"ENTITYLOCK_DB=" + dsn}
-	if _, err := testkit.DB(t, b.OpenDB, dsn).Exec(`UPDATE ` + schema.MigrationsTable + ` SET dirty = true`); err != nil {
+	if _, err := testkit.DB(t, dsn).Exec(`UPDATE ` + schema.MigrationsTable + ` SET dirty = true`); err != nil {
 		t.Fatal(err)
 	}
 	if r := entitylock(t, env, "locks"); r.code != exitFailure || !strings.Contains(r.stderr, "dirty") || !strings.Contains(r.stderr, "migrate force") {

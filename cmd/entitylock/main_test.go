@@ -395,7 +395,7 @@ func TestPostgresDatabaseErrors(t *testing.T) {
 		})
 	}
 	var tables int
-	if err := testkit.DB(t, b.OpenDB, empty).QueryRow(`SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()`).Scan(&tables); err != nil || tables != 0 {
+	if err := testkit.DB(t, empty).QueryRow(`SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()`).Scan(&tables); err != nil || tables != 0 {
 		t.Errorf("read-only commands left %d tables (%v) in an empty schema", tables, err)
 	}
 }

@@ -87,28 +87,27 @@ func WithParam(tb testing.TB, dsn, key, value string) string {
 	return u.String()
 }
 
-// Opener opens a handle on the database a DSN names, read-only if asked;
-// locktest.Backend.OpenDB is one.
-type Opener = func(ctx context.Context, dsn string, readOnly bool) (*sql.DB, error)
-
-// DB opens a read-write handle on dsn with open, for checks behind the
-// library's back, failing tb if it cannot; it is closed when tb ends.
-func DB(tb testing.TB, open Opener, dsn string) *sql.DB {
+// DB opens a handle on the database dsn names with lock.OpenDB, for checks
+// behind the library's back, failing tb if it cannot; it is closed when tb
+// ends. It opens as lock.Open does (lock.Create): an SQLite file that does
+// not exist yet is created.
+func DB(tb testing.TB, dsn string) *sql.DB {
 	tb.Helper()
-	return openDB(tb, open, dsn, false)
+	return openDB(tb, dsn, lock.Create)
 }
 
-// ReadOnlyDB is DB for a read-only handle.
-func ReadOnlyDB(tb testing.TB, open Opener, dsn string) *sql.DB {
+// ReadOnlyDB is DB for a read-only handle (lock.ReadOnly) on an existing
+// database.
+func ReadOnlyDB(tb testing.TB, dsn string) *sql.DB {
 	tb.Helper()
-	return openDB(tb, open, dsn, true)
+	return openDB(tb, dsn, lock.ReadOnly)
 }
 
-func openDB(tb testing.TB, open Opener, dsn string, readOnly bool) *sql.DB {
+func openDB(tb testing.TB, dsn string, access lock.Access) *sql.DB {
 	tb.Helper()
-	db, err := open(context.Background(), dsn, readOnly)
+	db, err := lock.OpenDB(context.Background(), dsn, access)
 	if err != nil {
-		tb.Fatalf("open the database behind the library's back (read-only %v): %v", readOnly, err)
+		tb.Fatalf("open the database behind the library's back: %v", err)
 	}
 	tb.Cleanup(func() { db.Close() })
 	return db

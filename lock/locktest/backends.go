@@ -15,9 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"github.com/ncruces/go-sqlite3"
-	_ "github.com/ncruces/go-sqlite3/driver" // database/sql driver "sqlite3"
 
 	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
@@ -35,13 +33,14 @@ func SQLite() Backend {
 		NewDSN: func(tb testing.TB) string {
 			return filepath.Join(tb.TempDir(), "locks.db")
 		},
-		OpenDB: openSQLite,
 		LockWrites: func(ctx context.Context, conn *sql.Conn) error {
 			_, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE")
 			return err
 		},
 		WithLockWait: func(tb testing.TB, path string, d time.Duration) string {
-			return sqliteURI(path, "_pragma", fmt.Sprintf("busy_timeout(%d)", d.Milliseconds()))
+			q := url.Values{"_pragma": {fmt.Sprintf("busy_timeout(%d)", d.Milliseconds())}}
+			u := url.URL{Scheme: "file", OmitHost: true, Path: path, RawQuery: q.Encode()}
+			return u.String()
 		},
 		IsLockTimeout: func(err error) bool { return errors.Is(err, sqlite3.BUSY) },
 		IsReadOnly:    func(err error) bool { return errors.Is(err, sqlite3.READONLY) },
@@ -60,7 +59,6 @@ func Postgres(tb testing.TB) Backend {
 	return Backend{
 		Name:   "postgres",
 		NewDSN: func(tb testing.TB) string { return newPostgresSchema(tb, base) },
-		OpenDB: openPostgres,
 		LockWrites: func(ctx context.Context, conn *sql.Conn) error {
 			for _, q := range []string{"BEGIN", "LOCK TABLE entitylock_leases IN EXCLUSIVE MODE"} {
 				if _, err := conn.ExecContext(ctx, q); err != nil {
@@ -76,49 +74,6 @@ func Postgres(tb testing.TB) Backend {
 		IsReadOnly:           func(err error) bool { return isSQLState(err, "25006") }, // read_only_sql_transaction
 		ReleaseNotifications: true,
 	}
-}
-
-// The openers, one per engine, of Backend.OpenDB.
-//
-// LEAD: when lock.OpenDB(ctx, dsn, access) exists, both become
-//
-//	func(ctx context.Context, dsn string, readOnly bool) (*sql.DB, error) {
-//		if readOnly {
-//			return lock.OpenDB(ctx, dsn, lock.ReadOnly)
-//		}
-//		return lock.OpenDB(ctx, dsn, lock.ReadWrite)
-//	}
-//
-// and sqliteURI and the driver imports above go.
-
-// openSQLite opens the file path with lock.Open's busy timeout, so that its
-// statements wait for another connection's write lock.
-func openSQLite(_ context.Context, path string, readOnly bool) (*sql.DB, error) {
-	uri := sqliteURI(path, "_pragma", fmt.Sprintf("busy_timeout(%d)", lock.DefaultBusyTimeout.Milliseconds()))
-	if readOnly {
-		uri += "&mode=ro"
-	}
-	return sql.Open("sqlite3", uri)
-}
-
-func openPostgres(_ context.Context, dsn string, readOnly bool) (*sql.DB, error) {
-	if readOnly {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			return nil, err
-		}
-		q := u.Query()
-		q.Set("default_transaction_read_only", "on")
-		u.RawQuery = q.Encode()
-		dsn = u.String()
-	}
-	return sql.Open("pgx", dsn)
-}
-
-// sqliteURI is the "file:" URI of path with one query parameter.
-func sqliteURI(path, key, value string) string {
-	u := url.URL{Scheme: "file", OmitHost: true, Path: path, RawQuery: url.Values{key: {value}}.Encode()}
-	return u.String()
 }
 
 func isSQLState(err error, code string) bool {
@@ -137,7 +92,7 @@ func admin(base string) (*sql.DB, error) {
 	if db, ok := adminDBs[base]; ok {
 		return db, nil
 	}
-	db, err := sql.Open("pgx", base)
+	db, err := lock.OpenDB(context.Background(), base, lock.ReadWrite)
 	if err != nil {
 		return nil, err
 	}

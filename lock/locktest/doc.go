@@ -6,28 +6,29 @@
 // # Running the suite on an engine
 //
 // An engine is run through a [Backend], which tells the suite how to make
-// and reach its databases and what the engine can do; the suite never asks
-// which engine it runs on. SQLite and Postgres are the Backends of the two
-// engines package lock has. A third engine, once lock.Open recognises its
-// DSNs, is run by filling in a Backend:
+// its databases, the few engine-specific facts its failure tests need, and
+// what the engine guarantees beyond what every engine must; the suite never
+// asks which engine it runs on. It opens every database through lock.Open,
+// lock.New and lock.OpenDB, so an engine must first be one of package
+// lock's engines (lock/engines.go). SQLite and Postgres are the Backends of
+// the two engines lock has. A third engine fills in a Backend:
 //
 //   - NewDSN: a DSN lock.Open accepts, naming a fresh, empty database for
 //     one test, removed when the test ends. The tests run in parallel.
-//   - OpenDB: a plain *sql.DB on such a database, read-write or
-//     read-only, as lock.Open would connect but without touching the
-//     schema. The suite reads the lease table through it, adds tables of
-//     its own (Guard's documents), and opens a Manager on a read-only one
-//     with lock.New.
 //   - LockWrites: how another transaction makes every write to the lease
 //     table wait while reads go on (a write lock, a table lock).
-//   - WithLockWait, IsLockTimeout, IsReadOnly: how to bound the time a
+//   - WithLockWait, IsLockTimeout, IsReadOnly: how a DSN bounds the time a
 //     statement waits for such a lock, and how the engine reports that the
-//     wait ran out or that the database is read-only. The library passes
-//     these errors on; the suite checks that they reach the caller and
-//     that the call changed nothing.
+//     wait ran out, or a write through a read-only handle (lock.ReadOnly).
+//     The library passes these errors on; the suite checks that they reach
+//     the caller and that the call changed nothing.
 //   - The capability flags (ReleaseNotifications): set one only if the
-//     engine gives the guarantee it documents; the tests that depend on it
-//     are skipped, saying why, on an engine without it.
+//     engine gives the guarantee its doc states; the tests that depend on
+//     it are skipped, saying why, on an engine without it.
+//
+// Then
+//
+//	func TestConformanceMyEngine(t *testing.T) { locktest.Run(t, myEngineBackend) }
 //
 // The suite's own SQL (reading the lease and fence tables, the schema
 // migrations table, a documents table for Guard) is the subset that SQLite

@@ -25,7 +25,7 @@ func testEngineFailuresChangeNothing(t *testing.T, h *harness) {
 	raw := h.raw(t, dsn)
 	before := dumpLeases(t, raw)
 
-	ro, err := lock.New(t.Context(), testkit.ReadOnlyDB(t, h.b.OpenDB, dsn))
+	ro, err := lock.New(t.Context(), testkit.ReadOnlyDB(t, dsn))
 	if err != nil {
 		t.Fatalf("New on a read-only handle: %v", err)
 	}

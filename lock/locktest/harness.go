@@ -44,7 +44,7 @@ func (h *harness) openDSN(t testing.TB, dsn string, opts ...lock.Option) *lock.M
 // the library's back; it is closed when t ends.
 func (h *harness) raw(t testing.TB, dsn string) *sql.DB {
 	t.Helper()
-	return testkit.DB(t, h.b.OpenDB, dsn)
+	return testkit.DB(t, dsn)
 }
 
 // blockLeaseWrites makes every write to the lease table wait, while reads

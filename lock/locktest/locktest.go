@@ -7,9 +7,11 @@ import (
 	"time"
 )
 
-// A Backend is one engine as the suite sees it: how to make and reach its
-// databases, and what it guarantees beyond what every engine must. Every
-// func field is required.
+// A Backend is one engine as the suite sees it: how to make its databases,
+// the few engine-specific facts its failure tests need, and what it
+// guarantees beyond what every engine must. Every func field is required.
+// The suite opens the databases with lock.Open, lock.New and lock.OpenDB,
+// which find the engine by the DSN.
 type Backend struct {
 	// Name names the engine in subtest names and messages; the suite never
 	// branches on it.
@@ -18,12 +20,6 @@ type Backend struct {
 	// NewDSN returns a DSN for lock.Open naming a fresh, empty database
 	// that tb alone uses; it is removed when tb ends.
 	NewDSN func(tb testing.TB) string
-
-	// OpenDB opens a *sql.DB on the database a NewDSN DSN names, through
-	// the driver lock.Open uses, read-only if readOnly, without creating or
-	// migrating anything. Its statements wait for locks that other
-	// connections hold, as lock.Open's do. lock.New must accept it.
-	OpenDB func(ctx context.Context, dsn string, readOnly bool) (*sql.DB, error)
 
 	// LockWrites begins, on conn, a transaction that makes every write to
 	// the lease table wait, while reads go on, until the transaction is
@@ -39,7 +35,7 @@ type Backend struct {
 	IsLockTimeout func(err error) bool
 
 	// IsReadOnly reports whether err is the engine's refusal to write
-	// through a read-only OpenDB handle.
+	// through a handle lock.OpenDB opened with lock.ReadOnly.
 	IsReadOnly func(err error) bool
 
 	// ReleaseNotifications is set if every release, by any Manager on the
