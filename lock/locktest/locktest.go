@@ -3,6 +3,7 @@ package locktest
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,6 +46,23 @@ type Backend struct {
 	// renewal. Without it, a Manager may learn of another Manager's release
 	// only while it has waiters, or at its next renewal.
 	ReleaseNotifications bool
+}
+
+// missing names the func fields b lacks, in the order they are declared.
+func (b Backend) missing() []string {
+	var out []string
+	for _, f := range []struct {
+		name string
+		nil  bool
+	}{
+		{"NewDSN", b.NewDSN == nil}, {"LockWrites", b.LockWrites == nil}, {"WithLockWait", b.WithLockWait == nil},
+		{"IsLockTimeout", b.IsLockTimeout == nil}, {"IsReadOnly", b.IsReadOnly == nil},
+	} {
+		if f.nil {
+			out = append(out, f.name)
+		}
+	}
+	return out
 }
 
 type suiteTest struct {
@@ -104,9 +122,12 @@ var tests = []suiteTest{
 }
 
 // Run runs the whole suite against b, each test as a parallel subtest on a
-// database of its own.
+// database of its own. A Backend without one of its func fields fails t.
 func Run(t *testing.T, b Backend) {
 	t.Helper()
+	if missing := b.missing(); len(missing) > 0 {
+		t.Fatalf("locktest: Backend %q lacks %s", b.Name, strings.Join(missing, ", "))
+	}
 	h := &harness{b: b}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
