@@ -99,3 +99,17 @@ func TestDoRefusesTTLTooShortToRenew(t *testing.T) {
 		t.Errorf("leases after the refusal: %v, %v; want none", all, err)
 	}
 }
+
+// Open takes a read-only "file:" URI (mode=ro) of an existing database:
+// reads work through it, and a write fails with SQLite's READONLY.
+func TestSQLiteOpenReadOnlyURI(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "locks.db")
+	held := mustAcquire(t, mustSession(t, mustOpenPath(t, path), "a"), "entity::held")
+	ro := mustOpenPath(t, "file:"+path+"?mode=ro")
+	if _, err := mustSession(t, ro, "b").TryAcquire(t.Context(), "entity::new"); !errors.Is(err, sqlite3.READONLY) {
+		t.Fatalf("TryAcquire through mode=ro: got err %v, want sqlite3.READONLY", err)
+	}
+	if got, err := ro.AllLeases(t.Context()); err != nil || len(got) != 1 || got[0] != held {
+		t.Errorf("AllLeases through mode=ro = %+v, %v; want only %+v", got, err, held)
+	}
+}
