@@ -30,6 +30,38 @@ var (
 	ErrClosed = errors.New("lock manager is closed")
 )
 
+// ErrLeaseLost means a lease ended while its holder was still working under
+// it: a renewal found it taken (by expiry takeover or ForceRelease), or no
+// renewal got through before the holder's local deadline. The error is a
+// *LeaseLostError naming the lease.
+var ErrLeaseLost = errors.New("lease lost")
+
+// ErrNotReleased means Do's function returned nil, so its work stands, but
+// the release of its lease then failed: the lease stays in the database
+// until it expires, at most the TTL later, unless a retry of the release
+// by the same session removes it first. The error wraps the release's cause.
+var ErrNotReleased = errors.New("work done, lease not released")
+
+// LeaseLostError reports the lease Do lost and why. errors.Is(err,
+// ErrLeaseLost) holds for it; Unwrap gives the cause: ErrNotHeld when a
+// renewal found the lease gone, or a deadline error when renewals did not
+// get through in time.
+type LeaseLostError struct {
+	Lease Lease
+	Cause error
+}
+
+// Error names the entity and token of the lost lease.
+func (e *LeaseLostError) Error() string {
+	return fmt.Sprintf("%s: %q token %d: %v", ErrLeaseLost, e.Lease.Entity, e.Lease.Token, e.Cause)
+}
+
+// Is makes errors.Is(err, ErrLeaseLost) true.
+func (e *LeaseLostError) Is(target error) bool { return target == ErrLeaseLost }
+
+// Unwrap returns the cause.
+func (e *LeaseLostError) Unwrap() error { return e.Cause }
+
 // HeldError reports the live lease that stopped a grant. errors.Is(err,
 // ErrHeld) holds for it, and errors.As recovers it from a wrapped error.
 type HeldError struct {

@@ -1,9 +1,6 @@
 package lock
 
-import (
-	"log/slog"
-	"time"
-)
+import "log/slog"
 
 // count applies f to the Manager's counters and, for calls made through a
 // Session, to the Session's.
@@ -57,27 +54,4 @@ func (s *Session) lost(l Lease, cause error) {
 	s.m.cfg.logger.Info("entitylock: lease lost",
 		slog.String("entity", l.Entity), slog.String("session", l.SessionID),
 		slog.Int64("token", l.Token), slog.Any("cause", cause))
-}
-
-// sweep purges expired and released rows every cfg.sweep until the Manager
-// closes.
-func (m *Manager) sweep() {
-	ctx, cancel := m.lifeContext()
-	defer cancel()
-	t := time.NewTicker(m.cfg.sweep)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.done:
-			return
-		case <-t.C:
-		}
-		n, err := m.PurgeExpired(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			m.cfg.logger.Warn("entitylock: sweep failed", slog.Any("err", err))
-		case n > 0:
-			m.cfg.logger.Debug("entitylock: swept expired leases", slog.Int("rows", n))
-		}
-	}
 }

@@ -117,7 +117,7 @@ func (c *config) validate() error {
 // margin fit in the TTL. With the defaults only a TTL of a few
 // milliseconds fails it; Do then refuses to start.
 func (c *config) canRenew() bool {
-	// The local deadline comes a millisecond before TTL − margin (do.go).
+	// The local deadline comes a millisecond before TTL − margin (keepers.go).
 	return c.renewEvery()+c.safetyMargin()+MinInterval < c.ttl
 }
 
