@@ -2,7 +2,6 @@ package lock
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,11 +10,12 @@ import (
 
 // AcquireAll takes every one of entities for this session, or none: in one
 // atomic statement each entity is granted or refreshed as by TryAcquire, and
-// if any is held by another session none is, and nothing is left behind. Duplicates are folded; the leases come back sorted by
-// entity. The Manager's retry policy applies to the whole set, and the
-// *HeldError of a refused attempt names, in Holder.Entity, the entity that
-// blocked it. An agent that needs two entities at once (to merge them, say)
-// gets both without the deadlock of taking them one by one.
+// if any is held by another session none is, and nothing is left behind.
+// Duplicates are folded; the leases come back sorted by entity. The
+// Manager's retry policy applies to the whole set, and the *HeldError of a
+// refused attempt names, in Holder.Entity, the entity that blocked it. An
+// agent that needs two entities at once (to merge them, say) gets both
+// without the deadlock of taking them one by one.
 func (s *Session) AcquireAll(ctx context.Context, entities ...string) ([]Lease, error) {
 	if len(entities) == 0 {
 		return nil, opError("acquire all", "", fmt.Errorf("%w: no entities", ErrInvalidEntity))
@@ -49,34 +49,38 @@ func (s *Session) AcquireAll(ctx context.Context, entities ...string) ([]Lease, 
 // tryAcquireAll is one all-or-nothing attempt on sorted, distinct names: a
 // single statement grants or refreshes all of them, or none when any is
 // held by another session; the holder is then read in a second statement.
+// The statement runs again when the holder is gone by then, or when the
+// database rolled it back for a concurrent one (errConflict), up to
+// maxAttempts times.
 func (s *Session) tryAcquireAll(ctx context.Context, names []string) ([]Lease, error) {
 	m := s.m
-	for range 8 {
-		before := m.cfg.now()
-		leases, nowMs, err := m.eng.acquireAll(ctx, names, s.id, m.at(), m.cfg.ttl.Milliseconds())
-		if err != nil {
-			return nil, err
-		}
-		if len(leases) == len(names) {
+	for range maxAttempts {
+		before := m.localNow()
+		leases, nowMs, err := m.eng.acquireAll(ctx, names, s.id, m.stmtNow(), m.cfg.ttl.Milliseconds())
+		switch {
+		case err == nil && len(leases) == len(names):
 			m.observe(before, nowMs)
 			slices.SortFunc(leases, func(a, b Lease) int { return strings.Compare(a.Entity, b.Entity) })
 			for _, l := range leases {
 				s.granted(l, nowMs)
 			}
 			return leases, nil
-		}
-		if len(leases) != 0 {
+		case err == nil:
 			return nil, fmt.Errorf("granted %d of %d entities: the all-or-nothing statement broke its contract", len(leases), len(names))
-		}
-		holder, nowMs, err := m.eng.firstHeld(ctx, names, s.id, m.at())
-		if err == nil {
-			m.observe(before, nowMs)
-			return nil, s.refused(holder)
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		case errors.Is(err, errConflict):
+			continue
+		case !errors.Is(err, errHeldByOther):
 			return nil, err
 		}
-		// The holder released in between: try again.
+		holder, nowMs, err := m.eng.firstHeld(ctx, names, s.id, m.stmtNow())
+		switch {
+		case errors.Is(err, errNoLease): // released in between
+			continue
+		case err != nil:
+			return nil, err
+		}
+		m.observe(before, nowMs)
+		return nil, s.refused(holder)
 	}
 	return nil, fmt.Errorf("%w: their holders kept changing", ErrHeld)
 }

@@ -6,6 +6,16 @@ package lock
 // the same two ways, below; a release made through the Manager itself is
 // handled where it is made (Manager.released), without either.
 
+// A changeFeed is an engine that can tell a Manager of releases made by
+// other processes: an optional capability, found by a type assertion on
+// the engine, as database/sql finds a driver.Pinger. followChanges reports
+// them to m, through m.releasedElsewhere and m.missedReleases, until m
+// closes. Without a feed, waiters learn of such a release when they poll,
+// on their backoff, and Do calls at their next renewal.
+type changeFeed interface {
+	followChanges(m *Manager)
+}
+
 // listen starts, once, the goroutine of the engine's change feed. It is
 // started by the first wait or Do, so a Manager that does neither runs
 // none. Neither runs on a pool limited to one connection, which the feed
@@ -19,13 +29,12 @@ func (m *Manager) listen() {
 		return
 	}
 	defer m.exit()
+	feed, ok := m.eng.(changeFeed)
+	if !ok {
+		return
+	}
 	m.listenOnce.Do(func() {
-		switch m.eng.(type) {
-		case *postgresEngine:
-			m.bg.Go(m.listener)
-		case *sqliteEngine:
-			m.bg.Go(m.watcher)
-		}
+		m.bg.Go(func() { feed.followChanges(m) })
 	})
 }
 

@@ -81,12 +81,12 @@ func (s *Session) releaseGrant(ctx context.Context, l Lease) (bool, error) {
 		return false, opError("release", l.Entity, err)
 	}
 	defer s.m.exit()
-	n, err := s.m.eng.releaseGrant(ctx, l)
+	found, err := s.m.eng.releaseGrant(ctx, l)
 	if err != nil {
 		return false, s.m.fail(ctx, "release", l.Entity, err)
 	}
-	if n > 0 {
+	if found {
 		s.m.released(s, l.Entity)
 	}
-	return n > 0, nil
+	return found, nil
 }

@@ -49,7 +49,10 @@
 //
 // Errors name the operation and entity that failed (`lock: acquire
 // "entity::Foo": …`) and wrap a sentinel for errors.Is: [ErrHeld] (as a
-// [*HeldError] naming the holder), [ErrNotHeld], [ErrInvalidEntity],
-// [ErrInvalidSession], [ErrInvalidDuration], [ErrInvalidOption], [ErrClosed].
+// [*HeldError] naming the holder), [ErrNotHeld], [ErrLeaseLost] (as a
+// [*LeaseLostError]), [ErrNotReleased], [ErrInvalidEntity],
+// [ErrInvalidSession], [ErrInvalidDuration], [ErrInvalidOption],
+// [ErrInvalidDSN], [ErrDiskFull], [ErrDatabaseReplaced], [ErrSchemaTooNew],
+// [ErrSchemaDirty], [ErrSchemaMissing], [ErrClosed].
 // Bad input is rejected before the database is touched.
 package lock

@@ -16,36 +16,50 @@ import (
 // connection. Leases are timed by the server's clock unless the Manager
 // has an injected clock.
 type postgresEngine struct {
-	db     *sql.DB
-	q      *pgdb.Queries
-	health *connHealth // set by Open; nil when the pool is the caller's (New)
+	db *sql.DB
+	q  *pgdb.Queries
+	// health, when not nil, is the connHealth whose shouldPing the pool
+	// was opened with (Open's pool): the engine tells it when a connection
+	// died. It is nil when the pool is the caller's (New).
+	health *connHealth
 }
+
+var (
+	_ engine     = (*postgresEngine)(nil)
+	_ changeFeed = (*postgresEngine)(nil)
+)
 
 func newPostgresEngine(db *sql.DB) *postgresEngine {
 	return &postgresEngine{db: db, q: pgdb.New(db)}
 }
 
-func (e *postgresEngine) serverClock() bool { return true }
-func (e *postgresEngine) close() error      { return nil }
+func (e *postgresEngine) close() error { return nil }
+
+// followChanges makes the engine a changeFeed: it listens for the
+// notifications of releases (listen_postgres.go).
+func (e *postgresEngine) followChanges(m *Manager) { m.listener() }
 
 // acquire retries the statement when it fails with a serialization failure:
 // the fence trigger refusing a new row whose token a concurrent purge
 // overtook (schema/postgres), or SERIALIZABLE isolation set by the caller.
 // Either way nothing was written, and the next attempt draws a new token.
 // It is retried too when its connection died (see retry).
-func (e *postgresEngine) acquire(ctx context.Context, entity, session string, now sql.NullInt64, ttlMs int64) (Lease, int64, error) {
+func (e *postgresEngine) acquire(ctx context.Context, entity, session string, now clockReading, ttlMs int64) (Lease, int64, error) {
 	var row pgdb.AcquireRow
 	err := e.retry(ctx, retryIdempotent, func() (err error) {
-		row, err = e.q.Acquire(ctx, pgdb.AcquireParams{Entity: entity, SessionID: session, TtlMs: ttlMs, Now: now})
+		row, err = e.q.Acquire(ctx, pgdb.AcquireParams{Entity: entity, SessionID: session, TtlMs: ttlMs, Now: now.nullable()})
 		return err
 	})
-	return pgLease(row.EntitylockLease), row.Now, err
+	return pgLease(row.EntitylockLease), row.Now, noRow(err, errHeldByOther)
 }
 
-// acquireAll runs the all-or-nothing statement alone, in one round trip:
-// when a grant committed by another transaction while it ran made it skip
-// a row, it fails with a serialization failure and writes nothing.
-func (e *postgresEngine) acquireAll(ctx context.Context, entities []string, session string, now sql.NullInt64, ttlMs int64) (leases []Lease, nowMs int64, err error) {
+// acquireAll runs the all-or-nothing statement alone, in one round trip,
+// without a transaction of its own. It fails with errConflict, not retried
+// here, when the server rolled it back: a deadlock with another
+// acquireAll, a grant committed by another transaction while it ran that
+// made it skip a row (entitylock_all_or_none then fails it with a
+// serialization failure), or the fence refusing a new row (see acquire).
+func (e *postgresEngine) acquireAll(ctx context.Context, entities []string, session string, now clockReading, ttlMs int64) (leases []Lease, nowMs int64, err error) {
 	err = e.retry(ctx, retryIdempotent, func() (err error) {
 		leases, nowMs, err = e.acquireAllOnce(ctx, entities, session, now, ttlMs)
 		return err
@@ -53,22 +67,23 @@ func (e *postgresEngine) acquireAll(ctx context.Context, entities []string, sess
 	return leases, nowMs, err
 }
 
-func (e *postgresEngine) acquireAllOnce(ctx context.Context, entities []string, session string, now sql.NullInt64, ttlMs int64) ([]Lease, int64, error) {
+func (e *postgresEngine) acquireAllOnce(ctx context.Context, entities []string, session string, now clockReading, ttlMs int64) ([]Lease, int64, error) {
 	list, err := json.Marshal(entities)
 	if err != nil {
 		return nil, 0, err
 	}
 	rows, err := e.q.AcquireAll(ctx, pgdb.AcquireAllParams{
-		SessionID: session, TtlMs: ttlMs, Now: now, Entities: list,
+		SessionID: session, TtlMs: ttlMs, Now: now.nullable(), Entities: list,
 	})
 	if rolledBack(err) {
-		// A deadlock with another AcquireAll, a row skipped, or the fence
-		// refusing a new row (see acquire): contention, tried again by the
-		// caller.
-		return nil, 0, nil
+		// Plain errConflict: retry must not repeat it (see above).
+		return nil, 0, errConflict
 	}
-	if err != nil || len(rows) == 0 {
+	if err != nil {
 		return nil, 0, err
+	}
+	if len(rows) == 0 {
+		return nil, 0, errHeldByOther
 	}
 	leases := pgLeases(rows, func(r pgdb.AcquireAllRow) pgdb.EntitylockLease {
 		return pgdb.EntitylockLease{
@@ -79,71 +94,75 @@ func (e *postgresEngine) acquireAllOnce(ctx context.Context, entities []string, 
 	return leases, rows[0].Now, nil
 }
 
-func (e *postgresEngine) holder(ctx context.Context, entity string, now sql.NullInt64) (Lease, int64, error) {
+func (e *postgresEngine) holder(ctx context.Context, entity string, now clockReading) (Lease, int64, error) {
 	var row pgdb.LeaseRow
 	err := e.retry(ctx, retryIdempotent, func() (err error) {
-		row, err = e.q.Lease(ctx, pgdb.LeaseParams{Entity: entity, Now: now})
+		row, err = e.q.Lease(ctx, pgdb.LeaseParams{Entity: entity, Now: now.nullable()})
 		return err
 	})
-	return pgLease(row.EntitylockLease), row.Now, err
+	return pgLease(row.EntitylockLease), row.Now, noRow(err, errNoLease)
 }
 
-func (e *postgresEngine) firstHeld(ctx context.Context, entities []string, session string, now sql.NullInt64) (Lease, int64, error) {
+func (e *postgresEngine) firstHeld(ctx context.Context, entities []string, session string, now clockReading) (Lease, int64, error) {
 	list, err := json.Marshal(entities)
 	if err != nil {
 		return Lease{}, 0, err
 	}
 	var row pgdb.FirstHeldRow
 	err = e.retry(ctx, retryIdempotent, func() (err error) {
-		row, err = e.q.FirstHeld(ctx, pgdb.FirstHeldParams{Entities: list, SessionID: session, Now: now})
+		row, err = e.q.FirstHeld(ctx, pgdb.FirstHeldParams{Entities: list, SessionID: session, Now: now.nullable()})
 		return err
 	})
-	return pgLease(row.EntitylockLease), row.Now, err
+	return pgLease(row.EntitylockLease), row.Now, noRow(err, errNoLease)
 }
 
 // extend is not retried once its connection died: the extension may have
 // committed, and a second one would add to it.
-func (e *postgresEngine) extend(ctx context.Context, entity, session string, byMs int64, now sql.NullInt64) (Lease, error) {
+func (e *postgresEngine) extend(ctx context.Context, entity, session string, now clockReading, byMs int64) (Lease, error) {
 	var row pgdb.ExtendRow
 	err := e.retry(ctx, retryRolledBack, func() (err error) {
-		row, err = e.q.Extend(ctx, pgdb.ExtendParams{ByMs: byMs, Entity: entity, SessionID: session, Now: now})
+		row, err = e.q.Extend(ctx, pgdb.ExtendParams{ByMs: byMs, Entity: entity, SessionID: session, Now: now.nullable()})
 		return err
 	})
-	return pgLease(row.EntitylockLease), err
+	return pgLease(row.EntitylockLease), noRow(err, errNoLease)
 }
 
-func (e *postgresEngine) renew(ctx context.Context, l Lease, now sql.NullInt64, ttlMs int64) (Lease, int64, error) {
+func (e *postgresEngine) renew(ctx context.Context, l Lease, now clockReading, ttlMs int64) (Lease, int64, error) {
 	var row pgdb.RenewRow
 	err := e.retry(ctx, retryIdempotent, func() (err error) {
 		row, err = e.q.Renew(ctx, pgdb.RenewParams{
-			TtlMs: ttlMs, Entity: l.Entity, SessionID: l.SessionID, Token: l.Token, Now: now,
+			TtlMs: ttlMs, Entity: l.Entity, SessionID: l.SessionID, Token: l.Token, Now: now.nullable(),
 		})
 		return err
 	})
-	return pgLease(row.EntitylockLease), row.Now, err
+	return pgLease(row.EntitylockLease), row.Now, noRow(err, errNoLease)
 }
 
 // The releases are retried when their connection died: a released row
 // stays released. Should the lost attempt have committed, the retry finds
-// nothing to release and reports 0 rows.
+// nothing to release and reports none.
 
-func (e *postgresEngine) release(ctx context.Context, entity, session string) (n int64, err error) {
-	err = e.retry(ctx, retryIdempotent, func() (err error) {
+func (e *postgresEngine) release(ctx context.Context, entity, session string) (bool, error) {
+	var n int64
+	err := e.retry(ctx, retryIdempotent, func() (err error) {
 		n, err = e.q.Release(ctx, pgdb.ReleaseParams{Entity: entity, SessionID: session})
 		return err
 	})
-	return n, err
+	return n > 0, err
 }
 
-// releaseGrant, Do's release, reports 0 rows only when it knows: Do takes
-// 0 for a grant lost before fn returned. When an attempt's connection died
-// after sending it and the retry found nothing to release, the lost
-// attempt may have released it: if another grant of the entity is live,
-// the lease was lost all the same (0 rows); otherwise the connection's
-// error is returned.
-func (e *postgresEngine) releaseGrant(ctx context.Context, l Lease) (n int64, err error) {
-	var doubt error
-	err = e.retry(ctx, retryIdempotent, func() (err error) {
+// releaseGrant, Do's release, reports no release only when it knows: Do
+// takes that for a grant lost before fn returned. When an attempt's
+// connection died after sending it and the retry found nothing to release,
+// the lost attempt may have released it: if another grant of the entity is
+// live, the lease was lost all the same (false); otherwise the
+// connection's error is returned.
+func (e *postgresEngine) releaseGrant(ctx context.Context, l Lease) (bool, error) {
+	var (
+		n     int64
+		doubt error
+	)
+	err := e.retry(ctx, retryIdempotent, func() (err error) {
 		n, err = e.q.ReleaseGrant(ctx, pgdb.ReleaseGrantParams{Entity: l.Entity, SessionID: l.SessionID, Token: l.Token})
 		if inDoubt(err) {
 			doubt = err
@@ -151,21 +170,22 @@ func (e *postgresEngine) releaseGrant(ctx context.Context, l Lease) (n int64, er
 		return err
 	})
 	if err == nil && n == 0 && doubt != nil {
-		if h, _, herr := e.holder(ctx, l.Entity, sql.NullInt64{}); herr == nil && h.Token != l.Token {
-			return 0, nil // taken over: lost, whatever the lost attempt did
+		if h, _, herr := e.holder(ctx, l.Entity, serverClock); herr == nil && h.Token != l.Token {
+			return false, nil // taken over: lost, whatever the lost attempt did
 		}
-		return 0, fmt.Errorf("release outcome unknown: %w", doubt)
+		return false, fmt.Errorf("release outcome unknown: %w", doubt)
 	}
-	return n, err
+	return n > 0, err
 }
 
 // forceRelease is not repeated after a dead connection: see retry.
-func (e *postgresEngine) forceRelease(ctx context.Context, entity string) (n int64, err error) {
-	err = e.retry(ctx, retryRolledBack, func() (err error) {
+func (e *postgresEngine) forceRelease(ctx context.Context, entity string) (bool, error) {
+	var n int64
+	err := e.retry(ctx, retryRolledBack, func() (err error) {
 		n, err = e.q.ForceRelease(ctx, entity)
 		return err
 	})
-	return n, err
+	return n > 0, err
 }
 
 func (e *postgresEngine) releaseSession(ctx context.Context, session string) (entities []string, err error) {
@@ -176,21 +196,21 @@ func (e *postgresEngine) releaseSession(ctx context.Context, session string) (en
 	return entities, err
 }
 
-func (e *postgresEngine) purgeCandidates(ctx context.Context, after string, max int, now sql.NullInt64) (entities []string, err error) {
+func (e *postgresEngine) purgeCandidates(ctx context.Context, after string, max int, now clockReading) (entities []string, err error) {
 	err = e.retry(ctx, retryIdempotent, func() (err error) {
-		entities, err = e.q.PurgeCandidates(ctx, pgdb.PurgeCandidatesParams{After: after, MaxRows: int32(max), Now: now})
+		entities, err = e.q.PurgeCandidates(ctx, pgdb.PurgeCandidatesParams{After: after, MaxRows: int32(max), Now: now.nullable()})
 		return err
 	})
 	return entities, err
 }
 
-func (e *postgresEngine) purgeBatch(ctx context.Context, entities []string, now sql.NullInt64) (n int64, err error) {
+func (e *postgresEngine) purgeBatch(ctx context.Context, entities []string, now clockReading) (n int64, err error) {
 	list, err := json.Marshal(entities)
 	if err != nil {
 		return 0, err
 	}
 	err = e.retry(ctx, retryIdempotent, func() (err error) {
-		n, err = e.q.PurgeBatch(ctx, pgdb.PurgeBatchParams{Entities: list, Now: now})
+		n, err = e.q.PurgeBatch(ctx, pgdb.PurgeBatchParams{Entities: list, Now: now.nullable()})
 		return err
 	})
 	return n, err
@@ -224,27 +244,27 @@ func (e *postgresEngine) reclaimSpace(ctx context.Context) error {
 	return nil
 }
 
-func (e *postgresEngine) rowCounts(ctx context.Context, now sql.NullInt64) (c RowCounts, err error) {
+func (e *postgresEngine) rowCounts(ctx context.Context, now clockReading) (c RowCounts, err error) {
 	err = e.retry(ctx, retryIdempotent, func() error {
-		r, err := e.q.RowCounts(ctx, now)
+		r, err := e.q.RowCounts(ctx, now.nullable())
 		c = RowCounts{Live: r.Live, Expired: r.Expired, Released: r.Released}
 		return err
 	})
 	return c, err
 }
 
-func (e *postgresEngine) liveLeases(ctx context.Context, now sql.NullInt64) (ls []Lease, err error) {
+func (e *postgresEngine) liveLeases(ctx context.Context, now clockReading) (ls []Lease, err error) {
 	err = e.retry(ctx, retryIdempotent, func() error {
-		rows, err := e.q.LiveLeases(ctx, now)
+		rows, err := e.q.LiveLeases(ctx, now.nullable())
 		ls = pgLeases(rows, func(r pgdb.LiveLeasesRow) pgdb.EntitylockLease { return r.EntitylockLease })
 		return err
 	})
 	return ls, err
 }
 
-func (e *postgresEngine) sessionLeases(ctx context.Context, session string, now sql.NullInt64) (ls []Lease, err error) {
+func (e *postgresEngine) sessionLeases(ctx context.Context, session string, now clockReading) (ls []Lease, err error) {
 	err = e.retry(ctx, retryIdempotent, func() error {
-		rows, err := e.q.SessionLeases(ctx, pgdb.SessionLeasesParams{SessionID: session, Now: now})
+		rows, err := e.q.SessionLeases(ctx, pgdb.SessionLeasesParams{SessionID: session, Now: now.nullable()})
 		ls = pgLeases(rows, func(r pgdb.SessionLeasesRow) pgdb.EntitylockLease { return r.EntitylockLease })
 		return err
 	})
@@ -262,14 +282,20 @@ func (e *postgresEngine) allLeases(ctx context.Context) (ls []Lease, err error) 
 
 // guard locks the lease row FOR SHARE in tx: a takeover, renewal or release
 // of it waits until tx ends, so tx's writes commit while the lease is held.
-func (e *postgresEngine) guard(ctx context.Context, tx *sql.Tx, l Lease, now sql.NullInt64) (bool, error) {
+func (e *postgresEngine) guard(ctx context.Context, tx *sql.Tx, l Lease, now clockReading) error {
 	_, err := pgdb.New(tx).GuardLease(ctx, pgdb.GuardLeaseParams{
-		Entity: l.Entity, SessionID: l.SessionID, Token: l.Token, Now: now,
+		Entity: l.Entity, SessionID: l.SessionID, Token: l.Token, Now: now.nullable(),
 	})
+	return noRow(err, errNoLease)
+}
+
+// noRow translates the sql.ErrNoRows of a :one statement into what the
+// missing row means for that statement.
+func noRow(err, meaning error) error {
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+		return meaning
 	}
-	return err == nil, err
+	return err
 }
 
 // explain marks PostgreSQL's disk_full (SQLSTATE 53100) as ErrDiskFull.

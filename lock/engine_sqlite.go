@@ -11,12 +11,18 @@ import (
 )
 
 // sqliteEngine runs the statements of queries/sqlite, prepared once per
-// Manager. SQLite is timed by the Manager's clock: now is always Valid.
+// Manager. SQLite is timed by the Manager's clock: its statements never
+// read one, so now is always a reading of the Manager's clock.
 type sqliteEngine struct {
 	db   *sql.DB
 	q    *sqlitedb.Queries
 	file dbFile
 }
+
+var (
+	_ engine     = (*sqliteEngine)(nil)
+	_ changeFeed = (*sqliteEngine)(nil)
+)
 
 func newSQLiteEngine(ctx context.Context, db *sql.DB) (*sqliteEngine, error) {
 	file, err := openedFile(ctx, db)
@@ -30,41 +36,50 @@ func newSQLiteEngine(ctx context.Context, db *sql.DB) (*sqliteEngine, error) {
 	return &sqliteEngine{db: db, q: q, file: file}, nil
 }
 
-func (e *sqliteEngine) serverClock() bool       { return false }
 func (e *sqliteEngine) explain(err error) error { return e.file.explain(err) }
 func (e *sqliteEngine) close() error            { return e.q.Close() }
 
-func (e *sqliteEngine) acquire(ctx context.Context, entity, session string, now sql.NullInt64, ttlMs int64) (Lease, int64, error) {
+// followChanges makes the engine a changeFeed: it watches the database file
+// (watch_sqlite.go).
+func (e *sqliteEngine) followChanges(m *Manager) { m.watcher() }
+
+func (e *sqliteEngine) acquire(ctx context.Context, entity, session string, now clockReading, ttlMs int64) (Lease, int64, error) {
 	if err := e.file.check(); err != nil {
-		return Lease{}, now.Int64, err
+		return Lease{}, now.ms, err
 	}
 	rows, err := e.q.Acquire(ctx, sqlitedb.AcquireParams{
 		Entity:    entity,
 		SessionID: session,
-		Now:       now.Int64,
-		ExpiresAt: now.Int64 + ttlMs,
+		Now:       now.ms,
+		ExpiresAt: now.ms + ttlMs,
 	})
+	if err == nil && len(rows) == 0 {
+		return Lease{}, now.ms, errHeldByOther
+	}
 	row, err := first(rows, err)
-	return sqliteLease(row), now.Int64, err
+	return sqliteLease(row), now.ms, err
 }
 
-func (e *sqliteEngine) acquireAll(ctx context.Context, entities []string, session string, now sql.NullInt64, ttlMs int64) ([]Lease, int64, error) {
+func (e *sqliteEngine) acquireAll(ctx context.Context, entities []string, session string, now clockReading, ttlMs int64) ([]Lease, int64, error) {
 	if err := e.file.check(); err != nil {
-		return nil, now.Int64, err
+		return nil, now.ms, err
 	}
 	list, err := json.Marshal(entities)
 	if err != nil {
-		return nil, now.Int64, err
+		return nil, now.ms, err
 	}
-	expires := now.Int64 + ttlMs
+	expires := now.ms + ttlMs
 	rows, err := e.q.AcquireAll(ctx, sqlitedb.AcquireAllParams{
 		SessionID: session,
-		Now:       now.Int64,
+		Now:       now.ms,
 		ExpiresAt: expires,
 		Entities:  string(list),
 	})
-	if err != nil || len(rows) == 0 {
-		return nil, now.Int64, err
+	if err != nil {
+		return nil, now.ms, err
+	}
+	if len(rows) == 0 {
+		return nil, now.ms, errHeldByOther
 	}
 	leases := make([]Lease, len(rows))
 	for i, r := range rows {
@@ -73,32 +88,32 @@ func (e *sqliteEngine) acquireAll(ctx context.Context, entities []string, sessio
 			ExpiresAt: expires, Reclaimed: r.Reclaimed,
 		})
 	}
-	return leases, now.Int64, nil
+	return leases, now.ms, nil
 }
 
-func (e *sqliteEngine) holder(ctx context.Context, entity string, now sql.NullInt64) (Lease, int64, error) {
-	row, err := first(e.q.Lease(ctx, sqlitedb.LeaseParams{Entity: entity, Now: now.Int64}))
-	return sqliteLease(row), now.Int64, err
+func (e *sqliteEngine) holder(ctx context.Context, entity string, now clockReading) (Lease, int64, error) {
+	row, err := first(e.q.Lease(ctx, sqlitedb.LeaseParams{Entity: entity, Now: now.ms}))
+	return sqliteLease(row), now.ms, err
 }
 
-func (e *sqliteEngine) firstHeld(ctx context.Context, entities []string, session string, now sql.NullInt64) (Lease, int64, error) {
+func (e *sqliteEngine) firstHeld(ctx context.Context, entities []string, session string, now clockReading) (Lease, int64, error) {
 	list, err := json.Marshal(entities)
 	if err != nil {
-		return Lease{}, now.Int64, err
+		return Lease{}, now.ms, err
 	}
-	row, err := first(e.q.FirstHeld(ctx, sqlitedb.FirstHeldParams{Entities: string(list), Now: now.Int64, SessionID: session}))
-	return sqliteLease(row), now.Int64, err
+	row, err := first(e.q.FirstHeld(ctx, sqlitedb.FirstHeldParams{Entities: string(list), Now: now.ms, SessionID: session}))
+	return sqliteLease(row), now.ms, err
 }
 
 // liveOf returns the live grants among entities, as entity → the holder's
 // session and token. It serves the change watcher, which runs it through
 // q, prepared on its own connection.
-func liveOf(ctx context.Context, q *sqlitedb.Queries, entities []string, now sql.NullInt64) (map[string]grant, error) {
+func liveOf(ctx context.Context, q *sqlitedb.Queries, entities []string, now clockReading) (map[string]grant, error) {
 	list, err := json.Marshal(entities)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := q.LiveOf(ctx, sqlitedb.LiveOfParams{Entities: string(list), Now: now.Int64})
+	rows, err := q.LiveOf(ctx, sqlitedb.LiveOfParams{Entities: string(list), Now: now.ms})
 	if err != nil {
 		return nil, err
 	}
@@ -115,54 +130,54 @@ type grant struct {
 	token   int64
 }
 
-func (e *sqliteEngine) extend(ctx context.Context, entity, session string, byMs int64, now sql.NullInt64) (Lease, error) {
+func (e *sqliteEngine) extend(ctx context.Context, entity, session string, now clockReading, byMs int64) (Lease, error) {
 	if err := e.file.check(); err != nil {
 		return Lease{}, err
 	}
-	row, err := first(e.q.Extend(ctx, sqlitedb.ExtendParams{ByMs: byMs, Entity: entity, SessionID: session, Now: now.Int64}))
+	row, err := first(e.q.Extend(ctx, sqlitedb.ExtendParams{ByMs: byMs, Entity: entity, SessionID: session, Now: now.ms}))
 	return sqliteLease(row), err
 }
 
-func (e *sqliteEngine) renew(ctx context.Context, l Lease, now sql.NullInt64, ttlMs int64) (Lease, int64, error) {
+func (e *sqliteEngine) renew(ctx context.Context, l Lease, now clockReading, ttlMs int64) (Lease, int64, error) {
 	if err := e.file.check(); err != nil {
-		return Lease{}, now.Int64, err
+		return Lease{}, now.ms, err
 	}
 	row, err := first(e.q.Renew(ctx, sqlitedb.RenewParams{
-		ExpiresAt: now.Int64 + ttlMs,
+		ExpiresAt: now.ms + ttlMs,
 		Entity:    l.Entity,
 		SessionID: l.SessionID,
 		Token:     l.Token,
-		Now:       now.Int64,
+		Now:       now.ms,
 	}))
-	return sqliteLease(row), now.Int64, err
+	return sqliteLease(row), now.ms, err
 }
 
-func (e *sqliteEngine) release(ctx context.Context, entity, session string) (int64, error) {
-	return e.q.Release(ctx, sqlitedb.ReleaseParams{Entity: entity, SessionID: session})
+func (e *sqliteEngine) release(ctx context.Context, entity, session string) (bool, error) {
+	return changed(e.q.Release(ctx, sqlitedb.ReleaseParams{Entity: entity, SessionID: session}))
 }
 
-func (e *sqliteEngine) releaseGrant(ctx context.Context, l Lease) (int64, error) {
-	return e.q.ReleaseGrant(ctx, sqlitedb.ReleaseGrantParams{Entity: l.Entity, SessionID: l.SessionID, Token: l.Token})
+func (e *sqliteEngine) releaseGrant(ctx context.Context, l Lease) (bool, error) {
+	return changed(e.q.ReleaseGrant(ctx, sqlitedb.ReleaseGrantParams{Entity: l.Entity, SessionID: l.SessionID, Token: l.Token}))
 }
 
-func (e *sqliteEngine) forceRelease(ctx context.Context, entity string) (int64, error) {
-	return e.q.ForceRelease(ctx, entity)
+func (e *sqliteEngine) forceRelease(ctx context.Context, entity string) (bool, error) {
+	return changed(e.q.ForceRelease(ctx, entity))
 }
 
 func (e *sqliteEngine) releaseSession(ctx context.Context, session string) ([]string, error) {
 	return e.q.ReleaseSession(ctx, session)
 }
 
-func (e *sqliteEngine) purgeCandidates(ctx context.Context, after string, max int, now sql.NullInt64) ([]string, error) {
-	return e.q.PurgeCandidates(ctx, sqlitedb.PurgeCandidatesParams{After: after, Now: now.Int64, MaxRows: int64(max)})
+func (e *sqliteEngine) purgeCandidates(ctx context.Context, after string, max int, now clockReading) ([]string, error) {
+	return e.q.PurgeCandidates(ctx, sqlitedb.PurgeCandidatesParams{After: after, Now: now.ms, MaxRows: int64(max)})
 }
 
-func (e *sqliteEngine) purgeBatch(ctx context.Context, entities []string, now sql.NullInt64) (int64, error) {
+func (e *sqliteEngine) purgeBatch(ctx context.Context, entities []string, now clockReading) (int64, error) {
 	list, err := json.Marshal(entities)
 	if err != nil {
 		return 0, err
 	}
-	return e.q.PurgeBatch(ctx, sqlitedb.PurgeBatchParams{Entities: string(list), Now: now.Int64})
+	return e.q.PurgeBatch(ctx, sqlitedb.PurgeBatchParams{Entities: string(list), Now: now.ms})
 }
 
 // vacuumStep is how many free pages one incremental vacuum gives back, in
@@ -224,18 +239,18 @@ func (e *sqliteEngine) pragma(ctx context.Context, name string) (int64, error) {
 	return v, nil
 }
 
-func (e *sqliteEngine) rowCounts(ctx context.Context, now sql.NullInt64) (RowCounts, error) {
-	r, err := first(e.q.RowCounts(ctx, now.Int64))
+func (e *sqliteEngine) rowCounts(ctx context.Context, now clockReading) (RowCounts, error) {
+	r, err := first(e.q.RowCounts(ctx, now.ms))
 	return RowCounts{Live: r.Live, Expired: r.Expired, Released: r.Released}, err
 }
 
-func (e *sqliteEngine) liveLeases(ctx context.Context, now sql.NullInt64) ([]Lease, error) {
-	rows, err := e.q.LiveLeases(ctx, now.Int64)
+func (e *sqliteEngine) liveLeases(ctx context.Context, now clockReading) ([]Lease, error) {
+	rows, err := e.q.LiveLeases(ctx, now.ms)
 	return sqliteLeases(rows), err
 }
 
-func (e *sqliteEngine) sessionLeases(ctx context.Context, session string, now sql.NullInt64) ([]Lease, error) {
-	rows, err := e.q.SessionLeases(ctx, sqlitedb.SessionLeasesParams{SessionID: session, Now: now.Int64})
+func (e *sqliteEngine) sessionLeases(ctx context.Context, session string, now clockReading) ([]Lease, error) {
+	rows, err := e.q.SessionLeases(ctx, sqlitedb.SessionLeasesParams{SessionID: session, Now: now.ms})
 	return sqliteLeases(rows), err
 }
 
@@ -247,29 +262,38 @@ func (e *sqliteEngine) allLeases(ctx context.Context) ([]Lease, error) {
 // guard reads the lease inside tx. On SQLite, tx holds the database's write
 // lock (from BEGIN IMMEDIATE, or from its first write), and so does every
 // grant: no takeover can commit before tx ends.
-func (e *sqliteEngine) guard(ctx context.Context, tx *sql.Tx, l Lease, now sql.NullInt64) (bool, error) {
+func (e *sqliteEngine) guard(ctx context.Context, tx *sql.Tx, l Lease, now clockReading) error {
 	// Not the prepared statement: tx may come from another *sql.DB handle
 	// on the same file.
-	return first(sqlitedb.New(tx).IsLive(ctx, sqlitedb.IsLiveParams{
+	live, err := first(sqlitedb.New(tx).IsLive(ctx, sqlitedb.IsLiveParams{
 		Entity:    l.Entity,
 		SessionID: l.SessionID,
 		Token:     l.Token,
-		Now:       now.Int64,
+		Now:       now.ms,
 	}))
+	if err == nil && !live {
+		return errNoLease
+	}
+	return err
 }
 
-// first is the first of rows, or sql.ErrNoRows: what QueryRow would return,
-// from a statement that was stepped to its end (see queries/sqlite).
+// first is the first of rows, or errNoLease: the statements of
+// queries/sqlite return their row as a list, stepped to its end (see the
+// file's header).
 func first[R any](rows []R, err error) (R, error) {
 	var zero R
 	if err != nil {
 		return zero, err
 	}
 	if len(rows) == 0 {
-		return zero, sql.ErrNoRows
+		return zero, errNoLease
 	}
 	return rows[0], nil
 }
+
+// changed reports whether a statement that releases one lease changed its
+// row.
+func changed(rows int64, err error) (bool, error) { return rows > 0, err }
 
 func sqliteLease(r sqlitedb.EntitylockLease) Lease {
 	return Lease{

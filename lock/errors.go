@@ -1,7 +1,6 @@
 package lock
 
 import (
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -81,11 +80,17 @@ func (e *HeldError) Error() string {
 func (e *HeldError) Is(target error) bool { return target == ErrHeld }
 
 // opError wraps err with the operation and entity that failed:
-// `lock: acquire "entity::Foo": …`. It is the one place that turns a query
-// that found no row into ErrNotHeld.
+// `lock: acquire "entity::Foo": …`. It is the one place that turns what an
+// engine found (engine.go) into an exported error: errNoLease becomes
+// ErrNotHeld. errHeldByOther and errConflict, which the policy resolves
+// first (it reads the holder, to return a *HeldError, or tries again),
+// become ErrHeld should one get this far.
 func opError(op, entity string, err error) error {
-	if errors.Is(err, sql.ErrNoRows) {
+	switch {
+	case errors.Is(err, errNoLease):
 		err = ErrNotHeld
+	case errors.Is(err, errHeldByOther), errors.Is(err, errConflict):
+		err = ErrHeld
 	}
 	if entity == "" {
 		return fmt.Errorf("lock: %s: %w", op, err)

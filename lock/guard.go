@@ -3,6 +3,7 @@ package lock
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 )
 
@@ -45,12 +46,12 @@ func (m *Manager) Guard(ctx context.Context, tx *sql.Tx, l Lease) error {
 		return opError("guard", l.Entity, err)
 	}
 	defer m.exit()
-	live, err := m.eng.guard(ctx, tx, l, m.at())
-	if err != nil {
+	err := m.eng.guard(ctx, tx, l, m.stmtNow())
+	switch {
+	case errors.Is(err, errNoLease):
+		return opError("guard", l.Entity, err)
+	case err != nil:
 		return m.fail(ctx, "guard", l.Entity, err)
-	}
-	if !live {
-		return opError("guard", l.Entity, ErrNotHeld)
 	}
 	return nil
 }

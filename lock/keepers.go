@@ -2,7 +2,6 @@ package lock
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"log/slog"
 	"maps"
@@ -22,7 +21,7 @@ type keeper struct {
 	ctx    context.Context // fn's
 	cancel context.CancelCauseFunc
 
-	deadline atomic.Pointer[time.Time] // on the deadline clock (config.deadlineNow)
+	deadline atomic.Pointer[time.Time] // on the deadline clock (Manager.deadlineNow)
 	lostErr  atomic.Pointer[LeaseLostError]
 	quit     chan struct{}
 	check    chan struct{} // buffered 1: renew now, a release was notified
@@ -55,7 +54,7 @@ func (k *keeper) setDeadline(start time.Time) {
 
 // left is the time until the local deadline.
 func (k *keeper) left() time.Duration {
-	return k.deadline.Load().Sub(k.s.m.cfg.deadlineNow())
+	return k.deadline.Load().Sub(k.s.m.deadlineNow())
 }
 
 // stop ends renewal and cancels fn's ctx.
@@ -117,7 +116,7 @@ func (k *keeper) renew() {
 		// An attempt may take until the local deadline: cut short, it
 		// would cost a PostgreSQL connection (pgx closes a connection whose
 		// query is cancelled), and the next attempt a new one.
-		start := m.cfg.deadlineNow()
+		start := m.deadlineNow()
 		err := k.renewOnce(ctx, max(every, k.left()))
 		switch {
 		case err == nil:
@@ -125,7 +124,7 @@ func (k *keeper) renew() {
 			// Counted once in effect, deadline included.
 			m.count(k.s, func(c *counters) { c.renewals.Add(1) })
 			t.Reset(every)
-		case errors.Is(err, sql.ErrNoRows):
+		case errors.Is(err, errNoLease):
 			k.lose(ErrNotHeld)
 			return
 		case errors.Is(err, ErrDatabaseReplaced):
@@ -149,8 +148,8 @@ func (k *keeper) renewOnce(ctx context.Context, timeout time.Duration) error {
 	defer m.exit()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	before := m.cfg.now()
-	_, nowMs, err := m.eng.renew(ctx, k.lease, m.at(), m.cfg.ttl.Milliseconds())
+	before := m.localNow()
+	_, nowMs, err := m.eng.renew(ctx, k.lease, m.stmtNow(), m.cfg.ttl.Milliseconds())
 	if err == nil {
 		m.observe(before, nowMs)
 	}

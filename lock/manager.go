@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/entitylock/entitylock/schema"
 )
@@ -115,31 +114,6 @@ func (m *Manager) enter() error {
 
 func (m *Manager) exit() { m.mu.RUnlock() }
 
-// now is the Manager's reading of the time leases are measured by: its
-// clock, plus the estimated offset of the server's clock when the database
-// times leases.
-func (m *Manager) now() time.Time {
-	return m.cfg.now().Add(time.Duration(m.skewMs.Load()) * time.Millisecond)
-}
-
-// at is the "now" to pass to the engine: the Manager's clock reading, or
-// none when the database times leases.
-func (m *Manager) at() sql.NullInt64 {
-	if m.serverTimed {
-		return sql.NullInt64{}
-	}
-	return sql.NullInt64{Int64: m.cfg.now().UnixMilli(), Valid: true}
-}
-
-// observe takes in the server's clock reading serverMs, made during a call
-// that began at local time before. The offset it keeps errs towards a
-// server clock ahead of ours, which makes Do's deadlines early, not late.
-func (m *Manager) observe(before time.Time, serverMs int64) {
-	if m.serverTimed {
-		m.skewMs.Store(serverMs - before.UnixMilli())
-	}
-}
-
 // DB returns the database handle the Manager uses, for the application's
 // own tables in the same database: a transaction begun on it can be checked
 // with Guard. The Manager owns it when it came from Open; do not close it.
@@ -169,8 +143,8 @@ func (m *Manager) Holder(ctx context.Context, entity string) (Lease, error) {
 		return Lease{}, opError("holder", entity, err)
 	}
 	defer m.exit()
-	before := m.cfg.now()
-	l, serverMs, err := m.eng.holder(ctx, entity, m.at())
+	before := m.localNow()
+	l, serverMs, err := m.eng.holder(ctx, entity, m.stmtNow())
 	if err != nil {
 		return Lease{}, m.fail(ctx, "holder", entity, err)
 	}
@@ -184,7 +158,7 @@ func (m *Manager) Locks(ctx context.Context) ([]Lease, error) {
 		return nil, opError("locks", "", err)
 	}
 	defer m.exit()
-	leases, err := m.eng.liveLeases(ctx, m.at())
+	leases, err := m.eng.liveLeases(ctx, m.stmtNow())
 	if err != nil {
 		return nil, m.fail(ctx, "locks", "", err)
 	}
@@ -206,12 +180,6 @@ func (m *Manager) AllLeases(ctx context.Context) ([]Lease, error) {
 	return leases, nil
 }
 
-// Now returns the time leases are measured by, truncated to milliseconds as
-// lease times are: the Manager's clock (WithClock, or time.Now) on SQLite or
-// with WithClock; on PostgreSQL without it, the local clock corrected by the
-// offset of the server's clock seen in the last call that read it.
-func (m *Manager) Now() time.Time { return time.UnixMilli(m.now().UnixMilli()).UTC() }
-
 // ForceRelease removes the lease on entity whoever holds it, live or
 // expired, and reports whether there was one. It is the operator's override
 // for a stuck holder; the next grant of entity gets a greater token, so a
@@ -224,14 +192,14 @@ func (m *Manager) ForceRelease(ctx context.Context, entity string) (bool, error)
 		return false, opError("force release", entity, err)
 	}
 	defer m.exit()
-	n, err := m.eng.forceRelease(ctx, entity)
+	found, err := m.eng.forceRelease(ctx, entity)
 	if err != nil {
 		return false, m.fail(ctx, "force release", entity, err)
 	}
-	if n > 0 {
+	if found {
 		m.released(nil, entity)
 	}
-	return n > 0, nil
+	return found, nil
 }
 
 // Close waits for calls in flight, ends waits in Acquire, cancels the

@@ -6,8 +6,10 @@ import (
 	"time"
 )
 
-// DefaultTTL is how long a grant lasts unless WithTTL says otherwise. Like
-// the module this library replaces, it covers a slow LLM call.
+// DefaultTTL is how long a grant lasts unless WithTTL says otherwise. A
+// holder that crashes keeps others from the entity for at most this long;
+// one that works longer renews its lease (Do does, every TTL/3) or extends
+// it.
 const DefaultTTL = 120 * time.Second
 
 // DefaultRetry is the policy Acquire follows unless WithRetry says otherwise:
@@ -53,16 +55,6 @@ func defaultConfig() config {
 		now:    time.Now,
 		logger: slog.New(slog.DiscardHandler),
 	}
-}
-
-// deadlineNow reads the clock Do's local deadlines run on: the injected
-// clock under WithClock, else time.Now, whose monotonic reading makes the
-// deadlines immune to steps of the wall clock.
-func (c *config) deadlineNow() time.Time {
-	if c.clockSet {
-		return c.now()
-	}
-	return time.Now()
 }
 
 // renewEvery is how often Do renews a lease.

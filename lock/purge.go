@@ -35,7 +35,7 @@ func (m *Manager) RowCounts(ctx context.Context) (RowCounts, error) {
 		return RowCounts{}, opError("row counts", "", err)
 	}
 	defer m.exit()
-	c, err := m.eng.rowCounts(ctx, m.at())
+	c, err := m.eng.rowCounts(ctx, m.stmtNow())
 	if err != nil {
 		return RowCounts{}, m.fail(ctx, "row counts", "", err)
 	}
@@ -53,10 +53,11 @@ func (m *Manager) RowCounts(ctx context.Context) (RowCounts, error) {
 // long, however large the backlog; rows written meanwhile may be left for
 // the next purge. On PostgreSQL a row that another transaction has locked
 // at that moment is skipped, for a later purge, so purges never wait for
-// each other or for other calls. On SQLite it then gives free pages back to the file
-// system, a few hundred at a time, when more than a quarter of the file is
-// free (in files with auto_vacuum=INCREMENTAL, which Open sets on the files
-// it creates). The sweeper (WithSweepInterval) runs it in the background.
+// each other or for other calls. On SQLite it then gives free pages back to
+// the file system, a few hundred at a time, when more than a quarter of the
+// file is free (in files with auto_vacuum=INCREMENTAL, which Open sets on
+// the files it creates). The sweeper (WithSweepInterval) runs it in the
+// background.
 func (m *Manager) PurgeExpired(ctx context.Context) (int, error) {
 	if err := m.enter(); err != nil {
 		return 0, opError("purge expired", "", err)
@@ -79,13 +80,13 @@ func (m *Manager) purge(ctx context.Context) (int64, error) {
 	var total int64
 	after, size := "", firstPurgeSize
 	for {
-		at := m.at()
-		batch, err := m.eng.purgeCandidates(ctx, after, size, at)
+		now := m.stmtNow()
+		batch, err := m.eng.purgeCandidates(ctx, after, size, now)
 		if err != nil || len(batch) == 0 {
 			return total, err
 		}
 		start := time.Now()
-		n, err := m.eng.purgeBatch(ctx, batch, at)
+		n, err := m.eng.purgeBatch(ctx, batch, now)
 		took := time.Since(start)
 		total += n
 		if err != nil || len(batch) < size {

@@ -111,7 +111,7 @@ func (s *Session) retry(ctx context.Context, attempt func() error) error {
 	for retries := 0; ; {
 		d := policy.delay(retries)
 		if held != nil && m.queues.isHead(w) {
-			if untilExpiry := held.Holder.ExpiresAt.Sub(m.now()); untilExpiry < d {
+			if untilExpiry := held.Holder.ExpiresAt.Sub(m.leaseNow()); untilExpiry < d {
 				d = max(untilExpiry, 0)
 			}
 		}

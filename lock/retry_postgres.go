@@ -19,7 +19,8 @@ import (
 // other than its own outcome:
 //
 //   - a deadlock (40P01) or serialization failure (40001): the server rolled
-//     the statement back, so it is retried, whatever it does;
+//     the statement back, so it is retried, whatever it does (acquireAll
+//     reports it to its caller as errConflict instead);
 //   - a statement that never reached the server (pgconn.SafeToRetry, or a
 //     new connection that could not be made, as when the server is slow
 //     to accept), also retried whatever it does, after a pause of 10 ms per
@@ -38,8 +39,8 @@ import (
 //     so far too.
 //
 // Each retry goes to another connection: pgx closes a connection that broke,
-// and database/sql discards it. A statement is tried maxStatementAttempts
-// times at most.
+// and database/sql discards it. A statement is tried maxAttempts times at
+// most.
 type retryClass int
 
 const (
@@ -47,14 +48,12 @@ const (
 	retryIdempotent                   // also what a dead connection left in doubt
 )
 
-const maxStatementAttempts = 8
-
 // retry runs stmt until it succeeds, fails in a way class does not retry,
 // ctx ends or the attempts run out.
 func (e *postgresEngine) retry(ctx context.Context, class retryClass, stmt func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := stmt()
-		if err == nil || attempt == maxStatementAttempts || ctx.Err() != nil {
+		if err == nil || attempt == maxAttempts || ctx.Err() != nil {
 			return err
 		}
 		died := connDied(err)

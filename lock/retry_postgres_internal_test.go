@@ -22,11 +22,11 @@ func TestPostgresRetryClasses(t *testing.T) {
 		err   error
 		calls int // attempts made when every attempt fails with err
 	}{
-		{"idempotent, connection died", retryIdempotent, died, maxStatementAttempts},
-		{"idempotent, EOF", retryIdempotent, io.ErrUnexpectedEOF, maxStatementAttempts},
+		{"idempotent, connection died", retryIdempotent, died, maxAttempts},
+		{"idempotent, EOF", retryIdempotent, io.ErrUnexpectedEOF, maxAttempts},
 		{"not idempotent, connection died", retryRolledBack, died, 1},
 		{"not idempotent, EOF", retryRolledBack, io.ErrUnexpectedEOF, 1},
-		{"not idempotent, deadlock", retryRolledBack, &pgconn.PgError{Code: "40P01"}, maxStatementAttempts},
+		{"not idempotent, deadlock", retryRolledBack, &pgconn.PgError{Code: "40P01"}, maxAttempts},
 		{"not idempotent, syntax error", retryRolledBack, &pgconn.PgError{Code: "42601"}, 1},
 	}
 	for _, tt := range tests {

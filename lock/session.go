@@ -2,7 +2,6 @@ package lock
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -20,13 +19,19 @@ type Session struct {
 // ID returns the session id.
 func (s *Session) ID() string { return s.id }
 
-// TryAcquire makes one attempt, in one atomic statement, to take entity:
+// TryAcquire takes entity without waiting for another session to release
+// it. An atomic statement finds entity
 //   - free, or its lease expired: a new grant with a new fencing token,
 //     AcquiredAt now and ExpiresAt now + TTL;
 //   - live and held by this session: a refresh, ExpiresAt now + TTL, with
 //     token and AcquiredAt unchanged;
 //   - live and held by another session: an error that is a *HeldError
-//     (errors.Is(err, ErrHeld)) naming the holder.
+//     (errors.Is(err, ErrHeld)) naming the holder, read just after.
+//
+// When the holder is gone by the time it is read, or is this very session
+// (another handle with the same id was granted entity in between), the
+// statement runs again; after 8 attempts TryAcquire gives up with an error
+// that wraps ErrHeld, saying that the holder kept changing.
 func (s *Session) TryAcquire(ctx context.Context, entity string) (Lease, error) {
 	if err := validateEntity(entity); err != nil {
 		return Lease{}, opError("acquire", entity, err)
@@ -45,13 +50,14 @@ func (s *Session) TryAcquire(ctx context.Context, entity string) (Lease, error) 
 // Acquire takes entity like TryAcquire and, while another session holds it,
 // waits and retries under the Manager's RetryPolicy. It never waits past the
 // holder's expiry; a release, through this Manager or by another process,
-// wakes it at once, and waiters of one Manager are served in arrival order. It returns as soon as ctx ends or the Manager closes, with
-// an error satisfying errors.Is(err, ctx.Err()) or ErrClosed. When the
-// retries run out, the error is the last *HeldError. Only contention is
-// retried: a database error (SQLITE_BUSY past the busy timeout, a
-// PostgreSQL error, I/O) ends Acquire at once, wrapped. Should the grant
-// have committed before the error (an answer lost on the way back), the
-// same session's next attempt refreshes that grant, with the same token.
+// wakes it at once, and waiters of one Manager are served in arrival order.
+// It returns as soon as ctx ends or the Manager closes, with an error
+// satisfying errors.Is(err, ctx.Err()) or ErrClosed. When the retries run
+// out, the error is the last *HeldError. Only contention is retried: a
+// database error (SQLITE_BUSY past the busy timeout, a PostgreSQL error,
+// I/O) ends Acquire at once, wrapped. Should the grant have committed
+// before the error (an answer lost on the way back), the same session's
+// next attempt refreshes that grant, with the same token.
 func (s *Session) Acquire(ctx context.Context, entity string) (Lease, error) {
 	l, _, err := s.acquire(ctx, entity)
 	return l, err
@@ -85,35 +91,35 @@ func (s *Session) acquire(ctx context.Context, entity string) (Lease, time.Time,
 // tryAcquire is one attempt; the caller has validated entity and entered.
 // start is the deadline clock's reading when the granting statement began.
 func (s *Session) tryAcquire(ctx context.Context, entity string) (l Lease, start time.Time, err error) {
-	// The grant statement returns no row when a live lease of another session
-	// stands; the holder is then read in a second statement. Should the holder
-	// vanish in between, or be this very session (another goroutine or
-	// process sharing its id was granted the entity in between), the grant is
-	// simply tried again: it is then a grant or a refresh.
+	// When a live lease of another session stands, the holder is read in a
+	// second statement. Should the holder vanish in between, or be this very
+	// session (another goroutine or process sharing its id was granted the
+	// entity in between), the grant is simply tried again: it is then a
+	// grant or a refresh.
 	m := s.m
-	for range 8 {
-		start = m.cfg.deadlineNow()
-		before := m.cfg.now()
-		l, nowMs, err := m.eng.acquire(ctx, entity, s.id, m.at(), m.cfg.ttl.Milliseconds())
-		if err == nil {
+	for range maxAttempts {
+		start = m.deadlineNow()
+		before := m.localNow()
+		l, nowMs, err := m.eng.acquire(ctx, entity, s.id, m.stmtNow(), m.cfg.ttl.Milliseconds())
+		switch {
+		case err == nil:
 			m.observe(before, nowMs)
 			s.granted(l, nowMs)
 			return l, start, nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		case !errors.Is(err, errHeldByOther):
 			return Lease{}, time.Time{}, err
 		}
-		holder, nowMs, err := m.eng.holder(ctx, entity, m.at())
-		if err == nil && holder.SessionID == s.id {
+		holder, nowMs, err := m.eng.holder(ctx, entity, m.stmtNow())
+		switch {
+		case errors.Is(err, errNoLease): // released in between
+			continue
+		case err != nil:
+			return Lease{}, time.Time{}, err
+		case holder.SessionID == s.id:
 			continue
 		}
-		if err == nil {
-			m.observe(before, nowMs)
-			return Lease{}, time.Time{}, s.refused(holder)
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return Lease{}, time.Time{}, err
-		}
+		m.observe(before, nowMs)
+		return Lease{}, time.Time{}, s.refused(holder)
 	}
 	return Lease{}, time.Time{}, fmt.Errorf("%w: its holder kept changing", ErrHeld)
 }
@@ -134,7 +140,7 @@ func (s *Session) Extend(ctx context.Context, entity string, by time.Duration) (
 		return Lease{}, opError("extend", entity, err)
 	}
 	defer s.m.exit()
-	l, err := s.m.eng.extend(ctx, entity, s.id, by.Milliseconds(), s.m.at())
+	l, err := s.m.eng.extend(ctx, entity, s.id, s.m.stmtNow(), by.Milliseconds())
 	if err != nil {
 		return Lease{}, s.m.fail(ctx, "extend", entity, err)
 	}
@@ -152,14 +158,14 @@ func (s *Session) Release(ctx context.Context, entity string) (bool, error) {
 		return false, opError("release", entity, err)
 	}
 	defer s.m.exit()
-	n, err := s.m.eng.release(ctx, entity, s.id)
+	found, err := s.m.eng.release(ctx, entity, s.id)
 	if err != nil {
 		return false, s.m.fail(ctx, "release", entity, err)
 	}
-	if n > 0 {
+	if found {
 		s.m.released(s, entity)
 	}
-	return n > 0, nil
+	return found, nil
 }
 
 // ReleaseAll removes every lease of this session, live or expired, and
@@ -187,7 +193,7 @@ func (s *Session) Locks(ctx context.Context) ([]Lease, error) {
 		return nil, opError("locks", "", err)
 	}
 	defer s.m.exit()
-	leases, err := s.m.eng.sessionLeases(ctx, s.id, s.m.at())
+	leases, err := s.m.eng.sessionLeases(ctx, s.id, s.m.stmtNow())
 	if err != nil {
 		return nil, s.m.fail(ctx, "locks", "", err)
 	}

@@ -271,7 +271,7 @@ func (w *sqliteWatch) notify(ctx context.Context) error {
 	if len(lines)+len(kept) == 0 {
 		return nil
 	}
-	live, err := liveOf(ctx, w.q, append(lines, kept...), m.at())
+	live, err := liveOf(ctx, w.q, append(lines, kept...), m.stmtNow())
 	if err != nil {
 		return fmt.Errorf("read live leases: %w", err)
 	}
