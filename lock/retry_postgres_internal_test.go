@@ -2,11 +2,13 @@ package lock
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"io"
 	"testing"
 
+	"github.com/entitylock/entitylock/db/pgdb"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -59,5 +61,43 @@ func TestPostgresInDoubt(t *testing.T) {
 		if got := inDoubt(tc.err); got != tc.want {
 			t.Errorf("%s: inDoubt = %v; want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// queryFails is a pgdb.DBTX whose queries fail with err without reaching a
+// server, and counts them.
+type queryFails struct {
+	pgdb.DBTX
+	err   error
+	calls int
+}
+
+func (q *queryFails) QueryContext(context.Context, string, ...any) (*sql.Rows, error) {
+	q.calls++
+	return nil, q.err
+}
+
+// acquireAll reports a statement the server rolled back for a concurrent
+// one as errConflict, once, for its caller to try again; it does not repeat
+// it itself, nor report it as contention.
+func TestPostgresAcquireAllConflict(t *testing.T) {
+	syntax := &pgconn.PgError{Code: "42601"}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"serialization failure", &pgconn.PgError{Code: "40001"}, errConflict},
+		{"deadlock", &pgconn.PgError{Code: "40P01"}, errConflict},
+		{"syntax error", syntax, syntax},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := &queryFails{err: tc.err}
+			e := &postgresEngine{q: pgdb.New(db)}
+			leases, _, err := e.acquireAll(t.Context(), []string{"a", "b"}, "s", serverClock, 1000)
+			if !errors.Is(err, tc.want) || errors.Is(err, errHeldByOther) || len(leases) != 0 || db.calls != 1 {
+				t.Errorf("acquireAll = %v, %v after %d statements; want no lease, %v, after 1", leases, err, db.calls, tc.want)
+			}
+		})
 	}
 }
