@@ -16,11 +16,11 @@ type changeFeed interface {
 	followChanges(m *Manager)
 }
 
-// listen starts, once, the goroutine of the engine's change feed. It is
-// started by the first wait or Do, so a Manager that does neither runs
-// none. Neither runs on a pool limited to one connection, which the feed
-// would take from every other call, nor on a private in-memory database,
-// which no other process can change.
+// listen starts, once, the goroutine of the engine's change feed, if the
+// engine has one. It is started by the first wait or Do, so a Manager that
+// does neither runs none. No feed runs on a pool limited to one connection,
+// which the feed would take from every other call, nor on a private
+// in-memory database, which no other process can change.
 func (m *Manager) listen() {
 	if m.own != nil && m.own.drop != nil || m.db.Stats().MaxOpenConnections == 1 {
 		return

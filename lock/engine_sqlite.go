@@ -11,8 +11,8 @@ import (
 )
 
 // sqliteEngine runs the statements of queries/sqlite, prepared once per
-// Manager. SQLite is timed by the Manager's clock: its statements never
-// read one, so now is always a reading of the Manager's clock.
+// Manager. Its statements read no clock: now is always a reading of the
+// Manager's clock.
 type sqliteEngine struct {
 	db   *sql.DB
 	q    *sqlitedb.Queries
