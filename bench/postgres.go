@@ -149,7 +149,7 @@ func benchPostgres(ctx context.Context, o options, rep *report) error {
 	rep.ratio("P6a", "lock API vs seed SQL on PostgreSQL (ops/s ratio)", "P6-ours", "P6-seed", 1.2)
 	rep.ratio("P6c", "lock API vs the floor on PostgreSQL (ops/s ratio; informative)", "P6-ours", "P6-floor", 0)
 
-	err = timeAcquireAll(ctx, o, rep, "P6", " (PostgreSQL)", func(string) (*lock.Manager, func(), error) {
+	err = timeAcquireAll(ctx, o, rep, "P6", " (PostgreSQL)", "", func(string) (*lock.Manager, func(), error) {
 		_, m, done, err := openPostgres(ctx, o)
 		return m, done, err
 	})

@@ -450,9 +450,10 @@ func benchScale(ctx context.Context, o options, rep *report) error {
 	return nil
 }
 
-// P4: AcquireAll of 100 entities against 100 sequential Acquire calls.
+// P4: AcquireAll of 100 entities against 100 sequential Acquire calls and
+// against the floor, the three timed in alternation.
 func benchAcquireAll(ctx context.Context, o options, rep *report) error {
-	err := timeAcquireAll(ctx, o, rep, "P4", "", func(name string) (*lock.Manager, func(), error) {
+	err := timeAcquireAll(ctx, o, rep, "P4", "", upsertFloor, func(name string) (*lock.Manager, func(), error) {
 		m, err := openOurs(ctx, o, name)
 		if err != nil {
 			return nil, nil, err
@@ -460,9 +461,6 @@ func benchAcquireAll(ctx context.Context, o options, rep *report) error {
 		return m, func() { m.Close() }, nil
 	})
 	if err != nil {
-		return err
-	}
-	if err := timeUpsertFloor(ctx, o, rep); err != nil {
 		return err
 	}
 	all, _ := rep.find("P4-all")
@@ -479,68 +477,36 @@ func benchAcquireAll(ctx context.Context, o options, rep *report) error {
 // The floor of P4: the bare upsert of the same 100 rows in the same schema,
 // one prepared statement on the Manager's own handle — no held-check, no
 // RETURNING, no fencing token logic, so not a lock at all: only the row
-// writes every grant of 100 entities must make.
+// writes every grant of 100 entities must make. Its arguments: session,
+// now, expiry (Unix ms) and the JSON array of the entities.
 const upsertFloor = `INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at)
 SELECT j.value, ?1, 1, ?2, ?3 FROM json_each(?4) AS j WHERE true
 ON CONFLICT (entity) DO UPDATE SET
     session_id = excluded.session_id, token = entitylock_leases.token + 1,
     acquired_at = excluded.acquired_at, expires_at = excluded.expires_at`
 
-func timeUpsertFloor(ctx context.Context, o options, rep *report) error {
-	m, err := openOurs(ctx, o, "P4-floor")
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	s, _ := m.Session("bench")
-	st, err := m.DB().PrepareContext(ctx, upsertFloor)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	names := make([]string, 100)
-	for i := range names {
-		names[i] = fmt.Sprintf("entity::%03d", i)
-	}
-	r := row{id: "P4-floor", name: "bare upsert of the same 100 rows (not a lock: the floor)"}
-	for range max(o.pairs/100, 20) {
-		t0 := time.Now()
-		list, err := json.Marshal(names)
-		if err != nil {
-			return err
-		}
-		now := time.Now().UnixMilli()
-		if _, err := st.ExecContext(ctx, "bench", now, now+120_000, string(list)); err != nil {
-			return err
-		}
-		r.record(time.Since(t0))
-		if _, err := s.ReleaseAll(ctx); err != nil {
-			return err
-		}
-	}
-	rep.add(r)
-	return nil
-}
-
 // timeAcquireAll adds the rows <prefix>-all (AcquireAll of 100 entities)
-// and <prefix>-seq (100 sequential Acquire calls), each on a Manager from
-// open, which returns the function that closes it.
-func timeAcquireAll(ctx context.Context, o options, rep *report, prefix, engine string,
+// and <prefix>-seq (100 sequential Acquire calls) and, when floorSQL is
+// set, <prefix>-floor (floorSQL run on the same 100 entities, with the
+// arguments of upsertFloor), each on a Manager from open, which returns
+// the function that closes it.
+func timeAcquireAll(ctx context.Context, o options, rep *report, prefix, engine, floorSQL string,
 	open func(name string) (*lock.Manager, func(), error)) error {
 	names := make([]string, 100)
 	for i := range names {
 		names[i] = fmt.Sprintf("entity::%03d", i)
 	}
 	reps := max(o.pairs/100, 20)
-	variants := []struct {
+	type variant struct {
 		id, name string
-		do       func(*lock.Session) error
-	}{
-		{prefix + "-all", "AcquireAll of 100 entities" + engine, func(s *lock.Session) error {
+		do       func(*lock.Manager, *lock.Session) error
+	}
+	variants := []variant{
+		{prefix + "-all", "AcquireAll of 100 entities" + engine, func(_ *lock.Manager, s *lock.Session) error {
 			_, err := s.AcquireAll(ctx, names...)
 			return err
 		}},
-		{prefix + "-seq", "100 sequential Acquire calls" + engine, func(s *lock.Session) error {
+		{prefix + "-seq", "100 sequential Acquire calls" + engine, func(_ *lock.Manager, s *lock.Session) error {
 			for _, n := range names {
 				if _, err := s.Acquire(ctx, n); err != nil {
 					return err
@@ -549,9 +515,34 @@ func timeAcquireAll(ctx context.Context, o options, rep *report, prefix, engine 
 			return nil
 		}},
 	}
-	// Each variant on a database of its own, the two timed in alternation
-	// so that both see the same stretches of a busy machine.
+	if floorSQL != "" {
+		var st *sql.Stmt
+		defer func() {
+			if st != nil {
+				st.Close()
+			}
+		}()
+		variants = append(variants, variant{prefix + "-floor", "bare upsert of the same 100 rows (not a lock: the floor)" + engine,
+			func(m *lock.Manager, _ *lock.Session) error {
+				if st == nil {
+					var err error
+					if st, err = m.DB().PrepareContext(ctx, floorSQL); err != nil {
+						return err
+					}
+				}
+				list, err := json.Marshal(names)
+				if err != nil {
+					return err
+				}
+				now := time.Now().UnixMilli()
+				_, err = st.ExecContext(ctx, "bench", now, now+120_000, string(list))
+				return err
+			}})
+	}
+	// Each variant on a database of its own, all timed in alternation so
+	// that each sees the same stretches of a busy machine.
 	rows := make([]row, len(variants))
+	managers := make([]*lock.Manager, len(variants))
 	sessions := make([]*lock.Session, len(variants))
 	for i, v := range variants {
 		m, done, err := open(v.id)
@@ -559,6 +550,7 @@ func timeAcquireAll(ctx context.Context, o options, rep *report, prefix, engine 
 			return err
 		}
 		defer done()
+		managers[i] = m
 		sessions[i], _ = m.Session("bench")
 		rows[i] = row{id: v.id, name: v.name}
 	}
@@ -566,7 +558,7 @@ func timeAcquireAll(ctx context.Context, o options, rep *report, prefix, engine 
 		for k := range variants {
 			i := (n + k) % len(variants)
 			t0 := time.Now()
-			if err := variants[i].do(sessions[i]); err != nil {
+			if err := variants[i].do(managers[i], sessions[i]); err != nil {
 				return err
 			}
 			rows[i].record(time.Since(t0))

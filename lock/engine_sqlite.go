@@ -41,7 +41,7 @@ func (e *sqliteEngine) close() error            { return e.q.Close() }
 
 // followChanges makes the engine a changeFeed: it watches the database file
 // (watch_sqlite.go).
-func (e *sqliteEngine) followChanges(m *Manager) { m.watcher() }
+func (e *sqliteEngine) followChanges(m *Manager) { m.watcher(e.file.path) }
 
 func (e *sqliteEngine) acquire(ctx context.Context, entity, session string, now clockReading, ttlMs int64) (Lease, int64, error) {
 	if err := e.file.check(); err != nil {

@@ -18,40 +18,50 @@ import (
 // *sql.DB on the same file) committed by watching the file a commit writes:
 // the -wal file in WAL mode, the database file otherwise (inotify on Linux,
 // kqueue on BSD and macOS, through fsnotify). A write seen there is
-// confirmed by PRAGMA data_version, read on a connection the watcher keeps
-// idle, which changes when another connection has committed; the live
-// leases of the entities waited for are then read, and the head of each
-// line whose entity is free is woken. Do calls holding an entity that is
-// free, or granted anew, renew at once.
+// confirmed by a change of the WAL-index header in the -shm file (one
+// pread, no SQL) or of PRAGMA data_version, read on a connection the
+// watcher keeps idle; the live leases of the entities waited for are then
+// read, and the head of each line whose entity is free is woken. Do calls
+// holding an entity that is free, or granted anew, renew at once. The
+// header is read alone only once a commit was seen in both; until then,
+// outside WAL mode, and for the watch's forced looks, data_version is read.
 //
 // The watch is on only while the Manager has waiters: with none, no event
 // reaches it and it does nothing. Where the file cannot be watched (no such
 // file, a file system without notifications, no watches left), the watcher
-// reads data_version every watchPollEvery instead, also only while there
-// are waiters. BENCHMARKS.md has what either costs.
+// looks every watchPollEvery instead, also only while there are waiters.
+// BENCHMARKS.md has what either costs.
 const (
 	watchPollEvery = 5 * time.Millisecond
 	// A write to the WAL is seen before the commit that makes it visible
-	// (which updates the WAL index in shared memory, unseen by the watch),
-	// so an unchanged data_version after a write is read again, at doubling
-	// intervals, until it changes or settleTo has passed.
-	settleFrom = 100 * time.Microsecond
+	// (which updates the WAL index in shared memory, unseen by the watch):
+	// the watcher looks at once and, finding nothing committed, again
+	// settleFrom later, then at doubling intervals, until settleTo has
+	// passed or another write is seen. A wait under a millisecond lasts one
+	// (Go's timers wait in whole milliseconds while a process is idle).
+	settleFrom = 250 * time.Microsecond
 	settleTo   = 6400 * time.Microsecond
-	// A write seen within this time of the last change found is looked at
-	// only when it is over, and the file's events are left unread until
-	// then (the kernel folds them into one): on a busy database, the
-	// watcher looks about once per quietAfterChange, not once per commit.
-	quietAfterChange = 2 * time.Millisecond
+	// After a change is found, the file's events are left unread for a
+	// quiet time, so that on a busy database the watcher looks once per
+	// quiet time, not once per commit. The quiet time is quietMin; once the
+	// file was written during busyStreak quiet times in a row (commits keep
+	// coming, not a burst of a few), it doubles at each further one, up to
+	// quietMax, and it falls back to quietMin after a quiet time without a
+	// write.
+	quietMin   = 2 * time.Millisecond
+	quietMax   = 8 * time.Millisecond
+	busyStreak = 3
 )
 
 // watcher runs from the Manager's first wait or Do until it closes,
 // watching the database file while the Manager has waiters. When the watch
 // fails (its connection broke, say) it starts again after a backoff;
-// waiters poll on their own backoff meanwhile.
-func (m *Manager) watcher() {
+// waiters poll on their own backoff meanwhile. path is the database file,
+// "" when it has none.
+func (m *Manager) watcher(path string) {
 	ctx, cancel := m.lifeContext()
 	defer cancel()
-	w := &sqliteWatch{m: m}
+	w := &sqliteWatch{m: m, path: path}
 	m.fileWatch.Store(w)
 	defer w.reset()
 	delay := 10 * time.Millisecond
@@ -88,17 +98,24 @@ func (m *Manager) watcher() {
 // the next.
 type sqliteWatch struct {
 	m    *Manager
+	path string            // the database file; "" when there is none
 	conn *connStmts        // idle between reads
 	q    *sqlitedb.Queries // the engine's statements, run on conn
 	last int64             // the data_version last read
-	file string            // the file commits write; "" when there is none
-	fsw  *fsnotify.Watcher
+	// The -shm file's WAL-index header, read instead of data_version once
+	// a change of data_version was seen in it too (shmTrusted): a VFS
+	// that kept the WAL index in private memory would leave it unchanged.
+	shm        *walIndex
+	shmTrusted atomic.Bool // read by tests too
+	file       string      // the file commits write; "" when there is none
+	fsw        *fsnotify.Watcher
 
-	// For tests: how many times data_version was read, whether a watch is
-	// on, and whether the last one polled instead of watching the file.
-	reads    atomic.Int64
-	watching atomic.Bool
-	polling  atomic.Bool
+	// For tests: how many times the watcher looked for a commit, found
+	// one, and read data_version; whether a watch is on, and whether the
+	// last one polled instead of watching the file.
+	looks, changes, versionReads atomic.Int64
+	watching                     atomic.Bool
+	polling                      atomic.Bool
 }
 
 // open takes the watcher's connection and finds the file to watch.
@@ -115,12 +132,19 @@ func (w *sqliteWatch) open(ctx context.Context) error {
 		conn.Close()
 		return err
 	}
-	file := w.m.eng.(*sqliteEngine).file.path
+	file := w.path
 	if file != "" && mode == "wal" {
 		file += "-wal"
 	}
 	w.conn = &connStmts{conn: conn, stmts: make(map[string]*sql.Stmt)}
 	w.q, w.file = sqlitedb.New(w.conn), file
+	if err := w.readVersion(ctx); err != nil { // the connection's first: what later reads compare with
+		w.reset()
+		return err
+	}
+	if mode == "wal" && w.path != "" {
+		w.shm = openWALIndex(w.path)
+	}
 	if w.fsw == nil {
 		if w.fsw, err = fsnotify.NewWatcher(); err != nil {
 			w.m.cfg.logger.Debug("entitylock: no file notifications; waiters' Manager polls data_version",
@@ -135,6 +159,11 @@ func (w *sqliteWatch) reset() {
 	if w.conn != nil {
 		w.conn.close()
 		w.conn, w.q = nil, nil
+	}
+	if w.shm != nil {
+		w.shm.close()
+		w.shm = nil
+		w.shmTrusted.Store(false)
 	}
 	if w.fsw != nil {
 		w.fsw.Close()
@@ -176,20 +205,21 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 		return err
 	}
 	var (
-		timer      = time.NewTimer(time.Hour)
-		pending    bool          // a write was seen; its commit not yet found
-		settleIn   time.Duration // the wait before looking again for it
-		lastChange time.Time     // when a change was last found
-		quietTil   time.Time     // events are left unread until then
+		timer    = time.NewTimer(time.Hour)
+		pending  bool          // a write was seen; its commit not yet found
+		settleIn time.Duration // the wait before looking again for it
+		quiet    = quietMin    // the current quiet time
+		inQuiet  bool          // events are left unread until timer fires
+		streak   int           // quiet times in a row during which the file was written
 	)
 	timer.Stop()
 	defer timer.Stop()
 	for {
 		evc := events
-		if time.Now().Before(quietTil) {
+		if inQuiet {
 			evc = nil // the kernel folds the writes meanwhile into one event
 		}
-		force, look := false, false
+		force := false
 		select {
 		case <-ctx.Done():
 			return nil
@@ -199,70 +229,108 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 			}
 			force = true // a new line: its entity may have been released since its attempt
 		case ev, ok := <-evc:
-			if !ok {
-				return errors.New("file watch closed")
+			if err := w.written(ev, ok); err != nil {
+				return err
 			}
-			if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
-				return fmt.Errorf("%s was removed", w.file)
-			}
-			pending, settleIn, look = true, 0, true
-			if quiet := time.Until(lastChange.Add(quietAfterChange)); quiet > 0 {
-				// Writes in quick succession: look once the quiet time is over.
-				quietTil, look = time.Now().Add(quiet), false
-				timer.Reset(quiet)
-			}
+			pending, settleIn = true, 0
 		case err := <-errs:
 			if !errors.Is(err, fsnotify.ErrEventOverflow) {
 				return err
 			}
 			force = true // events were dropped
 		case <-poll:
-			look = true
 		case <-timer.C:
-			look = pending
-		}
-		if !force && !look {
-			continue
+			if pending {
+				break // look
+			}
+			// The quiet time is over: was the file written meanwhile?
+			inQuiet = false
+			select {
+			case ev, ok := <-events:
+				if err := w.written(ev, ok); err != nil {
+					return err
+				}
+				streak, pending, settleIn = streak+1, true, 0
+			default:
+				streak, quiet = 0, quietMin
+				continue
+			}
 		}
 		changed, err := w.check(ctx, force)
 		if err != nil {
 			return err
 		}
-		timer.Stop()
 		switch {
-		case changed:
-			pending = false
-			if !force { // a forced look says nothing of how busy the file is
-				lastChange = time.Now()
+		case changed && !force && events != nil:
+			// Found after a write (a forced look says nothing of how busy
+			// the file is): keep quiet for a while.
+			if streak >= busyStreak {
+				quiet = min(2*quiet, quietMax)
 			}
-		case !pending:
+			pending, inQuiet = false, true
+			timer.Reset(quiet)
+		case changed:
+			if pending {
+				pending = false
+				timer.Stop()
+			}
+		case !pending || force:
+			// A forced look that found nothing leaves a pending one as it was.
 		case settleIn >= settleTo:
 			pending = false // a write that committed nothing (yet)
 		default:
-			settleIn = max(2*settleIn, settleFrom)
+			settleIn = max(min(2*settleIn, settleTo), settleFrom)
 			timer.Reset(settleIn)
-		}
-		if quiet := time.Until(quietTil); !pending && quiet > 0 {
-			timer.Reset(quiet) // to read the events again
 		}
 	}
 }
 
-// check reads data_version and, when it changed or force is set, wakes the
-// lines whose entity is free and the Do calls whose entity changed hands.
-// It reports whether data_version changed.
-func (w *sqliteWatch) check(ctx context.Context, force bool) (bool, error) {
-	var v int64
-	w.reads.Add(1)
-	if err := w.conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
-		return false, fmt.Errorf("read data_version: %w", err)
+// written checks an event of the watched file (ok false: the channel
+// closed) for the file's removal.
+func (w *sqliteWatch) written(ev fsnotify.Event, ok bool) error {
+	if !ok {
+		return errors.New("file watch closed")
 	}
-	changed := v != w.last
-	w.last = v
-	if !changed && !force {
+	if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+		return fmt.Errorf("%s was removed", w.file)
+	}
+	return nil
+}
+
+// check learns whether another connection committed since the last check
+// and, when one did or force is set, wakes the lines whose entity is free
+// and the Do calls whose entity changed hands. It reports whether anything
+// was committed. It reads the WAL-index header, and data_version too until
+// the header is trusted or when forced.
+func (w *sqliteWatch) check(ctx context.Context, force bool) (bool, error) {
+	w.looks.Add(1)
+	hdr := w.shm != nil && w.shm.changed()
+	changed := hdr
+	if trusted := w.shmTrusted.Load(); !trusted || force {
+		last := w.last
+		if err := w.readVersion(ctx); err != nil {
+			return false, err
+		}
+		changed = w.last != last
+		if changed && hdr && !trusted {
+			w.shmTrusted.Store(true)
+		}
+	}
+	if changed {
+		w.changes.Add(1)
+	} else if !force {
 		return false, nil
 	}
 	return changed, w.notify(ctx)
+}
+
+// readVersion reads data_version into w.last.
+func (w *sqliteWatch) readVersion(ctx context.Context) error {
+	w.versionReads.Add(1)
+	if err := w.conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&w.last); err != nil {
+		return fmt.Errorf("read data_version: %w", err)
+	}
+	return nil
 }
 
 func (w *sqliteWatch) notify(ctx context.Context) error {
@@ -271,7 +339,7 @@ func (w *sqliteWatch) notify(ctx context.Context) error {
 	if len(lines)+len(kept) == 0 {
 		return nil
 	}
-	live, err := liveOf(ctx, w.q, append(lines, kept...), m.stmtNow())
+	live, err := w.live(ctx, append(lines, kept...), m.stmtNow())
 	if err != nil {
 		return fmt.Errorf("read live leases: %w", err)
 	}
@@ -286,6 +354,22 @@ func (w *sqliteWatch) notify(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// live returns the live grants among entities, as liveOf does.
+func (w *sqliteWatch) live(ctx context.Context, entities []string, now clockReading) (map[string]grant, error) {
+	if len(entities) != 1 {
+		return liveOf(ctx, w.q, entities, now)
+	}
+	rows, err := w.q.LiveOne(ctx, sqlitedb.LiveOneParams{Entity: entities[0], Now: now.ms})
+	if err != nil {
+		return nil, err
+	}
+	live := make(map[string]grant, len(rows))
+	for _, r := range rows {
+		live[entities[0]] = grant{session: r.SessionID, token: r.Token}
+	}
+	return live, nil
 }
 
 // connStmts runs statements on one connection, each prepared at its first

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -124,7 +125,7 @@ func TestWatchOnlyWhileWaiting(t *testing.T) {
 	w := watchOnFile(t, m)
 
 	// Commits on other entities are seen, and wake nobody.
-	reads := w.reads.Load()
+	seen := w.changes.Load()
 	for range 5 {
 		if _, err := busy.TryAcquire(ctx, "busy"); err != nil {
 			t.Fatal(err)
@@ -132,8 +133,8 @@ func TestWatchOnlyWhileWaiting(t *testing.T) {
 		if _, err := busy.Release(ctx, "busy"); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the watcher to see the commit", func() bool { return w.reads.Load() > reads })
-		reads = w.reads.Load()
+		eventually(t, "the watcher to see the commit", func() bool { return w.changes.Load() > seen })
+		seen = w.changes.Load()
 	}
 	if got := m.Stats().Contended; got != 1 {
 		t.Errorf("after 5 commits on another entity: %d refused attempts; want 1 (the waiter's first)", got)
@@ -147,7 +148,7 @@ func TestWatchOnlyWhileWaiting(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the watch to stop", func() bool { return !w.watching.Load() })
-	reads = w.reads.Load()
+	looks := w.looks.Load()
 	for range 20 {
 		if _, err := busy.TryAcquire(ctx, "busy"); err != nil {
 			t.Fatal(err)
@@ -156,8 +157,8 @@ func TestWatchOnlyWhileWaiting(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := w.reads.Load(); got != reads {
-		t.Errorf("without waiters, 20 commits by another Manager made %d reads of data_version; want 0", got-reads)
+	if got := w.looks.Load(); got != looks {
+		t.Errorf("without waiters, 20 commits by another Manager made %d looks for a commit; want 0", got-looks)
 	}
 }
 
@@ -273,6 +274,103 @@ func TestCloseWhileTheWatchStarts(t *testing.T) {
 		}
 		if err := <-done; !errors.Is(err, ErrClosed) {
 			t.Fatalf("waiter: %v; want ErrClosed", err)
+		}
+	}
+}
+
+// In WAL mode, once a commit was seen both in data_version and in the
+// WAL-index header of the -shm file, the watcher learns of commits from
+// the header alone, with no SQL for commits that free nothing, and still
+// wakes the waiter when its entity is released.
+func TestWatchReadsTheWALIndexHeader(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l.db")
+	other := openInternal(t, path, WithTTL(time.Hour))
+	m := openInternal(t, path, WithTTL(time.Hour), waitForever)
+	holder, busy := sessionOf(t, other, "holder"), sessionOf(t, other, "busy")
+	ctx := t.Context()
+	if _, err := holder.TryAcquire(ctx, "hot"); err != nil {
+		t.Fatal(err)
+	}
+	done := acquireInBackground(context.Background(), sessionOf(t, m, "waiter"), "hot")
+	w := watchOnFile(t, m)
+	commit := func() {
+		t.Helper()
+		seen := w.changes.Load()
+		if _, err := busy.TryAcquire(ctx, "busy"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the watcher to see the commit", func() bool { return w.changes.Load() > seen })
+	}
+	// A commit seen by both trusts the header from then on. (One that lands
+	// between the watcher's two reads is seen in data_version only.)
+	for i := 0; !w.shmTrusted.Load(); i++ {
+		if i == 10 {
+			t.Fatal("10 commits seen, and the WAL-index header is still not trusted")
+		}
+		commit()
+	}
+	reads := w.versionReads.Load()
+	for range 5 {
+		commit()
+	}
+	// The one forced look for the new line may still be pending, and reads
+	// data_version once; a look per commit would read it 5 times.
+	if got := w.versionReads.Load() - reads; got > 1 {
+		t.Errorf("5 commits seen through the WAL-index header made %d reads of data_version; want at most 1", got)
+	}
+	releaseWakes(t, holder, done)
+}
+
+// A -shm file whose header does not change (a VFS that keeps the WAL index
+// in its own memory would leave it so) is never trusted: commits are then
+// found through data_version.
+func TestWatchDoesNotTrustAStillHeader(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "l.db")
+	other := openInternal(t, path, WithTTL(time.Hour))
+	m := openInternal(t, path, WithTTL(time.Hour))
+	busy := sessionOf(t, other, "busy")
+	ctx := t.Context()
+	if _, err := busy.TryAcquire(ctx, "busy"); err != nil {
+		t.Fatal(err)
+	}
+	// A copy of the -shm file, which no commit will change, stands for it.
+	shm, err := os.ReadFile(path + "-shm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	still := filepath.Join(dir, "still.db")
+	if err := os.WriteFile(still+"-shm", shm, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := &sqliteWatch{m: m} // no waiters: m runs no watcher of its own
+	if err := w.open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.reset)
+	if w.shm == nil {
+		t.Fatal("no WAL-index header read for a WAL database")
+	}
+	w.shm.close()
+	if w.shm = openWALIndex(still); w.shm == nil {
+		t.Fatal("cannot read the copy of the -shm file")
+	}
+	if _, err := w.check(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := busy.Release(ctx, "busy"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := busy.TryAcquire(ctx, "busy"); err != nil {
+			t.Fatal(err)
+		}
+		changed, err := w.check(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if trusted := w.shmTrusted.Load(); !changed || trusted {
+			t.Fatalf("commit %d: check found a commit: %v, trusts the header: %v; want true, false", i, changed, trusted)
 		}
 	}
 }

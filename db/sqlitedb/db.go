@@ -54,6 +54,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.liveOfStmt, err = db.PrepareContext(ctx, liveOf); err != nil {
 		return nil, fmt.Errorf("error preparing query LiveOf: %w", err)
 	}
+	if q.liveOneStmt, err = db.PrepareContext(ctx, liveOne); err != nil {
+		return nil, fmt.Errorf("error preparing query LiveOne: %w", err)
+	}
 	if q.purgeBatchStmt, err = db.PrepareContext(ctx, purgeBatch); err != nil {
 		return nil, fmt.Errorf("error preparing query PurgeBatch: %w", err)
 	}
@@ -131,6 +134,11 @@ func (q *Queries) Close() error {
 	if q.liveOfStmt != nil {
 		if cerr := q.liveOfStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing liveOfStmt: %w", cerr)
+		}
+	}
+	if q.liveOneStmt != nil {
+		if cerr := q.liveOneStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing liveOneStmt: %w", cerr)
 		}
 	}
 	if q.purgeBatchStmt != nil {
@@ -222,6 +230,7 @@ type Queries struct {
 	leaseStmt           *sql.Stmt
 	liveLeasesStmt      *sql.Stmt
 	liveOfStmt          *sql.Stmt
+	liveOneStmt         *sql.Stmt
 	purgeBatchStmt      *sql.Stmt
 	purgeCandidatesStmt *sql.Stmt
 	releaseStmt         *sql.Stmt
@@ -246,6 +255,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		leaseStmt:           q.leaseStmt,
 		liveLeasesStmt:      q.liveLeasesStmt,
 		liveOfStmt:          q.liveOfStmt,
+		liveOneStmt:         q.liveOneStmt,
 		purgeBatchStmt:      q.purgeBatchStmt,
 		purgeCandidatesStmt: q.purgeCandidatesStmt,
 		releaseStmt:         q.releaseStmt,

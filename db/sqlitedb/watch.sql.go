@@ -52,3 +52,45 @@ func (q *Queries) LiveOf(ctx context.Context, arg LiveOfParams) ([]LiveOfRow, er
 	}
 	return items, nil
 }
+
+const liveOne = `-- name: LiveOne :many
+SELECT session_id, token
+FROM entitylock_leases
+WHERE entity = ?1
+  AND expires_at > ?2
+`
+
+type LiveOneParams struct {
+	Entity string
+	Now    int64
+}
+
+type LiveOneRow struct {
+	SessionID string
+	Token     int64
+}
+
+// LiveOf for a single entity, the usual case: a plain key lookup, cheaper
+// to run than the JSON array's.
+func (q *Queries) LiveOne(ctx context.Context, arg LiveOneParams) ([]LiveOneRow, error) {
+	rows, err := q.query(ctx, q.liveOneStmt, liveOne, arg.Entity, arg.Now)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []LiveOneRow{}
+	for rows.Next() {
+		var i LiveOneRow
+		if err := rows.Scan(&i.SessionID, &i.Token); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}

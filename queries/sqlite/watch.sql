@@ -6,3 +6,11 @@ SELECT entity, session_id, token
 FROM entitylock_leases
 WHERE entity IN (SELECT j.value FROM json_each(CAST(@entities AS TEXT)) AS j)
   AND expires_at > @now;
+
+-- name: LiveOne :many
+-- LiveOf for a single entity, the usual case: a plain key lookup, cheaper
+-- to run than the JSON array's.
+SELECT session_id, token
+FROM entitylock_leases
+WHERE entity = @entity
+  AND expires_at > @now;
