@@ -343,7 +343,7 @@ func TestWatchDoesNotTrustAStillHeader(t *testing.T) {
 	if err := os.WriteFile(still+"-shm", shm, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w := &sqliteWatch{m: m} // no waiters: m runs no watcher of its own
+	w := &sqliteWatch{m: m, path: path} // no waiters: m runs no watcher of its own
 	if err := w.open(ctx); err != nil {
 		t.Fatal(err)
 	}
