@@ -39,7 +39,7 @@ func TestPostgresAcquireAllSkippedRowWritesNothing(t *testing.T) {
 		done <- err
 	}()
 	waitFor(t, "AcquireAll to wait for the other grant", func() bool {
-		return len(queryStrings(t, raw, `SELECT pid::text FROM pg_stat_activity
+		return len(testkit.QueryStrings(t, raw, `SELECT pid::text FROM pg_stat_activity
 			WHERE application_name = $1 AND wait_event_type = 'Lock'`, app)) == 1
 	})
 	if err := tx.Commit(); err != nil {

@@ -2,7 +2,6 @@ package lock_test
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"testing"
 
@@ -36,27 +35,4 @@ func mustOpenPath(tb testing.TB, path string, opts ...lock.Option) *lock.Manager
 		}
 	})
 	return m
-}
-
-// queryStrings runs a query whose rows are one text column each and
-// returns them, failing the test on any error.
-func queryStrings(tb testing.TB, db *sql.DB, query string, args ...any) []string {
-	tb.Helper()
-	rows, err := db.Query(query, args...)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			tb.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		tb.Fatal(err)
-	}
-	return out
 }

@@ -114,7 +114,7 @@ func TestPostgresListenWaitsForReleaseThatFoundNoListener(t *testing.T) {
 			registered <- err
 		}()
 		waitFor(t, "the registration to wait for the release's lock", func() bool {
-			got := queryStrings(t, raw, `SELECT coalesce(wait_event_type, '') FROM pg_stat_activity WHERE pid = $1`, pid)
+			got := testkit.QueryStrings(t, raw, `SELECT coalesce(wait_event_type, '') FROM pg_stat_activity WHERE pid = $1`, pid)
 			return len(got) == 1 && got[0] == "Lock"
 		})
 		select {

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/ncruces/go-sqlite3"
 
+	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
 )
 
@@ -98,7 +99,7 @@ func TestOpenDB(t *testing.T) {
 	}
 	for _, tt := range refusals {
 		t.Run(tt.name, func(t *testing.T) {
-			before := dirNames(t, dir)
+			before := testkit.DirNames(t, dir)
 			db, err := lock.OpenDB(t.Context(), tt.dsn, tt.access)
 			if err == nil {
 				db.Close()
@@ -106,7 +107,7 @@ func TestOpenDB(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Errorf("OpenDB(%q, %d) = %v; want %v", tt.dsn, tt.access, err, tt.want)
 			}
-			if diff := cmp.Diff(before, dirNames(t, dir)); diff != "" {
+			if diff := cmp.Diff(before, testkit.DirNames(t, dir)); diff != "" {
 				t.Errorf("OpenDB changed the directory (-before +after):\n%s", diff)
 			}
 		})
@@ -148,17 +149,4 @@ func TestOpenDB(t *testing.T) {
 			t.Errorf("read-write: %v", err)
 		}
 	})
-}
-
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return names
 }

@@ -177,7 +177,7 @@ func TestPostgresListenerReconnects(t *testing.T) {
 	holder, waiter := mustSession(t, holderM, "holder"), mustSession(t, waiterM, "waiter")
 
 	listeners := func() []string {
-		return queryStrings(t, raw, `SELECT pid::text FROM pg_stat_activity
+		return testkit.QueryStrings(t, raw, `SELECT pid::text FROM pg_stat_activity
 			WHERE application_name = $1 AND query = 'SELECT entitylock_listen()'`, app)
 	}
 	// handoff has the waiter wait for entity until the holder releases it.

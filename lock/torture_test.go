@@ -69,7 +69,7 @@ type logRow struct {
 // an error. It returns the number of grants.
 func checkTorture(t *testing.T, db *sql.DB) int {
 	t.Helper()
-	errs := queryStrings(t, db, `SELECT session || ': ' || err FROM torture_errors`)
+	errs := testkit.QueryStrings(t, db, `SELECT session || ': ' || err FROM torture_errors`)
 	if len(errs) > 0 {
 		t.Errorf("%d worker errors (BUSY, LOCKED or other), first: %s", len(errs), errs[0])
 	}
@@ -395,7 +395,7 @@ func concurrentStartProcesses(t *testing.T, b locktest.Backend) {
 		}
 	}
 	db := testkit.DB(t, path)
-	versions := queryStrings(t, db, `SELECT version || CASE WHEN dirty THEN ',dirty' ELSE ',clean' END FROM entitylock_schema_migrations`)
+	versions := testkit.QueryStrings(t, db, `SELECT version || CASE WHEN dirty THEN ',dirty' ELSE ',clean' END FROM entitylock_schema_migrations`)
 	want := []string{fmt.Sprintf("%d,clean", schema.Latest())}
 	if !slices.Equal(versions, want) {
 		t.Errorf("after 8 concurrent opens: versions %q; want one clean version, the latest (%q)", versions, want)

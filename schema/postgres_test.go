@@ -23,7 +23,7 @@ import (
 // connection's current schema, to compare states.
 func pgObjects(t *testing.T, db *sql.DB) []string {
 	t.Helper()
-	return queryStrings(t, db, `
+	return testkit.QueryStrings(t, db, `
 		SELECT c.relkind::text || ' ' || c.relname FROM pg_class c
 		WHERE c.relnamespace = current_schema()::regnamespace
 		UNION ALL

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/ncruces/go-sqlite3/driver"
 
+	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/schema"
 )
 
@@ -28,32 +29,10 @@ func openDB(t *testing.T, path string) *sql.DB {
 	return db
 }
 
-// queryStrings runs a query whose rows are one text column each.
-func queryStrings(t *testing.T, db *sql.DB, query string) []string {
-	t.Helper()
-	rows, err := db.Query(query)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // objects lists the schema objects and the version rows, to compare states.
 func objects(t *testing.T, db *sql.DB) []string {
 	t.Helper()
-	out := queryStrings(t, db, `SELECT type || ' ' || name FROM sqlite_schema ORDER BY 1`)
+	out := testkit.QueryStrings(t, db, `SELECT type || ' ' || name FROM sqlite_schema ORDER BY 1`)
 	var exists bool
 	db.QueryRow(`SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = ?)`, schema.MigrationsTable).Scan(&exists)
 	if exists {

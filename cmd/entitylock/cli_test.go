@@ -108,19 +108,6 @@ func TestExitCodesDocumented(t *testing.T) {
 	}
 }
 
-func listDir(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range es {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 // journalMode reads the file's journal mode from its header: bytes 18 and
 // 19 are 2 in WAL mode, 1 in rollback journal modes.
 func journalMode(t *testing.T, path string) string {
@@ -140,7 +127,7 @@ func journalMode(t *testing.T, path string) string {
 func TestOperatorCommandsLeaveTheFileAsItWas(t *testing.T) {
 	t.Run("read-only on a WAL file", func(t *testing.T) {
 		path := prepare(t, locktest.SQLite())
-		before := listDir(t, filepath.Dir(path))
+		before := testkit.DirNames(t, filepath.Dir(path))
 		if journalMode(t, path) != "wal" || len(before) != 1 {
 			t.Fatalf("want a lone WAL file to start with, have %s and %v", journalMode(t, path), before)
 		}
@@ -149,7 +136,7 @@ func TestOperatorCommandsLeaveTheFileAsItWas(t *testing.T) {
 			if r.code != exitOK && r.code != exitNo {
 				t.Fatalf("%v: exit %d\nstdout:\n%s\nstderr:\n%s", args, r.code, r.stdout, r.stderr)
 			}
-			if after := listDir(t, filepath.Dir(path)); !slices.Equal(before, after) {
+			if after := testkit.DirNames(t, filepath.Dir(path)); !slices.Equal(before, after) {
 				t.Errorf("%v: files %v, want %v", args, after, before)
 			}
 		}
@@ -179,7 +166,7 @@ func TestOperatorCommandsLeaveTheFileAsItWas(t *testing.T) {
 				t.Errorf("%v switched the file to %s", args, got)
 			}
 		}
-		if got := listDir(t, filepath.Dir(path)); !slices.Equal(got, []string{"app.db"}) {
+		if got := testkit.DirNames(t, filepath.Dir(path)); !slices.Equal(got, []string{"app.db"}) {
 			t.Errorf("files %v, want app.db alone", got)
 		}
 	})
@@ -343,7 +330,7 @@ func TestDemoErrorsAreOneLine(t *testing.T) {
 			}
 		})
 	}
-	if got := listDir(t, dir); !slices.Equal(got, []string{"notes.txt"}) {
+	if got := testkit.DirNames(t, dir); !slices.Equal(got, []string{"notes.txt"}) {
 		t.Errorf("files left: %v", got)
 	}
 }
@@ -358,7 +345,7 @@ func TestDemoTemporaryFile(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	if got := listDir(t, tmp); len(got) != 0 {
+	if got := testkit.DirNames(t, tmp); len(got) != 0 {
 		t.Errorf("left in the temporary directory: %v", got)
 	}
 	assertFits80(t, r.stdout+r.stderr)
@@ -375,7 +362,7 @@ func TestDemoTemporaryFile(t *testing.T) {
 	}
 
 	r = entitylock(t, env, append(args, "--keep")...)
-	got := listDir(t, tmp)
+	got := testkit.DirNames(t, tmp)
 	if r.code != 0 || len(got) != 1 || !strings.Contains(r.stderr, "kept: "+filepath.Join(tmp, got[0])) {
 		t.Errorf("--keep: exit %d, files %v\nstdout:\n%s\nstderr:\n%s", r.code, got, r.stdout, r.stderr)
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"database/sql"
 	"net/url"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -111,4 +112,41 @@ func openDB(tb testing.TB, dsn string, access lock.Access) *sql.DB {
 	}
 	tb.Cleanup(func() { db.Close() })
 	return db
+}
+
+// QueryStrings runs a query whose rows are one text column each and
+// returns them, failing tb on any error.
+func QueryStrings(tb testing.TB, db *sql.DB, query string, args ...any) []string {
+	tb.Helper()
+	rows, err := db.Query(query, args...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// DirNames lists the names in dir, sorted, failing tb on any error.
+func DirNames(tb testing.TB, dir string) []string {
+	tb.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }

@@ -74,32 +74,9 @@ var fastRetry = lock.RetryPolicy{MaxRetries: 2, BaseDelay: time.Millisecond, Max
 // a test can check that a rejected call left them as they were.
 func dumpLeases(t testing.TB, db *sql.DB) []string {
 	t.Helper()
-	return queryStrings(t, db, `SELECT entity || '|' || session_id || '|' || token || '|' ||
+	return testkit.QueryStrings(t, db, `SELECT entity || '|' || session_id || '|' || token || '|' ||
 		acquired_at || '|' || expires_at FROM entitylock_leases
 		UNION ALL SELECT 'fence|' || last_token FROM entitylock_fence ORDER BY 1`)
-}
-
-// queryStrings runs a query whose rows are one text column each and
-// returns them, failing t on any error.
-func queryStrings(t testing.TB, db *sql.DB, query string, args ...any) []string {
-	t.Helper()
-	rows, err := db.Query(query, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // Short names inside the suite.

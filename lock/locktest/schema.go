@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/schema"
 )
@@ -30,7 +31,7 @@ func testOpenRefusesUnusableSchema(t *testing.T, h *harness) {
 				t.Fatal(err)
 			}
 			dump := func() []string {
-				return append(dumpLeases(t, raw), queryStrings(t, raw,
+				return append(dumpLeases(t, raw), testkit.QueryStrings(t, raw,
 					`SELECT 'version|' || version || '|' || dirty FROM `+schema.MigrationsTable)...)
 			}
 			before := dump()
