@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
 	"sync"
 	"testing"
@@ -69,29 +68,6 @@ func TestPostgresMigrateUpDownAndConcurrentStart(t *testing.T) {
 	}
 	if v, _, err := schema.Postgres.Version(t.Context(), db); err != nil || v != 0 {
 		t.Errorf("Version after down = %d, %v; want 0", v, err)
-	}
-}
-
-// Both engines carry the same migration versions, so Latest means the same
-// on either.
-func TestEnginesHaveTheSameVersions(t *testing.T) {
-	names := func(dir string) []string {
-		entries, err := fs.ReadDir(schema.Files(), dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, e := range entries {
-			out = append(out, e.Name())
-		}
-		return out
-	}
-	sqlite, pg := names("sqlite"), names("postgres")
-	if len(sqlite) == 0 {
-		t.Fatal("no SQLite migrations embedded")
-	}
-	if diff := cmp.Diff(sqlite, pg); diff != "" {
-		t.Errorf("migration files differ between engines (-sqlite +postgres):\n%s", diff)
 	}
 }
 
