@@ -126,11 +126,7 @@ func TestNewUsesCallersDB(t *testing.T) {
 
 // New and SchemaOf refuse a *sql.DB of any driver but the engines'.
 func TestNewRefusesOtherDrivers(t *testing.T) {
-	sql.Register("entitylock-test-other", otherDriver{})
-	other, err := sql.Open("entitylock-test-other", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := sql.OpenDB(otherDriver{}) // not registered: Register twice panics under -count
 	defer other.Close()
 	if _, err := lock.New(t.Context(), other); !errors.Is(err, lock.ErrInvalidOption) {
 		t.Errorf("New(*sql.DB of another driver): got err %v, want ErrInvalidOption", err)
@@ -144,3 +140,7 @@ func TestNewRefusesOtherDrivers(t *testing.T) {
 type otherDriver struct{}
 
 func (otherDriver) Open(string) (sqldriver.Conn, error) { return nil, errors.New("not a real driver") }
+
+// As its own connector.
+func (d otherDriver) Connect(context.Context) (sqldriver.Conn, error) { return d.Open("") }
+func (d otherDriver) Driver() sqldriver.Driver                        { return d }
