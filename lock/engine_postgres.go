@@ -50,7 +50,16 @@ func (e *postgresEngine) acquire(ctx context.Context, entity, session string, no
 		row, err = e.q.Acquire(ctx, pgdb.AcquireParams{Entity: entity, SessionID: session, TtlMs: ttlMs, Now: now.nullable()})
 		return err
 	})
-	return pgLease(row.EntitylockLease), row.Now, noRow(err, errHeldByOther)
+	if err != nil {
+		return Lease{}, 0, noRow(err, errHeldByOther)
+	}
+	// The statement returns only what the caller does not know; its "now"
+	// is the expiry less the TTL, for a grant and a refresh alike.
+	l := pgLease(pgdb.EntitylockLease{
+		Entity: entity, SessionID: session, Token: row.Token,
+		AcquiredAt: row.AcquiredAt, ExpiresAt: row.ExpiresAt, Reclaimed: row.Reclaimed,
+	})
+	return l, row.ExpiresAt - ttlMs, nil
 }
 
 // acquireAll runs the all-or-nothing statement alone, in one round trip,

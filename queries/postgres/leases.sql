@@ -6,9 +6,11 @@
 -- is left alone and no row is returned. The token of a row that exists is
 -- taken from the sequence after the row is locked, so it is greater than the
 -- token it replaces even when the value drawn for the insert is not. "now"
--- is read once, in the subquery (not a CTE, and returned as expires_at -
--- ttl_ms, which it is for a grant and a refresh alike: a CTE and a subquery
--- in RETURNING cost the statement about 13 µs, measured).
+-- is read once, in the subquery (not a CTE: a CTE and a subquery in
+-- RETURNING cost the statement about 13 µs, measured). It returns only what
+-- the caller does not know: "now" is expires_at - ttl_ms for a grant and a
+-- refresh alike, and each column returned costs the client an allocation
+-- or more (measured: 4 columns instead of 7 saved 10-16 µs a grant).
 INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
 SELECT @entity::text, @session_id::text, nextval('entitylock_tokens'), c.now, c.now + @ttl_ms::bigint, false
 FROM (SELECT entitylock_clock(sqlc.narg('now')) AS now) AS c
@@ -27,7 +29,7 @@ ON CONFLICT (entity) DO UPDATE SET
     expires_at = excluded.expires_at
 WHERE l.expires_at <= excluded.acquired_at
    OR l.session_id = excluded.session_id
-RETURNING sqlc.embed(l), (l.expires_at - @ttl_ms::bigint)::bigint AS now;
+RETURNING l.token, l.acquired_at, l.expires_at, l.reclaimed;
 
 -- name: Lease :one
 -- The live lease on @entity, if any.
