@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/entitylock/entitylock/db/pgdb"
 	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/lock/locktest"
@@ -272,5 +273,62 @@ func TestPostgresFenceRefusesTokenBelowPurge(t *testing.T) {
 		if l.Token <= fence {
 			t.Errorf("%s: token %d, want > %d", l.Entity, l.Token, fence)
 		}
+	}
+}
+
+// Every release statement commits without waiting for the WAL flush, and
+// the grant waits for it: each, run in a transaction, leaves
+// synchronous_commit so for the rest of that transaction.
+func TestPostgresReleasesCommitAsynchronously(t *testing.T) {
+	dsn := locktest.Postgres(t).NewDSN(t)
+	mustOpenPath(t, dsn) // migrates
+	raw := testkit.DB(t, dsn)
+	const entity, session = "entity::async", "a"
+	release := map[string]func(ctx context.Context, q *pgdb.Queries, token int64) (int64, error){
+		"Release": func(ctx context.Context, q *pgdb.Queries, _ int64) (int64, error) {
+			return q.Release(ctx, pgdb.ReleaseParams{Entity: entity, SessionID: session})
+		},
+		"ReleaseGrant": func(ctx context.Context, q *pgdb.Queries, token int64) (int64, error) {
+			return q.ReleaseGrant(ctx, pgdb.ReleaseGrantParams{Entity: entity, SessionID: session, Token: token})
+		},
+		"ForceRelease": func(ctx context.Context, q *pgdb.Queries, _ int64) (int64, error) {
+			return q.ForceRelease(ctx, entity)
+		},
+		"ReleaseSession": func(ctx context.Context, q *pgdb.Queries, _ int64) (int64, error) {
+			names, err := q.ReleaseSession(ctx, session)
+			return int64(len(names)), err
+		},
+	}
+	for name, rel := range release {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			tx, err := raw.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			q := pgdb.New(tx)
+			setting := func() string {
+				t.Helper()
+				var v string
+				if err := tx.QueryRowContext(ctx, "SELECT current_setting('synchronous_commit')").Scan(&v); err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+			row, err := q.Acquire(ctx, pgdb.AcquireParams{Entity: entity, SessionID: session, TtlMs: 60_000})
+			if err != nil {
+				t.Fatalf("Acquire: %v", err)
+			}
+			if got := setting(); got != "on" {
+				t.Fatalf("after Acquire, synchronous_commit = %q, want on", got)
+			}
+			if n, err := rel(ctx, q, row.Token); err != nil || n != 1 {
+				t.Fatalf("%s = %d, %v; want 1 row released", name, n, err)
+			}
+			if got := setting(); got != "off" {
+				t.Errorf("after %s, synchronous_commit = %q, want off", name, got)
+			}
+		})
 	}
 }

@@ -296,10 +296,9 @@ func (q *Queries) FirstHeld(ctx context.Context, arg FirstHeldParams) (FirstHeld
 }
 
 const forceRelease = `-- name: ForceRelease :execrows
-WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = $1 AND expires_at <> 0
-  AND EXISTS (SELECT 1 FROM async)
+  AND set_config('synchronous_commit', 'off', true) IS NOT NULL
 `
 
 // Releases the lease on @entity whoever holds it.
@@ -494,10 +493,9 @@ func (q *Queries) PurgeCandidates(ctx context.Context, arg PurgeCandidatesParams
 }
 
 const release = `-- name: Release :execrows
-WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = $1 AND session_id = $2 AND expires_at <> 0
-  AND EXISTS (SELECT 1 FROM async)
+  AND set_config('synchronous_commit', 'off', true) IS NOT NULL
 `
 
 type ReleaseParams struct {
@@ -507,10 +505,13 @@ type ReleaseParams struct {
 
 // Releases @session_id's lease on @entity, live or expired. Like
 // ReleaseGrant, ReleaseSession and ForceRelease, it commits without waiting
-// for the WAL flush: the async CTE sets synchronous_commit off for the
-// statement's own transaction. A release lost in a crash of the server
-// leaves the lease as it was, held until it expires: never two holders,
-// only a later grant. Grants stay synchronous.
+// for the WAL flush: the set_config condition sets synchronous_commit off
+// for the statement's own transaction. Every row the statement changes
+// passed every condition, so it set it; a statement that changes none
+// writes nothing to wait for. (A condition, not a CTE: measured, the CTE
+// and its EXISTS cost a release about 18 µs.) A release lost in a crash of
+// the server leaves the lease as it was, held until it expires: never two
+// holders, only a later grant. Grants stay synchronous.
 func (q *Queries) Release(ctx context.Context, arg ReleaseParams) (int64, error) {
 	result, err := q.db.ExecContext(ctx, release, arg.Entity, arg.SessionID)
 	if err != nil {
@@ -520,10 +521,9 @@ func (q *Queries) Release(ctx context.Context, arg ReleaseParams) (int64, error)
 }
 
 const releaseGrant = `-- name: ReleaseGrant :execrows
-WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = $1 AND session_id = $2 AND token = $3 AND expires_at <> 0
-  AND EXISTS (SELECT 1 FROM async)
+  AND set_config('synchronous_commit', 'off', true) IS NOT NULL
 `
 
 type ReleaseGrantParams struct {
@@ -542,8 +542,7 @@ func (q *Queries) ReleaseGrant(ctx context.Context, arg ReleaseGrantParams) (int
 }
 
 const releaseSession = `-- name: ReleaseSession :many
-WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),
-mine AS (
+WITH mine AS (
     SELECT o.entity FROM entitylock_leases AS o
     WHERE o.session_id = $1 AND o.expires_at <> 0
     ORDER BY o.entity COLLATE "C"
@@ -552,7 +551,7 @@ mine AS (
 UPDATE entitylock_leases AS l SET expires_at = 0
 FROM mine AS m
 WHERE l.entity = m.entity AND l.session_id = $1 AND l.expires_at <> 0
-  AND EXISTS (SELECT 1 FROM async)
+  AND set_config('synchronous_commit', 'off', true) IS NOT NULL
 RETURNING l.entity
 `
 

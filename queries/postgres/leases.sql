@@ -63,28 +63,28 @@ RETURNING sqlc.embed(l), c.now;
 -- name: Release :execrows
 -- Releases @session_id's lease on @entity, live or expired. Like
 -- ReleaseGrant, ReleaseSession and ForceRelease, it commits without waiting
--- for the WAL flush: the async CTE sets synchronous_commit off for the
--- statement's own transaction. A release lost in a crash of the server
--- leaves the lease as it was, held until it expires: never two holders,
--- only a later grant. Grants stay synchronous.
-WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
+-- for the WAL flush: the set_config condition sets synchronous_commit off
+-- for the statement's own transaction. Every row the statement changes
+-- passed every condition, so it set it; a statement that changes none
+-- writes nothing to wait for. (A condition, not a CTE: measured, the CTE
+-- and its EXISTS cost a release about 18 µs.) A release lost in a crash of
+-- the server leaves the lease as it was, held until it expires: never two
+-- holders, only a later grant. Grants stay synchronous.
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = @entity AND session_id = @session_id AND expires_at <> 0
-  AND EXISTS (SELECT 1 FROM async);
+  AND set_config('synchronous_commit', 'off', true) IS NOT NULL;
 
 -- name: ReleaseGrant :execrows
 -- Releases exactly this grant, live or expired, and nothing newer.
-WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = @entity AND session_id = @session_id AND token = @token AND expires_at <> 0
-  AND EXISTS (SELECT 1 FROM async);
+  AND set_config('synchronous_commit', 'off', true) IS NOT NULL;
 
 -- name: ReleaseSession :many
 -- Releases every lease of @session_id and names the entities freed. The
 -- rows are locked in entity (byte) order first, the order AcquireAll writes
 -- them in, so the two cannot deadlock.
-WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),
-mine AS (
+WITH mine AS (
     SELECT o.entity FROM entitylock_leases AS o
     WHERE o.session_id = @session_id AND o.expires_at <> 0
     ORDER BY o.entity COLLATE "C"
@@ -93,15 +93,14 @@ mine AS (
 UPDATE entitylock_leases AS l SET expires_at = 0
 FROM mine AS m
 WHERE l.entity = m.entity AND l.session_id = @session_id AND l.expires_at <> 0
-  AND EXISTS (SELECT 1 FROM async)
+  AND set_config('synchronous_commit', 'off', true) IS NOT NULL
 RETURNING l.entity;
 
 -- name: ForceRelease :execrows
 -- Releases the lease on @entity whoever holds it.
-WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = @entity AND expires_at <> 0
-  AND EXISTS (SELECT 1 FROM async);
+  AND set_config('synchronous_commit', 'off', true) IS NOT NULL;
 
 -- name: PurgeCandidates :many
 -- Up to @max_rows released or expired rows after @after, in the primary

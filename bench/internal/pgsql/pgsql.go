@@ -46,7 +46,7 @@ ON CONFLICT (entity) DO UPDATE SET
     expires_at = excluded.expires_at
 WHERE l.expires_at <= excluded.expires_at - $3 OR l.session_id = excluded.session_id
 RETURNING l.token`
-	FloorRelease = `WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
-UPDATE floor_leases SET expires_at = 0
-WHERE entity = $1 AND session_id = $2 AND expires_at <> 0 AND EXISTS (SELECT 1 FROM async)`
+	FloorRelease = `UPDATE floor_leases SET expires_at = 0
+WHERE entity = $1 AND session_id = $2 AND expires_at <> 0
+  AND set_config('synchronous_commit', 'off', true) IS NOT NULL`
 )
