@@ -1,0 +1,291 @@
+// Command pgvariants times variants of the lock package's PostgreSQL grant
+// and release against each other, the seed's SQL and the floor
+// (BENCHMARKS.md, "PostgreSQL pairs"): each variant is a schema made by
+// the lock package's migrations, some DDL, and a grant and a release
+// statement written out here, run through pgx's database/sql driver one
+// pair at a time in rotating order, so that all see the same stretches of
+// a busy machine. The statements are copies: "before" is the pair as it
+// was before the run of 2026-11-26 17:10 UTC, "now" as queries/postgres
+// has it since; the others change one thing of "now".
+//
+//	cd bench && go run ./pgvariants -n 3000
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"github.com/entitylock/entitylock/bench/internal/pgsql"
+	"github.com/entitylock/entitylock/lock"
+)
+
+// grantBefore returned the whole row and "now"; grantNow returns only what
+// the caller does not know.
+const (
+	grantBefore = grantHead + `RETURNING l.entity, l.session_id, l.token, l.acquired_at, l.expires_at, l.reclaimed, (l.expires_at - $3::bigint)::bigint AS now`
+	grantNow    = grantHead + `RETURNING l.token, l.acquired_at, l.expires_at, l.reclaimed`
+	grantHead   = `INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
+SELECT $1::text, $2::text, nextval('entitylock_tokens'), c.now, c.now + $3::bigint, false
+FROM (SELECT entitylock_clock($4) AS now) AS c
+ON CONFLICT (entity) DO UPDATE SET
+    token = CASE
+        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at THEN l.token
+        WHEN excluded.token > l.token THEN excluded.token
+        ELSE nextval('entitylock_tokens') END,
+    acquired_at = CASE
+        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
+        THEN l.acquired_at ELSE excluded.acquired_at END,
+    reclaimed = CASE
+        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
+        THEN l.reclaimed ELSE l.expires_at > 0 END,
+    session_id = excluded.session_id,
+    expires_at = excluded.expires_at
+WHERE l.expires_at <= excluded.acquired_at
+   OR l.session_id = excluded.session_id
+`
+)
+
+// releaseBefore turned synchronous_commit off in a CTE; releaseNow in a
+// condition. releaseNotifying also notifies, as the release trigger does,
+// for a schema without that trigger.
+const (
+	releaseBefore = `WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
+UPDATE entitylock_leases SET expires_at = 0
+WHERE entity = $1 AND session_id = $2 AND expires_at <> 0
+  AND EXISTS (SELECT 1 FROM async)`
+	releaseNow = `UPDATE entitylock_leases SET expires_at = 0
+WHERE entity = $1 AND session_id = $2 AND expires_at <> 0
+  AND set_config('synchronous_commit', 'off', true) IS NOT NULL`
+	releaseNotifying = releaseNow + `
+RETURNING CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN true
+  ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NULL END`
+	floorReleaseBefore = `WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
+UPDATE floor_leases SET expires_at = 0
+WHERE entity = $1 AND session_id = $2 AND expires_at <> 0 AND EXISTS (SELECT 1 FROM async)`
+)
+
+// DDL for the variants that change the schema.
+const (
+	oneCheck = `ALTER TABLE entitylock_leases DROP CONSTRAINT entitylock_leases_entity_check,
+DROP CONSTRAINT entitylock_leases_session_id_check, DROP CONSTRAINT entitylock_leases_token_check,
+DROP CONSTRAINT entitylock_leases_expires_at_check,
+ADD CONSTRAINT entitylock_leases_check CHECK (entity <> '' AND session_id <> '' AND token > 0 AND expires_at >= 0)`
+	noReleaseTrigger = `DROP TRIGGER entitylock_leases_released ON entitylock_leases`
+)
+
+type variant struct {
+	name, note     string
+	table          string // "lock" (the lock package's schema), "seed" or "floor"
+	ddl            []string
+	grant, release string
+	db             *sql.DB
+	grants, rels   []time.Duration
+}
+
+func variants() []*variant {
+	return []*variant{
+		{name: "before", table: "lock", grant: grantBefore, release: releaseBefore, note: "the statements before this run"},
+		{name: "now", table: "lock", grant: grantNow, release: releaseNow, note: "4 columns returned; synchronous_commit off in a condition"},
+		{name: "one-check", table: "lock", ddl: []string{oneCheck}, grant: grantNow, release: releaseNow, note: "now, the four CHECKs as one (a migration)"},
+		{name: "notify-in-stmt", table: "lock", ddl: []string{noReleaseTrigger}, grant: grantNow, release: releaseNotifying, note: "now, no release trigger: the release notifies (a migration)"},
+		{name: "both", table: "lock", ddl: []string{oneCheck, noReleaseTrigger}, grant: grantNow, release: releaseNotifying, note: "one-check and notify-in-stmt"},
+		{name: "seed", table: "seed", grant: pgsql.SeedGrant, release: pgsql.SeedRelease, note: "upsert, DELETE"},
+		{name: "floor-before", table: "floor", grant: pgsql.FloorGrant, release: floorReleaseBefore, note: "the floor, its release with a CTE"},
+		{name: "floor", table: "floor", grant: pgsql.FloorGrant, release: pgsql.FloorRelease, note: "one upsert, one asynchronous release"},
+	}
+}
+
+func main() {
+	dsn := flag.String("postgres", envOr("ENTITYLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL server")
+	n := flag.Int("n", 3000, "pairs per variant")
+	only := flag.String("only", "", "comma-separated variant names (default: all)")
+	flag.Parse()
+	if err := run(context.Background(), *dsn, *n, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "pgvariants:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(ctx context.Context, base string, n int, only string) error {
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	prefix := "entitylock_variants_" + strings.ToLower(rand.Text()[:8])
+	var vs []*variant
+	defer func() {
+		for _, v := range vs {
+			if v.db != nil {
+				v.db.Close()
+			}
+			if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA IF EXISTS "+schemaName(prefix, v)+" CASCADE"); err != nil {
+				fmt.Fprintf(os.Stderr, "pgvariants: drop schema: %v\n", err)
+			}
+		}
+	}()
+	for _, v := range variants() {
+		if only != "" && !slices.Contains(strings.Split(only, ","), v.name) {
+			continue
+		}
+		vs = append(vs, v)
+		if err := v.setUp(ctx, admin, base, prefix); err != nil {
+			return fmt.Errorf("%s: %w", v.name, err)
+		}
+	}
+	for range 50 { // every statement prepared on its connection
+		for _, v := range vs {
+			if _, _, err := v.pair(ctx); err != nil {
+				return fmt.Errorf("%s: %w", v.name, err)
+			}
+		}
+	}
+	for i := range n {
+		for k := range vs {
+			v := vs[(i+k)%len(vs)]
+			g, r, err := v.pair(ctx)
+			if err != nil {
+				return fmt.Errorf("%s: %w", v.name, err)
+			}
+			v.grants, v.rels = append(v.grants, g), append(v.rels, r)
+		}
+	}
+	fmt.Printf("pgvariants: %d pairs per variant, one pair at a time in rotating order, %s\n\n", n, time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("%-15s %9s %10s %11s %12s %9s  %s\n", "VARIANT", "GRANT P50", "GRANT MEAN", "RELEASE P50", "RELEASE MEAN", "PAIR MEAN", "WHAT")
+	for _, v := range vs {
+		fmt.Printf("%-15s %9s %10s %11s %12s %9s  %s\n", v.name, us(quantile(v.grants, .5)), us(mean(v.grants)),
+			us(quantile(v.rels, .5)), us(mean(v.rels)), us(mean(v.grants)+mean(v.rels)), v.note)
+	}
+	return nil
+}
+
+func schemaName(prefix string, v *variant) string {
+	return prefix + "_" + strings.ReplaceAll(v.name, "-", "_")
+}
+
+// setUp makes v's schema, its tables and a pool on it.
+func (v *variant) setUp(ctx context.Context, admin *sql.DB, base, prefix string) error {
+	s := schemaName(prefix, v)
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+s); err != nil {
+		return err
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return err
+	}
+	q := u.Query()
+	q.Set("search_path", s)
+	u.RawQuery = q.Encode()
+	if v.db, err = sql.Open("pgx", u.String()); err != nil {
+		return err
+	}
+	switch v.table {
+	case "lock":
+		m, err := lock.New(ctx, v.db) // migrates
+		if err != nil {
+			return err
+		}
+		m.Close()
+	case "seed":
+		v.ddl = append([]string{pgsql.SeedSchema}, v.ddl...)
+	case "floor":
+		v.ddl = append([]string{pgsql.FloorSchema}, v.ddl...)
+	}
+	for _, d := range v.ddl {
+		if _, err := v.db.ExecContext(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const entity, session = "entity::bench", "bench"
+
+// pair grants and releases the entity, and checks that each did.
+func (v *variant) pair(ctx context.Context) (grant, release time.Duration, err error) {
+	args := []any{entity, session, int64(120_000), sql.NullInt64{}}
+	switch v.table {
+	case "seed":
+		args = []any{entity, session, "120"}
+	case "floor":
+		args = args[:3]
+	}
+	t0 := time.Now()
+	if err := scanOne(ctx, v.db, v.grant, args...); err != nil {
+		return 0, 0, fmt.Errorf("grant: %w", err)
+	}
+	t1 := time.Now()
+	res, err := v.db.ExecContext(ctx, v.release, entity, session)
+	if err != nil {
+		return 0, 0, fmt.Errorf("release: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return 0, 0, fmt.Errorf("release: %d rows, %v; want 1", n, err)
+	}
+	return t1.Sub(t0), time.Since(t1), nil
+}
+
+// scanOne runs query and reads every column of its one row.
+func scanOne(ctx context.Context, db *sql.DB, query string, args ...any) error {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return err
+	}
+	dst := make([]any, len(cols))
+	for i := range dst {
+		dst[i] = new(any)
+	}
+	got := 0
+	for rows.Next() {
+		got++
+		if err := rows.Scan(dst...); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if got != 1 {
+		return errors.New("no row: not granted")
+	}
+	return nil
+}
+
+func quantile(d []time.Duration, q float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[int(q*float64(len(s)-1))]
+}
+
+func mean(d []time.Duration) time.Duration {
+	var t time.Duration
+	for _, x := range d {
+		t += x
+	}
+	return t / time.Duration(len(d))
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond)) }
