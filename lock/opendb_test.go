@@ -60,6 +60,9 @@ func TestRedactDSN(t *testing.T) {
 	const password = "S3cretPassw0rd"
 	for _, dsn := range []string{
 		"postgres://u:" + password + "@127.0.0.1/x",
+		"postgres://u@127.0.0.1/x?password=" + password + "&sslmode=disable",
+		"postgres://u@127.0.0.1/x?sslmode=verify-full&sslpassword=" + password,
+		"host=127.0.0.1 sslpassword=" + password + " dbname=x",
 		"host=127.0.0.1 password=" + password + " dbname=x",
 		"host=127.0.0.1 password='" + password + " x' dbname=x",
 		"mysql://u:" + password + "@h/x",

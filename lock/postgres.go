@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"net/url"
 	"regexp"
+	"strings"
 
 	"github.com/entitylock/entitylock/schema"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -44,16 +45,28 @@ func postgresClaims(dsn string) bool {
 	return isKeywordDSN(dsn)
 }
 
-var keywordPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(\\.|[^'])*'|\S+)`)
+var keywordPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(\\.|[^'])*'|\S+)`) // password and sslpassword
 
-// redactPostgresDSN hides the password of a URL or of keyword/value
-// settings.
+// secretParams are the URL query parameters pgx takes a password from.
+var secretParams = []string{"password", "sslpassword"}
+
+// redactPostgresDSN hides the passwords of a URL (its user information and
+// its query) or of keyword/value settings.
 func redactPostgresDSN(dsn string) string {
 	if _, ok := urlScheme(dsn); ok {
 		u, err := url.Parse(dsn)
 		if err != nil {
 			return "the database URL"
 		}
+		q := u.Query()
+		for name := range q {
+			for _, secret := range secretParams {
+				if strings.EqualFold(name, secret) {
+					q[name] = []string{"xxxxx"}
+				}
+			}
+		}
+		u.RawQuery = q.Encode()
 		return u.Redacted()
 	}
 	return keywordPassword.ReplaceAllString(dsn, "${1}xxxxx")
