@@ -49,9 +49,9 @@ func (s *Session) AcquireAll(ctx context.Context, entities ...string) ([]Lease, 
 // tryAcquireAll is one all-or-nothing attempt on sorted, distinct names: a
 // single statement grants or refreshes all of them, or none when any is
 // held by another session; the holder is then read in a second statement.
-// The statement runs again when the holder is gone by then, or when the
-// database rolled it back for a concurrent one (errConflict), up to
-// maxAttempts times.
+// The database may also roll the statement back for a concurrent one
+// (errConflict); the holder is read then too. The statement runs again when
+// no holder is found, up to maxAttempts times.
 func (s *Session) tryAcquireAll(ctx context.Context, names []string) ([]Lease, error) {
 	m := s.m
 	for range maxAttempts {
@@ -67,11 +67,11 @@ func (s *Session) tryAcquireAll(ctx context.Context, names []string) ([]Lease, e
 			return leases, nil
 		case err == nil:
 			return nil, fmt.Errorf("granted %d of %d entities: the all-or-nothing statement broke its contract", len(leases), len(names))
-		case errors.Is(err, errConflict):
-			continue
-		case !errors.Is(err, errHeldByOther):
+		case !errors.Is(err, errHeldByOther) && !errors.Is(err, errConflict):
 			return nil, err
 		}
+		// Held, or rolled back for a concurrent grant: the holder, if any,
+		// is the one to wait for.
 		holder, nowMs, err := m.eng.firstHeld(ctx, names, s.id, m.stmtNow())
 		switch {
 		case errors.Is(err, errNoLease): // released in between

@@ -77,6 +77,9 @@ func kindOfDSN(dsn string) (*engineKind, error) {
 	if strings.TrimSpace(dsn) == "" {
 		return nil, fmt.Errorf("%w is empty", ErrInvalidDSN)
 	}
+	if strings.ContainsRune(dsn, 0) {
+		return nil, fmt.Errorf("%w holds a NUL byte", ErrInvalidDSN)
+	}
 	var found *engineKind
 	for _, k := range engineKinds {
 		if !k.claims(dsn) {

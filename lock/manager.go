@@ -14,7 +14,7 @@ import (
 // ErrSchemaTooNew, ErrSchemaDirty and ErrSchemaMissing are returned
 // (wrapped) by Open and New when the database's schema cannot be used by
 // this code: migrated by a newer release, marked dirty by another tool
-// (see schema.Force), or, on PostgreSQL, no schema of the search_path
+// (see schema.Migrations.Force), or, on PostgreSQL, no schema of the search_path
 // exists. The database is left untouched.
 var (
 	ErrSchemaTooNew  = schema.ErrTooNew

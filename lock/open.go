@@ -79,6 +79,9 @@ type Access int
 const (
 	// ReadOnly changes nothing and creates nothing: an SQLite file is
 	// opened read-only, a PostgreSQL session's transactions are read-only.
+	// An SQLite file in WAL mode that no process has open (no -wal or -shm
+	// file beside it) is opened immutable, so that nothing is created
+	// beside it: the handle then sees the file as it was when opened.
 	ReadOnly Access = iota + 1
 	// ReadWrite may change rows of an existing database; it creates no
 	// SQLite file and leaves its journal mode.
@@ -89,13 +92,16 @@ const (
 )
 
 // OpenDB opens the database dsn names, by the same rules and with the same
-// connection settings as Open, without creating, checking or migrating the
-// lock tables: for New, for an operator's tool, or for the schema package
-// (SchemaOf tells which of its Migrations db takes). The caller closes it.
-// ":memory:" is refused with ErrInvalidDSN (its database would live only as
-// long as the handle: use Open); so is a DSN that Open refuses. With
-// ReadOnly or ReadWrite a missing SQLite file is an error wrapping
-// fs.ErrNotExist.
+// per-connection settings as Open, without creating, checking or migrating
+// the lock tables: for New, for an operator's tool, or for the schema
+// package (SchemaOf tells which of its Migrations db takes). The caller
+// closes it. A Manager that New makes over it lacks two things Open's has:
+// the background checkpoints that bound an SQLite -wal file under several
+// busy processes, and, on PostgreSQL, the pings of pooled connections after
+// one was found dead. ":memory:" is refused with ErrInvalidDSN (its
+// database would live only as long as the handle: use Open); so is a DSN
+// that Open refuses. With ReadOnly or ReadWrite a missing SQLite file is
+// an error wrapping fs.ErrNotExist.
 func OpenDB(ctx context.Context, dsn string, access Access) (*sql.DB, error) {
 	if access < ReadOnly || access > Create {
 		return nil, opError("open", "", fmt.Errorf("%w: access %d", ErrInvalidOption, access))

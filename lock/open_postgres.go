@@ -21,7 +21,7 @@ func openPostgres(ctx context.Context, dsn string, access Access) (*openedDB, er
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		// pgconn's message quotes the URL with its password redacted.
-		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidDSN, err)
 	}
 	if access == ReadOnly {
 		cfg.RuntimeParams["default_transaction_read_only"] = "on"

@@ -28,12 +28,14 @@ const walSizeLimit = 8 << 20
 // openSQLite opens the SQLite database dsn names. With access Create it
 // creates the file if needed and switches it to WAL; ReadWrite and
 // ReadOnly open an existing file only (ReadOnly with mode=ro), and leave its
-// journal mode. Anything but a regular file that is empty or holds an
-// SQLite database is refused before the driver opens it (a named pipe would
-// block the open).
+// journal mode. Anything at the path but a regular file is refused before
+// the driver opens it (a named pipe would block the open); a file that is
+// not a database fails in the driver, with SQLITE_NOTADB.
 //
 // ":memory:" is a private in-memory database shared by every connection of
-// the pool, dropped when it closes.
+// the pool, dropped when it closes; the URIs that SQLite would make a
+// separate database per connection ("file::memory:", mode=memory, an empty
+// path) are refused.
 func openSQLite(ctx context.Context, dsn string, access Access) (*openedDB, error) {
 	uri, memName, wal, err := buildDSN(dsn, access)
 	if err != nil {
@@ -88,23 +90,34 @@ func buildDSN(dsn string, access Access) (uri, memName string, wal bool, err err
 	}
 
 	q := u.Query()
-	if q.Get("vfs") == "" {
-		path := u.Path
-		if path == "" {
-			path = u.Opaque
+	path := u.Path
+	if path == "" {
+		// "file:name" leaves the path opaque and still %-escaped, as SQLite
+		// takes it.
+		if path, err = url.PathUnescape(u.Opaque); err != nil {
+			return "", "", false, fmt.Errorf("%w: %v", ErrInvalidDSN, err)
 		}
-		fileWAL, err := checkFile(path, access)
-		if err != nil {
-			return "", "", false, err
+	}
+	if memName == "" && (path == "" || path == ":memory:" || q.Get("mode") == "memory") {
+		// SQLite would give each pooled connection a database of its own.
+		return "", "", false, fmt.Errorf(`%w: %s is a separate in-memory database per connection; use ":memory:"`, ErrInvalidDSN, dsn)
+	}
+	if vfs := q.Get("vfs"); vfs != "memdb" {
+		if vfs == "" || vfs == "os" {
+			wal, err := checkFile(path, access)
+			if err != nil {
+				return "", "", false, err
+			}
+			// A WAL file that no connection has open is opened
+			// immutable when read-only, so that nothing is created beside
+			// it: the handle sees the file as it was when opened.
+			if access == ReadOnly && wal && !exists(path+"-wal") && !exists(path+"-shm") {
+				q.Set("immutable", "1")
+			}
 		}
 		switch access {
 		case ReadOnly:
 			q.Set("mode", "ro")
-			// A WAL file that no connection has open is opened immutable,
-			// so that nothing is created beside it.
-			if fileWAL && !exists(path+"-wal") && !exists(path+"-shm") {
-				q.Set("immutable", "1")
-			}
 		case ReadWrite:
 			if q.Get("mode") == "" {
 				q.Set("mode", "rw")

@@ -153,3 +153,58 @@ func TestOpenDB(t *testing.T) {
 		}
 	})
 }
+
+// DSNs that SQLite would open as a separate database per pooled connection,
+// or that no engine can open, are refused by Open and create nothing.
+func TestOpenRefusesDSNsThatSplitOrCannotOpen(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, dsn := range []string{
+		"file:", "FILE:", "file:?", "file::memory:", "file:?mode=memory", "file:x.db?mode=memory",
+		"a\x00b.db", "postgres://u@h:notaport/x",
+	} {
+		t.Run(dsn, func(t *testing.T) {
+			m, err := lock.Open(t.Context(), dsn)
+			if err == nil {
+				m.Close()
+			}
+			if !errors.Is(err, lock.ErrInvalidDSN) {
+				t.Errorf("Open(%q) = %v; want ErrInvalidDSN", dsn, err)
+			}
+			if names := testkit.DirNames(t, dir); len(names) > 0 {
+				t.Errorf("Open(%q) created %v", dsn, names)
+			}
+		})
+	}
+}
+
+// A "file:" URI's path is %-decoded as SQLite decodes it, and a vfs
+// parameter does not lift ReadOnly's and ReadWrite's refusal to create.
+func TestOpenDBFileURIs(t *testing.T) {
+	dir := t.TempDir()
+	spaced := filepath.Join(dir, "my locks.db")
+	m, err := lock.Open(t.Context(), spaced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	db, err := lock.OpenDB(t.Context(), "file:"+strings.ReplaceAll(spaced, " ", "%20"), lock.ReadOnly)
+	if err != nil {
+		t.Fatalf("OpenDB of a %%-escaped path: %v", err)
+	}
+	db.Close()
+
+	missing := filepath.Join(dir, "missing.db")
+	for _, access := range []lock.Access{lock.ReadOnly, lock.ReadWrite} {
+		db, err := lock.OpenDB(t.Context(), "file:"+missing+"?vfs=os", access)
+		if err == nil {
+			db.Close()
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("OpenDB(vfs=os, missing, %d) = %v; want fs.ErrNotExist", access, err)
+		}
+		if _, err := os.Stat(missing); err == nil {
+			t.Fatalf("OpenDB(vfs=os, %d) created %s", access, missing)
+		}
+	}
+}

@@ -11,9 +11,9 @@ import (
 	"github.com/entitylock/entitylock/lock"
 )
 
-// The seed module's nine tests, ported. Where the seed used a one-connection
-// pool, these run on a file database with the default pool, and where it
-// inserted expired rows by hand, the clock is moved instead.
+// The basic contract of TryAcquire, Release, Extend, Holder and Locks. They
+// run on a file database with the default pool, and expire leases by
+// moving the injected clock.
 
 func testTryAcquireSucceedsOnFirstCall(t *testing.T, h *harness) {
 	clk := newTestClock()
