@@ -22,7 +22,6 @@ import (
 	"net/url"
 	"os"
 	"regexp"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
@@ -31,6 +30,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/entitylock/entitylock/bench/internal/durations"
 	"github.com/entitylock/entitylock/bench/internal/pgsql"
 	"github.com/entitylock/entitylock/db/pgdb"
 	"github.com/entitylock/entitylock/lock"
@@ -255,8 +255,8 @@ DROP CONSTRAINT entitylock_leases_expires_at_check`)...); err != nil {
 	fmt.Fprintln(tw, "VARIANT\tGRANT P50\tGRANT MEAN\tRELEASE P50\tRELEASE MEAN\tPAIR MEAN\tWRITES/PAIR\tWHAT")
 	for _, v := range vs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\n", v.name,
-			us(quantile(v.grants.lat, .5)), us(mean(v.grants.lat)), us(quantile(v.rels.lat, .5)), us(mean(v.rels.lat)),
-			us(mean(v.grants.lat)+mean(v.rels.lat)), float64(v.grants.writes+v.rels.writes)/float64(n), v.note)
+			durations.Micros(durations.Quantile(v.grants.lat, .5)), durations.Micros(durations.Mean(v.grants.lat)), durations.Micros(durations.Quantile(v.rels.lat, .5)), durations.Micros(durations.Mean(v.rels.lat)),
+			durations.Micros(durations.Mean(v.grants.lat)+durations.Mean(v.rels.lat)), float64(v.grants.writes+v.rels.writes)/float64(n), v.note)
 	}
 	tw.Flush()
 
@@ -369,19 +369,3 @@ func (e *explainer) QueryContext(context.Context, string, ...any) (*sql.Rows, er
 func (e *explainer) PrepareContext(context.Context, string) (*sql.Stmt, error) {
 	return nil, errors.New("explainer: not used")
 }
-
-func quantile(d []time.Duration, q float64) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[int(q*float64(len(s)-1))]
-}
-
-func mean(d []time.Duration) time.Duration {
-	var t time.Duration
-	for _, x := range d {
-		t += x
-	}
-	return t / time.Duration(len(d))
-}
-
-func us(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond)) }

@@ -26,6 +26,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
+	"github.com/entitylock/entitylock/bench/internal/durations"
 	"github.com/entitylock/entitylock/bench/internal/pgsql"
 	"github.com/entitylock/entitylock/lock"
 )
@@ -171,8 +172,8 @@ func run(ctx context.Context, base string, n int, only string) error {
 	fmt.Printf("pgvariants: %d pairs per variant, one pair at a time in rotating order, %s\n\n", n, time.Now().UTC().Format(time.RFC3339))
 	fmt.Printf("%-15s %9s %10s %11s %12s %9s  %s\n", "VARIANT", "GRANT P50", "GRANT MEAN", "RELEASE P50", "RELEASE MEAN", "PAIR MEAN", "WHAT")
 	for _, v := range vs {
-		fmt.Printf("%-15s %9s %10s %11s %12s %9s  %s\n", v.name, us(quantile(v.grants, .5)), us(mean(v.grants)),
-			us(quantile(v.rels, .5)), us(mean(v.rels)), us(mean(v.grants)+mean(v.rels)), v.note)
+		fmt.Printf("%-15s %9s %10s %11s %12s %9s  %s\n", v.name, durations.Micros(durations.Quantile(v.grants, .5)), durations.Micros(durations.Mean(v.grants)),
+			durations.Micros(durations.Quantile(v.rels, .5)), durations.Micros(durations.Mean(v.rels)), durations.Micros(durations.Mean(v.grants)+durations.Mean(v.rels)), v.note)
 	}
 	return nil
 }
@@ -273,19 +274,3 @@ func scanOne(ctx context.Context, db *sql.DB, query string, args ...any) error {
 	}
 	return nil
 }
-
-func quantile(d []time.Duration, q float64) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[int(q*float64(len(s)-1))]
-}
-
-func mean(d []time.Duration) time.Duration {
-	var t time.Duration
-	for _, x := range d {
-		t += x
-	}
-	return t / time.Duration(len(d))
-}
-
-func us(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond)) }
