@@ -104,14 +104,14 @@ func buildDSN(dsn string, access Access) (uri, memName string, wal bool, err err
 	}
 	if vfs := q.Get("vfs"); vfs != "memdb" {
 		if vfs == "" || vfs == "os" {
-			wal, err := checkFile(path, access)
+			fileWAL, err := checkFile(path, access)
 			if err != nil {
 				return "", "", false, err
 			}
 			// A WAL file that no connection has open is opened
 			// immutable when read-only, so that nothing is created beside
 			// it: the handle sees the file as it was when opened.
-			if access == ReadOnly && wal && !exists(path+"-wal") && !exists(path+"-shm") {
+			if access == ReadOnly && fileWAL && !exists(path+"-wal") && !exists(path+"-shm") {
 				q.Set("immutable", "1")
 			}
 		}
