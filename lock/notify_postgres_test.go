@@ -11,7 +11,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/entitylock/entitylock/db/pgdb"
 	"github.com/entitylock/entitylock/internal/testkit"
+	"github.com/entitylock/entitylock/lock"
 	"github.com/entitylock/entitylock/lock/locktest"
 )
 
@@ -88,6 +90,60 @@ func TestPostgresReleaseNotifiesOnlyWhileListened(t *testing.T) {
 	})
 }
 
+// Every way of releasing notifies a registered listener: the releases
+// notify from their own statements (schema version 3), not from a trigger.
+func TestPostgresEveryReleaseNotifies(t *testing.T) {
+	tests := []struct {
+		name    string
+		release func(t *testing.T, m *lock.Manager, s *lock.Session, entity string)
+	}{
+		{"Release", func(t *testing.T, _ *lock.Manager, s *lock.Session, entity string) {
+			mustAcquire(t, s, entity)
+			if ok, err := s.Release(t.Context(), entity); err != nil || !ok {
+				t.Fatalf("Release = %v, %v", ok, err)
+			}
+		}},
+		{"Do", func(t *testing.T, _ *lock.Manager, s *lock.Session, entity string) {
+			if err := s.Do(t.Context(), entity, func(context.Context, lock.Lease) error { return nil }); err != nil {
+				t.Fatalf("Do = %v", err)
+			}
+		}},
+		{"ReleaseAll", func(t *testing.T, _ *lock.Manager, s *lock.Session, entity string) {
+			mustAcquire(t, s, entity)
+			if n, err := s.ReleaseAll(t.Context()); err != nil || n != 1 {
+				t.Fatalf("ReleaseAll = %d, %v", n, err)
+			}
+		}},
+		{"ForceRelease", func(t *testing.T, m *lock.Manager, s *lock.Session, entity string) {
+			mustAcquire(t, s, entity)
+			if ok, err := m.ForceRelease(t.Context(), entity); err != nil || !ok {
+				t.Fatalf("ForceRelease = %v, %v", ok, err)
+			}
+		}},
+	}
+	b := locktest.Postgres(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dsn := b.NewDSN(t)
+			m := mustOpenPath(t, dsn)
+			s := mustSession(t, m, "holder")
+			withPgxConn(t, testkit.DB(t, dsn), func(c *pgx.Conn) {
+				var schema string
+				if err := c.QueryRow(t.Context(), "SELECT current_schema()").Scan(&schema); err != nil {
+					t.Fatal(err)
+				}
+				mustExec(t, c, "LISTEN entitylock")
+				mustExec(t, c, "SELECT entitylock_listen()")
+				entity := "entity::" + tt.name
+				tt.release(t, m, s, entity)
+				if got := nextRelease(t, c, schema); got != entity {
+					t.Errorf("notification names %q; want %q", got, entity)
+				}
+			})
+		})
+	}
+}
+
 // A release that found no listener holds the registry's lock until it
 // commits, so a listener registering meanwhile returns only after that
 // commit: the wake-up that follows registration sees the release.
@@ -103,8 +159,9 @@ func TestPostgresListenWaitsForReleaseThatFoundNoListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.Exec(`UPDATE entitylock_leases SET expires_at = 0 WHERE entity = 'entity::x'`); err != nil {
-		t.Fatal(err)
+	// The library's own release statement, in a transaction the test ends.
+	if n, err := pgdb.New(tx).Release(t.Context(), pgdb.ReleaseParams{Entity: "entity::x", SessionID: "holder"}); err != nil || n != 1 {
+		t.Fatalf("Release statement = %d, %v; want 1 row", n, err)
 	}
 	withPgxConn(t, raw, func(c *pgx.Conn) {
 		pid := c.PgConn().PID()

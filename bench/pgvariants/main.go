@@ -24,7 +24,9 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"github.com/jackc/pgx/v5/stdlib" // and database/sql driver "pgx"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/entitylock/entitylock/bench/internal/durations"
 	"github.com/entitylock/entitylock/bench/internal/pgsql"
@@ -83,6 +85,10 @@ DROP CONSTRAINT entitylock_leases_session_id_check, DROP CONSTRAINT entitylock_l
 DROP CONSTRAINT entitylock_leases_expires_at_check,
 ADD CONSTRAINT entitylock_leases_check CHECK (entity <> '' AND session_id <> '' AND token > 0 AND expires_at >= 0)`
 	noReleaseTrigger = `DROP TRIGGER entitylock_leases_released ON entitylock_leases`
+	noFenceTrigger   = `DROP TRIGGER entitylock_leases_inserted ON entitylock_leases`
+	noChecks         = `ALTER TABLE entitylock_leases DROP CONSTRAINT entitylock_leases_entity_check,
+DROP CONSTRAINT entitylock_leases_session_id_check, DROP CONSTRAINT entitylock_leases_token_check,
+DROP CONSTRAINT entitylock_leases_expires_at_check`
 )
 
 type variant struct {
@@ -90,6 +96,7 @@ type variant struct {
 	table          string // "lock" (the lock package's schema), "seed" or "floor"
 	ddl            []string
 	grant, release string
+	native         bool // run through pgx's own API (sql.Conn.Raw), not database/sql
 	db             *sql.DB
 	grants, rels   []time.Duration
 }
@@ -101,6 +108,11 @@ func variants() []*variant {
 		{name: "one-check", table: "lock", ddl: []string{oneCheck}, grant: grantNow, release: releaseNow, note: "now, the four CHECKs as one (a migration)"},
 		{name: "notify-in-stmt", table: "lock", ddl: []string{noReleaseTrigger}, grant: grantNow, release: releaseNotifying, note: "now, no release trigger: the release notifies (a migration)"},
 		{name: "both", table: "lock", ddl: []string{oneCheck, noReleaseTrigger}, grant: grantNow, release: releaseNotifying, note: "one-check and notify-in-stmt"},
+		{name: "now-pgx", table: "lock", native: true, grant: grantNow, release: releaseNow, note: "now, through pgx's own API"},
+		{name: "both-pgx", table: "lock", native: true, ddl: []string{oneCheck, noReleaseTrigger}, grant: grantNow, release: releaseNotifying, note: "both, through pgx's own API"},
+		{name: "nofence-pgx", table: "lock", native: true, ddl: []string{oneCheck, noReleaseTrigger, noFenceTrigger}, grant: grantNow, release: releaseNotifying, note: "both-pgx without the fence trigger"},
+		{name: "nocheck-pgx", table: "lock", native: true, ddl: []string{noChecks, noReleaseTrigger}, grant: grantNow, release: releaseNotifying, note: "both-pgx without CHECKs"},
+		{name: "bare-pgx", table: "lock", native: true, ddl: []string{noChecks, noReleaseTrigger, noFenceTrigger}, grant: grantNow, release: releaseNow, note: "no CHECK, no trigger, through pgx's own API"},
 		{name: "seed", table: "seed", grant: pgsql.SeedGrant, release: pgsql.SeedRelease, note: "upsert, DELETE"},
 		{name: "floor-before", table: "floor", grant: pgsql.FloorGrant, release: floorReleaseBefore, note: "the floor, its release with a CTE"},
 		{name: "floor", table: "floor", grant: pgsql.FloorGrant, release: pgsql.FloorRelease, note: "one upsert, one asynchronous release"},
@@ -229,6 +241,9 @@ func (v *variant) pair(ctx context.Context) (grant, release time.Duration, err e
 	case "floor":
 		args = args[:3]
 	}
+	if v.native {
+		return v.pairNative(ctx, args)
+	}
 	t0 := time.Now()
 	if err := scanOne(ctx, v.db, v.grant, args...); err != nil {
 		return 0, 0, fmt.Errorf("grant: %w", err)
@@ -273,4 +288,38 @@ func scanOne(ctx context.Context, db *sql.DB, query string, args ...any) error {
 		return errors.New("no row: not granted")
 	}
 	return nil
+}
+
+// pairNative is pair through pgx's own API, each statement on a connection
+// taken from the pool for it, as an engine built on sql.Conn.Raw would.
+func (v *variant) pairNative(ctx context.Context, args []any) (grant, release time.Duration, err error) {
+	raw := func(f func(c *pgx.Conn) error) error {
+		c, err := v.db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return c.Raw(func(dc any) error { return f(dc.(*stdlib.Conn).Conn()) })
+	}
+	t0 := time.Now()
+	err = raw(func(c *pgx.Conn) error {
+		var token, acquired, expires int64
+		var reclaimed bool
+		return c.QueryRow(ctx, v.grant, args...).Scan(&token, &acquired, &expires, &reclaimed)
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("grant: %w", err)
+	}
+	t1 := time.Now()
+	err = raw(func(c *pgx.Conn) error {
+		tag, err := c.Exec(ctx, v.release, entity, session)
+		if err == nil && tag.RowsAffected() != 1 {
+			err = fmt.Errorf("%d rows; want 1", tag.RowsAffected())
+		}
+		return err
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("release: %w", err)
+	}
+	return t1.Sub(t0), time.Since(t1), nil
 }

@@ -299,6 +299,8 @@ const forceRelease = `-- name: ForceRelease :execrows
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = $1 AND expires_at <> 0
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL
+RETURNING CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN false
+    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END::boolean AS notified
 `
 
 // Releases the lease on @entity whoever holds it.
@@ -496,6 +498,8 @@ const release = `-- name: Release :execrows
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = $1 AND session_id = $2 AND expires_at <> 0
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL
+RETURNING CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN false
+    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END::boolean AS notified
 `
 
 type ReleaseParams struct {
@@ -512,6 +516,8 @@ type ReleaseParams struct {
 // and its EXISTS cost a release about 18 µs.) A release lost in a crash of
 // the server leaves the lease as it was, held until it expires: never two
 // holders, only a later grant. Grants stay synchronous.
+// Each release notifies the waiters of other Managers in its RETURNING
+// clause, as the four do (see the end of this file).
 func (q *Queries) Release(ctx context.Context, arg ReleaseParams) (int64, error) {
 	result, err := q.db.ExecContext(ctx, release, arg.Entity, arg.SessionID)
 	if err != nil {
@@ -524,6 +530,8 @@ const releaseGrant = `-- name: ReleaseGrant :execrows
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = $1 AND session_id = $2 AND token = $3 AND expires_at <> 0
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL
+RETURNING CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN false
+    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END::boolean AS notified
 `
 
 type ReleaseGrantParams struct {
@@ -552,25 +560,31 @@ UPDATE entitylock_leases AS l SET expires_at = 0
 FROM mine AS m
 WHERE l.entity = m.entity AND l.session_id = $1 AND l.expires_at <> 0
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL
-RETURNING l.entity
+RETURNING l.entity, CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN false
+    ELSE pg_notify('entitylock', current_schema() || '/' || l.entity) IS NOT NULL END::boolean AS notified
 `
+
+type ReleaseSessionRow struct {
+	Entity   string
+	Notified bool
+}
 
 // Releases every lease of @session_id and names the entities freed. The
 // rows are locked in entity (byte) order first, the order AcquireAll writes
 // them in, so the two cannot deadlock.
-func (q *Queries) ReleaseSession(ctx context.Context, sessionID string) ([]string, error) {
+func (q *Queries) ReleaseSession(ctx context.Context, sessionID string) ([]ReleaseSessionRow, error) {
 	rows, err := q.db.QueryContext(ctx, releaseSession, sessionID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []string{}
+	items := []ReleaseSessionRow{}
 	for rows.Next() {
-		var entity string
-		if err := rows.Scan(&entity); err != nil {
+		var i ReleaseSessionRow
+		if err := rows.Scan(&i.Entity, &i.Notified); err != nil {
 			return nil, err
 		}
-		items = append(items, entity)
+		items = append(items, i)
 	}
 	if err := rows.Close(); err != nil {
 		return nil, err
