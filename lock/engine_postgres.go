@@ -8,16 +8,24 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
 	"github.com/entitylock/entitylock/db/pgdb"
 )
 
-// postgresEngine runs the statements of queries/postgres through pgx's
-// database/sql driver, which prepares and caches each statement on each
-// connection. Leases are timed by the server's clock unless the Manager
-// has an injected clock.
+// postgresEngine runs the statements of queries/postgres through pgx's own
+// API on the connections of a *sql.DB of pgx's database/sql driver
+// (sql.Conn.Raw): pgx prepares and caches each statement on each
+// connection, and the rows are read without database/sql's conversions.
+// Leases are timed by the server's clock unless the Manager has an
+// injected clock.
 type postgresEngine struct {
 	db *sql.DB
-	q  *pgdb.Queries
+	// onConn runs a statement on a connection: withConn, or a fake in
+	// tests.
+	onConn func(ctx context.Context, stmt func(q *pgdb.Queries) error) error
 	// health, when not nil, is the connHealth whose shouldPing the pool
 	// was opened with (Open's pool): the engine tells it when a connection
 	// died. It is nil when the pool is the caller's (New).
@@ -30,7 +38,9 @@ var (
 )
 
 func newPostgresEngine(db *sql.DB) *postgresEngine {
-	return &postgresEngine{db: db, q: pgdb.New(db)}
+	e := &postgresEngine{db: db}
+	e.onConn = e.withConn
+	return e
 }
 
 func (e *postgresEngine) close() error { return nil }
@@ -46,8 +56,8 @@ func (e *postgresEngine) followChanges(m *Manager) { m.listener() }
 // It is retried too when its connection died (see retry).
 func (e *postgresEngine) acquire(ctx context.Context, entity, session string, now clockReading, ttlMs int64) (Lease, int64, error) {
 	var row pgdb.AcquireRow
-	err := e.retry(ctx, retryIdempotent, func() (err error) {
-		row, err = e.q.Acquire(ctx, pgdb.AcquireParams{Entity: entity, SessionID: session, TtlMs: ttlMs, Now: now.nullable()})
+	err := e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) (err error) {
+		row, err = q.Acquire(ctx, pgdb.AcquireParams{Entity: entity, SessionID: session, TtlMs: ttlMs, Now: pgNow(now)})
 		return err
 	})
 	if err != nil {
@@ -69,20 +79,20 @@ func (e *postgresEngine) acquire(ctx context.Context, entity, session string, no
 // made it skip a row (entitylock_all_or_none then fails it with a
 // serialization failure), or the fence refusing a new row (see acquire).
 func (e *postgresEngine) acquireAll(ctx context.Context, entities []string, session string, now clockReading, ttlMs int64) (leases []Lease, nowMs int64, err error) {
-	err = e.retry(ctx, retryIdempotent, func() (err error) {
-		leases, nowMs, err = e.acquireAllOnce(ctx, entities, session, now, ttlMs)
+	list, err := json.Marshal(entities)
+	if err != nil {
+		return nil, 0, err
+	}
+	err = e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) (err error) {
+		leases, nowMs, err = acquireAllOnce(ctx, q, list, session, now, ttlMs)
 		return err
 	})
 	return leases, nowMs, err
 }
 
-func (e *postgresEngine) acquireAllOnce(ctx context.Context, entities []string, session string, now clockReading, ttlMs int64) ([]Lease, int64, error) {
-	list, err := json.Marshal(entities)
-	if err != nil {
-		return nil, 0, err
-	}
-	rows, err := e.q.AcquireAll(ctx, pgdb.AcquireAllParams{
-		SessionID: session, TtlMs: ttlMs, Now: now.nullable(), Entities: list,
+func acquireAllOnce(ctx context.Context, q *pgdb.Queries, list []byte, session string, now clockReading, ttlMs int64) ([]Lease, int64, error) {
+	rows, err := q.AcquireAll(ctx, pgdb.AcquireAllParams{
+		SessionID: session, TtlMs: ttlMs, Now: pgNow(now), Entities: list,
 	})
 	if rolledBack(err) {
 		// Plain errConflict: retry must not repeat it (see above).
@@ -105,8 +115,8 @@ func (e *postgresEngine) acquireAllOnce(ctx context.Context, entities []string, 
 
 func (e *postgresEngine) holder(ctx context.Context, entity string, now clockReading) (Lease, int64, error) {
 	var row pgdb.LeaseRow
-	err := e.retry(ctx, retryIdempotent, func() (err error) {
-		row, err = e.q.Lease(ctx, pgdb.LeaseParams{Entity: entity, Now: now.nullable()})
+	err := e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) (err error) {
+		row, err = q.Lease(ctx, pgdb.LeaseParams{Entity: entity, Now: pgNow(now)})
 		return err
 	})
 	return pgLease(row.EntitylockLease), row.Now, noRow(err, errNoLease)
@@ -118,8 +128,8 @@ func (e *postgresEngine) firstHeld(ctx context.Context, entities []string, sessi
 		return Lease{}, 0, err
 	}
 	var row pgdb.FirstHeldRow
-	err = e.retry(ctx, retryIdempotent, func() (err error) {
-		row, err = e.q.FirstHeld(ctx, pgdb.FirstHeldParams{Entities: list, SessionID: session, Now: now.nullable()})
+	err = e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) (err error) {
+		row, err = q.FirstHeld(ctx, pgdb.FirstHeldParams{Entities: list, SessionID: session, Now: pgNow(now)})
 		return err
 	})
 	return pgLease(row.EntitylockLease), row.Now, noRow(err, errNoLease)
@@ -129,8 +139,8 @@ func (e *postgresEngine) firstHeld(ctx context.Context, entities []string, sessi
 // committed, and a second one would add to it.
 func (e *postgresEngine) extend(ctx context.Context, entity, session string, now clockReading, byMs int64) (Lease, error) {
 	var row pgdb.ExtendRow
-	err := e.retry(ctx, retryRolledBack, func() (err error) {
-		row, err = e.q.Extend(ctx, pgdb.ExtendParams{ByMs: byMs, Entity: entity, SessionID: session, Now: now.nullable()})
+	err := e.retry(ctx, retryRolledBack, func(q *pgdb.Queries) (err error) {
+		row, err = q.Extend(ctx, pgdb.ExtendParams{ByMs: byMs, Entity: entity, SessionID: session, Now: pgNow(now)})
 		return err
 	})
 	return pgLease(row.EntitylockLease), noRow(err, errNoLease)
@@ -138,9 +148,9 @@ func (e *postgresEngine) extend(ctx context.Context, entity, session string, now
 
 func (e *postgresEngine) renew(ctx context.Context, l Lease, now clockReading, ttlMs int64) (Lease, int64, error) {
 	var row pgdb.RenewRow
-	err := e.retry(ctx, retryIdempotent, func() (err error) {
-		row, err = e.q.Renew(ctx, pgdb.RenewParams{
-			TtlMs: ttlMs, Entity: l.Entity, SessionID: l.SessionID, Token: l.Token, Now: now.nullable(),
+	err := e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) (err error) {
+		row, err = q.Renew(ctx, pgdb.RenewParams{
+			TtlMs: ttlMs, Entity: l.Entity, SessionID: l.SessionID, Token: l.Token, Now: pgNow(now),
 		})
 		return err
 	})
@@ -153,8 +163,8 @@ func (e *postgresEngine) renew(ctx context.Context, l Lease, now clockReading, t
 
 func (e *postgresEngine) release(ctx context.Context, entity, session string) (bool, error) {
 	var n int64
-	err := e.retry(ctx, retryIdempotent, func() (err error) {
-		n, err = e.q.Release(ctx, pgdb.ReleaseParams{Entity: entity, SessionID: session})
+	err := e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) (err error) {
+		n, err = q.Release(ctx, pgdb.ReleaseParams{Entity: entity, SessionID: session})
 		return err
 	})
 	return n > 0, err
@@ -171,8 +181,8 @@ func (e *postgresEngine) releaseGrant(ctx context.Context, l Lease) (bool, error
 		n     int64
 		doubt error
 	)
-	err := e.retry(ctx, retryIdempotent, func() (err error) {
-		n, err = e.q.ReleaseGrant(ctx, pgdb.ReleaseGrantParams{Entity: l.Entity, SessionID: l.SessionID, Token: l.Token})
+	err := e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) (err error) {
+		n, err = q.ReleaseGrant(ctx, pgdb.ReleaseGrantParams{Entity: l.Entity, SessionID: l.SessionID, Token: l.Token})
 		if inDoubt(err) {
 			doubt = err
 		}
@@ -190,16 +200,16 @@ func (e *postgresEngine) releaseGrant(ctx context.Context, l Lease) (bool, error
 // forceRelease is not repeated after a dead connection: see retry.
 func (e *postgresEngine) forceRelease(ctx context.Context, entity string) (bool, error) {
 	var n int64
-	err := e.retry(ctx, retryRolledBack, func() (err error) {
-		n, err = e.q.ForceRelease(ctx, entity)
+	err := e.retry(ctx, retryRolledBack, func(q *pgdb.Queries) (err error) {
+		n, err = q.ForceRelease(ctx, entity)
 		return err
 	})
 	return n > 0, err
 }
 
 func (e *postgresEngine) releaseSession(ctx context.Context, session string) (entities []string, err error) {
-	err = e.retry(ctx, retryIdempotent, func() (err error) {
-		rows, err := e.q.ReleaseSession(ctx, session)
+	err = e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) (err error) {
+		rows, err := q.ReleaseSession(ctx, session)
 		entities = make([]string, len(rows))
 		for i, r := range rows {
 			entities[i] = r.Entity
@@ -210,8 +220,8 @@ func (e *postgresEngine) releaseSession(ctx context.Context, session string) (en
 }
 
 func (e *postgresEngine) purgeCandidates(ctx context.Context, after string, max int, now clockReading) (entities []string, err error) {
-	err = e.retry(ctx, retryIdempotent, func() (err error) {
-		entities, err = e.q.PurgeCandidates(ctx, pgdb.PurgeCandidatesParams{After: after, MaxRows: int32(max), Now: now.nullable()})
+	err = e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) (err error) {
+		entities, err = q.PurgeCandidates(ctx, pgdb.PurgeCandidatesParams{After: after, MaxRows: int32(max), Now: pgNow(now)})
 		return err
 	})
 	return entities, err
@@ -222,8 +232,8 @@ func (e *postgresEngine) purgeBatch(ctx context.Context, entities []string, now 
 	if err != nil {
 		return 0, err
 	}
-	err = e.retry(ctx, retryIdempotent, func() (err error) {
-		n, err = e.q.PurgeBatch(ctx, pgdb.PurgeBatchParams{Entities: list, Now: now.nullable()})
+	err = e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) (err error) {
+		n, err = q.PurgeBatch(ctx, pgdb.PurgeBatchParams{Entities: list, Now: pgNow(now)})
 		return err
 	})
 	return n, err
@@ -258,8 +268,8 @@ func (e *postgresEngine) reclaimSpace(ctx context.Context) error {
 }
 
 func (e *postgresEngine) rowCounts(ctx context.Context, now clockReading) (c RowCounts, err error) {
-	err = e.retry(ctx, retryIdempotent, func() error {
-		r, err := e.q.RowCounts(ctx, now.nullable())
+	err = e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) error {
+		r, err := q.RowCounts(ctx, pgNow(now))
 		c = RowCounts{Live: r.Live, Expired: r.Expired, Released: r.Released}
 		return err
 	})
@@ -267,8 +277,8 @@ func (e *postgresEngine) rowCounts(ctx context.Context, now clockReading) (c Row
 }
 
 func (e *postgresEngine) liveLeases(ctx context.Context, now clockReading) (ls []Lease, err error) {
-	err = e.retry(ctx, retryIdempotent, func() error {
-		rows, err := e.q.LiveLeases(ctx, now.nullable())
+	err = e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) error {
+		rows, err := q.LiveLeases(ctx, pgNow(now))
 		ls = pgLeases(rows, func(r pgdb.LiveLeasesRow) pgdb.EntitylockLease { return r.EntitylockLease })
 		return err
 	})
@@ -276,8 +286,8 @@ func (e *postgresEngine) liveLeases(ctx context.Context, now clockReading) (ls [
 }
 
 func (e *postgresEngine) sessionLeases(ctx context.Context, session string, now clockReading) (ls []Lease, err error) {
-	err = e.retry(ctx, retryIdempotent, func() error {
-		rows, err := e.q.SessionLeases(ctx, pgdb.SessionLeasesParams{SessionID: session, Now: now.nullable()})
+	err = e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) error {
+		rows, err := q.SessionLeases(ctx, pgdb.SessionLeasesParams{SessionID: session, Now: pgNow(now)})
 		ls = pgLeases(rows, func(r pgdb.SessionLeasesRow) pgdb.EntitylockLease { return r.EntitylockLease })
 		return err
 	})
@@ -285,8 +295,8 @@ func (e *postgresEngine) sessionLeases(ctx context.Context, session string, now 
 }
 
 func (e *postgresEngine) allLeases(ctx context.Context) (ls []Lease, err error) {
-	err = e.retry(ctx, retryIdempotent, func() error {
-		rows, err := e.q.AllLeases(ctx)
+	err = e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) error {
+		rows, err := q.AllLeases(ctx)
 		ls = pgLeases(rows, func(r pgdb.AllLeasesRow) pgdb.EntitylockLease { return r.EntitylockLease })
 		return err
 	})
@@ -296,13 +306,37 @@ func (e *postgresEngine) allLeases(ctx context.Context) (ls []Lease, err error) 
 // guard locks the lease row FOR SHARE in tx: a takeover, renewal or release
 // of it waits until tx ends, so tx's writes commit while the lease is held.
 func (e *postgresEngine) guard(ctx context.Context, tx *sql.Tx, l Lease, now clockReading) error {
-	_, err := pgdb.New(tx).GuardLease(ctx, pgdb.GuardLeaseParams{
-		Entity: l.Entity, SessionID: l.SessionID, Token: l.Token, Now: now.nullable(),
+	_, err := pgdb.New(callerTx{tx}).GuardLease(ctx, pgdb.GuardLeaseParams{
+		Entity: l.Entity, SessionID: l.SessionID, Token: l.Token, Now: pgNow(now),
 	})
 	return noRow(err, errNoLease)
 }
 
-// noRow translates the sql.ErrNoRows of a :one statement into what the
+// callerTx runs GuardLease, a statement that reads one row, in the
+// caller's *sql.Tx, whose connection database/sql does not lend out. The
+// generated code calls nothing else on it.
+type callerTx struct{ tx *sql.Tx }
+
+var errNotInCallerTx = errors.New("statement not supported in the caller's transaction")
+
+func (c callerTx) QueryRow(ctx context.Context, query string, args ...any) pgx.Row {
+	return c.tx.QueryRowContext(ctx, query, args...)
+}
+
+func (c callerTx) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
+	return pgconn.CommandTag{}, errNotInCallerTx
+}
+
+func (c callerTx) Query(context.Context, string, ...any) (pgx.Rows, error) {
+	return nil, errNotInCallerTx
+}
+
+// pgNow is a statement's "now" parameter: the injected clock's reading, or
+// NULL for the server's clock.
+func pgNow(r clockReading) pgtype.Int8 { return pgtype.Int8{Int64: r.ms, Valid: r.set} }
+
+// noRow translates the pgx.ErrNoRows (also an sql.ErrNoRows) of a :one
+// statement into what the
 // missing row means for that statement.
 func noRow(err, meaning error) error {
 	if errors.Is(err, sql.ErrNoRows) {

@@ -35,6 +35,20 @@ func withPgxConn(t *testing.T, db *sql.DB, fn func(c *pgx.Conn)) {
 	}
 }
 
+// withPgxTx runs fn in a transaction on a connection of db of its own, then
+// rolls it back, unless fn ended it, and discards the connection.
+func withPgxTx(t *testing.T, db *sql.DB, fn func(tx pgx.Tx)) {
+	t.Helper()
+	withPgxConn(t, db, func(c *pgx.Conn) {
+		tx, err := c.Begin(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(context.Background())
+		fn(tx)
+	})
+}
+
 // nextRelease returns the entity of the next release notification for
 // schema that c receives, skipping those of other schemas.
 func nextRelease(t *testing.T, c *pgx.Conn, schema string) string {
@@ -153,16 +167,19 @@ func TestPostgresListenWaitsForReleaseThatFoundNoListener(t *testing.T) {
 	m := mustOpenPath(t, dsn)
 	mustAcquire(t, mustSession(t, m, "holder"), "entity::x")
 	raw := testkit.DB(t, dsn)
-
-	tx, err := raw.BeginTx(t.Context(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
 	// The library's own release statement, in a transaction the test ends.
-	if n, err := pgdb.New(tx).Release(t.Context(), pgdb.ReleaseParams{Entity: "entity::x", SessionID: "holder"}); err != nil || n != 1 {
-		t.Fatalf("Release statement = %d, %v; want 1 row", n, err)
-	}
+	withPgxTx(t, raw, func(tx pgx.Tx) {
+		if n, err := pgdb.New(tx).Release(t.Context(), pgdb.ReleaseParams{Entity: "entity::x", SessionID: "holder"}); err != nil || n != 1 {
+			t.Fatalf("Release statement = %d, %v; want 1 row", n, err)
+		}
+		listenWaitsForCommit(t, raw, tx)
+	})
+}
+
+// listenWaitsForCommit checks that a listener registering while tx holds
+// a release waits for tx to commit.
+func listenWaitsForCommit(t *testing.T, raw *sql.DB, tx pgx.Tx) {
+	t.Helper()
 	withPgxConn(t, raw, func(c *pgx.Conn) {
 		pid := c.PgConn().PID()
 		registered := make(chan error, 1)
@@ -179,7 +196,7 @@ func TestPostgresListenWaitsForReleaseThatFoundNoListener(t *testing.T) {
 			t.Fatalf("registration returned before the release committed: %v", err)
 		default:
 		}
-		if err := tx.Commit(); err != nil {
+		if err := tx.Commit(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		select {

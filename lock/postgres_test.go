@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/entitylock/entitylock/db/pgdb"
@@ -301,34 +302,37 @@ func TestPostgresReleasesCommitAsynchronously(t *testing.T) {
 	}
 	for name, rel := range release {
 		t.Run(name, func(t *testing.T) {
-			ctx := t.Context()
-			tx, err := raw.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tx.Rollback()
-			q := pgdb.New(tx)
-			setting := func() string {
-				t.Helper()
-				var v string
-				if err := tx.QueryRowContext(ctx, "SELECT current_setting('synchronous_commit')").Scan(&v); err != nil {
-					t.Fatal(err)
-				}
-				return v
-			}
-			row, err := q.Acquire(ctx, pgdb.AcquireParams{Entity: entity, SessionID: session, TtlMs: 60_000})
-			if err != nil {
-				t.Fatalf("Acquire: %v", err)
-			}
-			if got := setting(); got != "on" {
-				t.Fatalf("after Acquire, synchronous_commit = %q, want on", got)
-			}
-			if n, err := rel(ctx, q, row.Token); err != nil || n != 1 {
-				t.Fatalf("%s = %d, %v; want 1 row released", name, n, err)
-			}
-			if got := setting(); got != "off" {
-				t.Errorf("after %s, synchronous_commit = %q, want off", name, got)
-			}
+			withPgxTx(t, raw, func(tx pgx.Tx) {
+				releasedAsynchronously(t, tx, name, rel)
+			})
 		})
+	}
+}
+
+func releasedAsynchronously(t *testing.T, tx pgx.Tx, name string, rel func(ctx context.Context, q *pgdb.Queries, token int64) (int64, error)) {
+	t.Helper()
+	const entity, session = "entity::async", "a"
+	ctx := t.Context()
+	q := pgdb.New(tx)
+	setting := func() string {
+		t.Helper()
+		var v string
+		if err := tx.QueryRow(ctx, "SELECT current_setting('synchronous_commit')").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	row, err := q.Acquire(ctx, pgdb.AcquireParams{Entity: entity, SessionID: session, TtlMs: 60_000})
+	if err != nil {
+		t.Fatalf("Acquire: %v", err)
+	}
+	if got := setting(); got != "on" {
+		t.Fatalf("after Acquire, synchronous_commit = %q, want on", got)
+	}
+	if n, err := rel(ctx, q, row.Token); err != nil || n != 1 {
+		t.Fatalf("%s = %d, %v; want 1 row released", name, n, err)
+	}
+	if got := setting(); got != "off" {
+		t.Errorf("after %s, synchronous_commit = %q, want off", name, got)
 	}
 }

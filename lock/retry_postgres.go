@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/entitylock/entitylock/db/pgdb"
 )
 
 // How the PostgreSQL engine retries a statement that failed for a reason
@@ -48,11 +51,12 @@ const (
 	retryIdempotent                   // also what a dead connection left in doubt
 )
 
-// retry runs stmt until it succeeds, fails in a way class does not retry,
-// ctx ends or the attempts run out.
-func (e *postgresEngine) retry(ctx context.Context, class retryClass, stmt func() error) error {
+// retry runs stmt, each attempt on a connection of the pool taken for it,
+// until it succeeds, fails in a way class does not retry, ctx ends or the
+// attempts run out.
+func (e *postgresEngine) retry(ctx context.Context, class retryClass, stmt func(q *pgdb.Queries) error) error {
 	for attempt := 1; ; attempt++ {
-		err := stmt()
+		err := e.onConn(ctx, stmt)
 		if err == nil || attempt == maxAttempts || ctx.Err() != nil {
 			return err
 		}
@@ -73,6 +77,24 @@ func (e *postgresEngine) retry(ctx context.Context, class retryClass, stmt func(
 			return err
 		}
 	}
+}
+
+// withConn runs stmt with pgx's own API on a connection of the pool. A
+// connection that pgx closed on an error is discarded by database/sql when
+// it is returned (stdlib.Conn.IsValid).
+func (e *postgresEngine) withConn(ctx context.Context, stmt func(q *pgdb.Queries) error) error {
+	c, err := e.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Raw(func(dc any) error {
+		pc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("%w: not a connection of pgx's driver", ErrInvalidOption)
+		}
+		return stmt(pgdb.New(pc.Conn()))
+	})
 }
 
 // rolledBack reports a statement the server aborted and rolled back because

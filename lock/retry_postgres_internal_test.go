@@ -2,14 +2,15 @@ package lock
 
 import (
 	"context"
-	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"io"
 	"testing"
 
-	"github.com/entitylock/entitylock/db/pgdb"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/entitylock/entitylock/db/pgdb"
 )
 
 // A statement whose connection died after it was sent is repeated only when
@@ -33,9 +34,9 @@ func TestPostgresRetryClasses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := &postgresEngine{}
+			e := &postgresEngine{onConn: func(_ context.Context, stmt func(*pgdb.Queries) error) error { return stmt(nil) }}
 			calls := 0
-			err := e.retry(t.Context(), tt.class, func() error { calls++; return tt.err })
+			err := e.retry(t.Context(), tt.class, func(*pgdb.Queries) error { calls++; return tt.err })
 			if calls != tt.calls || !errors.Is(err, tt.err) {
 				t.Errorf("%d attempts, %v; want %d, the statement's error", calls, err, tt.calls)
 			}
@@ -72,7 +73,7 @@ type queryFails struct {
 	calls int
 }
 
-func (q *queryFails) QueryContext(context.Context, string, ...any) (*sql.Rows, error) {
+func (q *queryFails) Query(context.Context, string, ...any) (pgx.Rows, error) {
 	q.calls++
 	return nil, q.err
 }
@@ -93,7 +94,7 @@ func TestPostgresAcquireAllConflict(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := &queryFails{err: tc.err}
-			e := &postgresEngine{q: pgdb.New(db)}
+			e := &postgresEngine{onConn: func(_ context.Context, stmt func(*pgdb.Queries) error) error { return stmt(pgdb.New(db)) }}
 			leases, _, err := e.acquireAll(t.Context(), []string{"a", "b"}, "s", serverClock, 1000)
 			if !errors.Is(err, tc.want) || errors.Is(err, errHeldByOther) || len(leases) != 0 || db.calls != 1 {
 				t.Errorf("acquireAll = %v, %v after %d statements; want no lease, %v, after 1", leases, err, db.calls, tc.want)

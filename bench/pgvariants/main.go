@@ -2,11 +2,12 @@
 // and release against each other, the seed's SQL and the floor
 // (BENCHMARKS.md, "PostgreSQL pairs"): each variant is a schema made by
 // the lock package's migrations, some DDL, and a grant and a release
-// statement written out here, run through pgx's database/sql driver one
-// pair at a time in rotating order, so that all see the same stretches of
-// a busy machine. The statements are copies: "before" is the pair as it
-// was before the run of 2026-11-26 17:10 UTC, "now" as queries/postgres
-// has it since; the others change one thing of "now".
+// statement written out here, run through pgx's database/sql driver or
+// pgx's own API one pair at a time in rotating order, so that all see the
+// same stretches of a busy machine. The statements are copies of
+// queries/postgres; "v2" variants put schema version 2's CHECKs and
+// release trigger back; the others change one thing of "v3-pgx", the
+// library as it is.
 //
 //	cd bench && go run ./pgvariants -n 3000
 package main
@@ -33,12 +34,10 @@ import (
 	"github.com/entitylock/entitylock/lock"
 )
 
-// grantBefore returned the whole row and "now"; grantNow returns only what
-// the caller does not know.
+// grantNow is Acquire as queries/postgres has it.
 const (
-	grantBefore = grantHead + `RETURNING l.entity, l.session_id, l.token, l.acquired_at, l.expires_at, l.reclaimed, (l.expires_at - $3::bigint)::bigint AS now`
-	grantNow    = grantHead + `RETURNING l.token, l.acquired_at, l.expires_at, l.reclaimed`
-	grantHead   = `INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
+	grantNow  = grantHead + `RETURNING l.token, l.acquired_at, l.expires_at, l.reclaimed`
+	grantHead = `INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
 SELECT $1::text, $2::text, nextval('entitylock_tokens'), c.now, c.now + $3::bigint, false
 FROM (SELECT entitylock_clock($4) AS now) AS c
 ON CONFLICT (entity) DO UPDATE SET
@@ -59,36 +58,55 @@ WHERE l.expires_at <= excluded.acquired_at
 `
 )
 
-// releaseBefore turned synchronous_commit off in a CTE; releaseNow in a
-// condition. releaseNotifying also notifies, as the release trigger does,
-// for a schema without that trigger.
+// grantNoCase is the floor's upsert on the lock package's table.
+const grantNoCase = `INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
+VALUES ($1, $2, nextval('entitylock_tokens'), 0, coalesce($4::bigint, (extract(epoch FROM clock_timestamp()) * 1000)::bigint) + $3, false)
+ON CONFLICT (entity) DO UPDATE SET
+    token = CASE WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.expires_at - $3
+        THEN l.token ELSE excluded.token END,
+    session_id = excluded.session_id,
+    expires_at = excluded.expires_at
+WHERE l.expires_at <= excluded.expires_at - $3 OR l.session_id = excluded.session_id
+RETURNING l.token, l.acquired_at, l.expires_at, l.reclaimed`
+
+// releaseNow is version 2's Release; releaseNotifying version 3's, which
+// notifies from its RETURNING clause.
 const (
-	releaseBefore = `WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
-UPDATE entitylock_leases SET expires_at = 0
-WHERE entity = $1 AND session_id = $2 AND expires_at <> 0
-  AND EXISTS (SELECT 1 FROM async)`
 	releaseNow = `UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = $1 AND session_id = $2 AND expires_at <> 0
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL`
 	releaseNotifying = releaseNow + `
-RETURNING CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN true
-  ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NULL END`
-	floorReleaseBefore = `WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
-UPDATE floor_leases SET expires_at = 0
-WHERE entity = $1 AND session_id = $2 AND expires_at <> 0 AND EXISTS (SELECT 1 FROM async)`
+RETURNING CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN false
+    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END::boolean AS notified`
 )
 
-// DDL for the variants that change the schema.
+// DDL for the variants that change the schema: back to version 2's CHECKs
+// and release trigger (schema/postgres/000003_lean_writes.down.sql), and
+// without the fence trigger.
 const (
-	oneCheck = `ALTER TABLE entitylock_leases DROP CONSTRAINT entitylock_leases_entity_check,
-DROP CONSTRAINT entitylock_leases_session_id_check, DROP CONSTRAINT entitylock_leases_token_check,
-DROP CONSTRAINT entitylock_leases_expires_at_check,
-ADD CONSTRAINT entitylock_leases_check CHECK (entity <> '' AND session_id <> '' AND token > 0 AND expires_at >= 0)`
-	noReleaseTrigger = `DROP TRIGGER entitylock_leases_released ON entitylock_leases`
-	noFenceTrigger   = `DROP TRIGGER entitylock_leases_inserted ON entitylock_leases`
-	noChecks         = `ALTER TABLE entitylock_leases DROP CONSTRAINT entitylock_leases_entity_check,
-DROP CONSTRAINT entitylock_leases_session_id_check, DROP CONSTRAINT entitylock_leases_token_check,
-DROP CONSTRAINT entitylock_leases_expires_at_check`
+	backToV2 = `ALTER TABLE entitylock_leases
+    ADD CONSTRAINT entitylock_leases_entity_check CHECK (entity <> ''),
+    ADD CONSTRAINT entitylock_leases_session_id_check CHECK (session_id <> ''),
+    ADD CONSTRAINT entitylock_leases_token_check CHECK (token > 0),
+    ADD CONSTRAINT entitylock_leases_expires_at_check CHECK (expires_at >= 0);
+CREATE FUNCTION entitylock_notify_release() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('entitylock', TG_TABLE_SCHEMA || '/' || NEW.entity);
+    RETURN NULL;
+END
+$$;
+DO $$
+BEGIN
+    EXECUTE format($t$
+        CREATE TRIGGER entitylock_leases_released
+        AFTER UPDATE OF expires_at ON entitylock_leases
+        FOR EACH ROW
+        WHEN (NEW.expires_at = 0 AND OLD.expires_at <> 0
+              AND NOT pg_try_advisory_xact_lock(1701605740, %s))
+        EXECUTE FUNCTION entitylock_notify_release()$t$, entitylock_listeners_key());
+END
+$$`
+	noFenceTrigger = `DROP TRIGGER entitylock_leases_inserted ON entitylock_leases`
 )
 
 type variant struct {
@@ -103,18 +121,14 @@ type variant struct {
 
 func variants() []*variant {
 	return []*variant{
-		{name: "before", table: "lock", grant: grantBefore, release: releaseBefore, note: "the statements before this run"},
-		{name: "now", table: "lock", grant: grantNow, release: releaseNow, note: "4 columns returned; synchronous_commit off in a condition"},
-		{name: "one-check", table: "lock", ddl: []string{oneCheck}, grant: grantNow, release: releaseNow, note: "now, the four CHECKs as one (a migration)"},
-		{name: "notify-in-stmt", table: "lock", ddl: []string{noReleaseTrigger}, grant: grantNow, release: releaseNotifying, note: "now, no release trigger: the release notifies (a migration)"},
-		{name: "both", table: "lock", ddl: []string{oneCheck, noReleaseTrigger}, grant: grantNow, release: releaseNotifying, note: "one-check and notify-in-stmt"},
-		{name: "now-pgx", table: "lock", native: true, grant: grantNow, release: releaseNow, note: "now, through pgx's own API"},
-		{name: "both-pgx", table: "lock", native: true, ddl: []string{oneCheck, noReleaseTrigger}, grant: grantNow, release: releaseNotifying, note: "both, through pgx's own API"},
-		{name: "nofence-pgx", table: "lock", native: true, ddl: []string{oneCheck, noReleaseTrigger, noFenceTrigger}, grant: grantNow, release: releaseNotifying, note: "both-pgx without the fence trigger"},
-		{name: "nocheck-pgx", table: "lock", native: true, ddl: []string{noChecks, noReleaseTrigger}, grant: grantNow, release: releaseNotifying, note: "both-pgx without CHECKs"},
-		{name: "bare-pgx", table: "lock", native: true, ddl: []string{noChecks, noReleaseTrigger, noFenceTrigger}, grant: grantNow, release: releaseNow, note: "no CHECK, no trigger, through pgx's own API"},
+		{name: "v2-sql", table: "lock", ddl: []string{backToV2}, grant: grantNow, release: releaseNow, note: "schema version 2 (CHECKs, release trigger), database/sql"},
+		{name: "v2-pgx", table: "lock", native: true, ddl: []string{backToV2}, grant: grantNow, release: releaseNow, note: "schema version 2, pgx's own API"},
+		{name: "v3-sql", table: "lock", grant: grantNow, release: releaseNotifying, note: "schema version 3 (no CHECK, releases notify), database/sql"},
+		{name: "v3-pgx", table: "lock", native: true, grant: grantNow, release: releaseNotifying, note: "schema version 3, pgx's own API (the library since version 3)"},
+		{name: "v3-clock-pgx", table: "lock", native: true, grant: strings.Replace(grantNow, "entitylock_clock($4)", "coalesce($4, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)", 1), release: releaseNotifying, note: "v3-pgx, the clock function written out"},
+		{name: "v3-floorgrant-pgx", table: "lock", native: true, grant: grantNoCase, release: releaseNotifying, note: "v3-pgx, the floor's grant shape on our table"},
+		{name: "v3-nofence-pgx", table: "lock", native: true, ddl: []string{noFenceTrigger}, grant: grantNow, release: releaseNotifying, note: "v3-pgx without the fence trigger"},
 		{name: "seed", table: "seed", grant: pgsql.SeedGrant, release: pgsql.SeedRelease, note: "upsert, DELETE"},
-		{name: "floor-before", table: "floor", grant: pgsql.FloorGrant, release: floorReleaseBefore, note: "the floor, its release with a CTE"},
 		{name: "floor", table: "floor", grant: pgsql.FloorGrant, release: pgsql.FloorRelease, note: "one upsert, one asynchronous release"},
 	}
 }
