@@ -104,13 +104,14 @@ func acquireAllOnce(ctx context.Context, q *pgdb.Queries, list []byte, session s
 	if len(rows) == 0 {
 		return nil, 0, errHeldByOther
 	}
+	nowMs := rows[0].Now
 	leases := pgLeases(rows, func(r pgdb.AcquireAllRow) pgdb.EntitylockLease {
 		return pgdb.EntitylockLease{
-			Entity: r.Entity, SessionID: r.SessionID, Token: r.Token,
-			AcquiredAt: r.AcquiredAt, ExpiresAt: r.ExpiresAt, Reclaimed: r.Reclaimed,
+			Entity: r.Entity, SessionID: session, Token: r.Token,
+			AcquiredAt: r.AcquiredAt, ExpiresAt: nowMs + ttlMs, Reclaimed: r.Reclaimed,
 		}
 	})
-	return leases, rows[0].Now, nil
+	return leases, nowMs, nil
 }
 
 func (e *postgresEngine) holder(ctx context.Context, entity string, now clockReading) (Lease, int64, error) {

@@ -58,6 +58,10 @@ WHERE l.expires_at <= excluded.acquired_at
 `
 )
 
+// grantValues is grantNow with its row from VALUES instead of a subquery.
+var grantValues = strings.Replace(grantNow, `SELECT $1::text, $2::text, nextval('entitylock_tokens'), c.now, c.now + $3::bigint, false
+FROM (SELECT entitylock_clock($4) AS now) AS c`, `VALUES ($1::text, $2::text, nextval('entitylock_tokens'), entitylock_clock($4), entitylock_clock($4) + $3::bigint, false)`, 1)
+
 // grantNoCase is the floor's upsert on the lock package's table.
 const grantNoCase = `INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
 VALUES ($1, $2, nextval('entitylock_tokens'), 0, coalesce($4::bigint, (extract(epoch FROM clock_timestamp()) * 1000)::bigint) + $3, false)
@@ -126,6 +130,7 @@ func variants() []*variant {
 		{name: "v3-sql", table: "lock", grant: grantNow, release: releaseNotifying, note: "schema version 3 (no CHECK, releases notify), database/sql"},
 		{name: "v3-pgx", table: "lock", native: true, grant: grantNow, release: releaseNotifying, note: "schema version 3, pgx's own API (the library since version 3)"},
 		{name: "v3-clock-pgx", table: "lock", native: true, grant: strings.Replace(grantNow, "entitylock_clock($4)", "coalesce($4, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)", 1), release: releaseNotifying, note: "v3-pgx, the clock function written out"},
+		{name: "v3-values-pgx", table: "lock", native: true, grant: grantValues, release: releaseNotifying, note: "v3-pgx, the grant's row from VALUES (the clock read twice)"},
 		{name: "v3-floorgrant-pgx", table: "lock", native: true, grant: grantNoCase, release: releaseNotifying, note: "v3-pgx, the floor's grant shape on our table"},
 		{name: "v3-nofence-pgx", table: "lock", native: true, ddl: []string{noFenceTrigger}, grant: grantNow, release: releaseNotifying, note: "v3-pgx without the fence trigger"},
 		{name: "seed", table: "seed", grant: pgsql.SeedGrant, release: pgsql.SeedRelease, note: "upsert, DELETE"},

@@ -77,14 +77,14 @@ func (q *Queries) Acquire(ctx context.Context, arg AcquireParams) (AcquireRow, e
 }
 
 const acquireAll = `-- name: AcquireAll :many
-WITH clock AS (SELECT entitylock_clock($1) AS now),
+WITH clock AS (SELECT entitylock_clock($1) AS now, nextval('entitylock_tokens') AS token),
 wanted AS (
     SELECT w.entity, w.n
     FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS w (entity, n)
 ),
 granted AS (
     INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
-    SELECT w.entity, $3::text, nextval('entitylock_tokens'), c.now, c.now + $4::bigint, false
+    SELECT w.entity, $3::text, c.token, c.now, c.now + $4::bigint, false
     FROM wanted AS w, clock AS c
     WHERE NOT EXISTS (
         SELECT 1 FROM entitylock_leases AS h
@@ -107,12 +107,11 @@ granted AS (
         expires_at = excluded.expires_at
     WHERE l.expires_at <= excluded.acquired_at
        OR l.session_id = excluded.session_id
-    RETURNING l.entity, l.session_id, l.token, l.acquired_at, l.expires_at, l.reclaimed
+    RETURNING l.entity, l.token, l.acquired_at, l.reclaimed
 )
-SELECT g.entity, g.session_id, g.token, g.acquired_at, g.expires_at, g.reclaimed,
-    (SELECT c.now FROM clock AS c)::bigint AS now
+SELECT g.entity, g.token, g.acquired_at, g.reclaimed, (SELECT c.now FROM clock AS c)::bigint AS now
 FROM granted AS g
-WHERE entitylock_all_or_none((SELECT count(*) FROM granted), (SELECT count(*) FROM wanted))
+WHERE (SELECT entitylock_all_or_none((SELECT count(*) FROM granted), (SELECT count(*) FROM wanted)))
 `
 
 type AcquireAllParams struct {
@@ -124,10 +123,8 @@ type AcquireAllParams struct {
 
 type AcquireAllRow struct {
 	Entity     string
-	SessionID  string
 	Token      int64
 	AcquiredAt int64
-	ExpiresAt  int64
 	Reclaimed  bool
 	Now        int64
 }
@@ -138,7 +135,12 @@ type AcquireAllRow struct {
 // overlapping sets lock shared rows in the same order. A grant that another
 // transaction commits while this statement runs can still make it skip a
 // row: entitylock_all_or_none then fails the statement with SQLSTATE 40001,
-// so that it writes nothing, and the caller tries again.
+// so that it writes nothing, and the caller tries again. It is called once,
+// as an uncorrelated subquery, not once a row. A row returns only what the
+// caller does not know: every grant's expiry is now + @ttl_ms. The
+// statement draws one token for all its grants (tokens are ordered per
+// entity only); a row whose token is not below it draws its own, after the
+// row is locked, as in Acquire.
 func (q *Queries) AcquireAll(ctx context.Context, arg AcquireAllParams) ([]AcquireAllRow, error) {
 	rows, err := q.db.Query(ctx, acquireAll,
 		arg.Now,
@@ -155,10 +157,8 @@ func (q *Queries) AcquireAll(ctx context.Context, arg AcquireAllParams) ([]Acqui
 		var i AcquireAllRow
 		if err := rows.Scan(
 			&i.Entity,
-			&i.SessionID,
 			&i.Token,
 			&i.AcquiredAt,
-			&i.ExpiresAt,
 			&i.Reclaimed,
 			&i.Now,
 		); err != nil {

@@ -192,15 +192,20 @@ ORDER BY l.entity COLLATE "C";
 -- overlapping sets lock shared rows in the same order. A grant that another
 -- transaction commits while this statement runs can still make it skip a
 -- row: entitylock_all_or_none then fails the statement with SQLSTATE 40001,
--- so that it writes nothing, and the caller tries again.
-WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now),
+-- so that it writes nothing, and the caller tries again. It is called once,
+-- as an uncorrelated subquery, not once a row. A row returns only what the
+-- caller does not know: every grant's expiry is now + @ttl_ms. The
+-- statement draws one token for all its grants (tokens are ordered per
+-- entity only); a row whose token is not below it draws its own, after the
+-- row is locked, as in Acquire.
+WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now, nextval('entitylock_tokens') AS token),
 wanted AS (
     SELECT w.entity, w.n
     FROM jsonb_array_elements_text(@entities::jsonb) WITH ORDINALITY AS w (entity, n)
 ),
 granted AS (
     INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
-    SELECT w.entity, @session_id::text, nextval('entitylock_tokens'), c.now, c.now + @ttl_ms::bigint, false
+    SELECT w.entity, @session_id::text, c.token, c.now, c.now + @ttl_ms::bigint, false
     FROM wanted AS w, clock AS c
     WHERE NOT EXISTS (
         SELECT 1 FROM entitylock_leases AS h
@@ -223,12 +228,11 @@ granted AS (
         expires_at = excluded.expires_at
     WHERE l.expires_at <= excluded.acquired_at
        OR l.session_id = excluded.session_id
-    RETURNING l.entity, l.session_id, l.token, l.acquired_at, l.expires_at, l.reclaimed
+    RETURNING l.entity, l.token, l.acquired_at, l.reclaimed
 )
-SELECT g.entity, g.session_id, g.token, g.acquired_at, g.expires_at, g.reclaimed,
-    (SELECT c.now FROM clock AS c)::bigint AS now
+SELECT g.entity, g.token, g.acquired_at, g.reclaimed, (SELECT c.now FROM clock AS c)::bigint AS now
 FROM granted AS g
-WHERE entitylock_all_or_none((SELECT count(*) FROM granted), (SELECT count(*) FROM wanted));
+WHERE (SELECT entitylock_all_or_none((SELECT count(*) FROM granted), (SELECT count(*) FROM wanted)));
 
 -- name: FirstHeld :one
 -- The first entity, by name, of the JSON array @entities that another
