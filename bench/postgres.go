@@ -58,26 +58,22 @@ func openPostgres(ctx context.Context, o options) (dsn string, m *lock.Manager, 
 	return dsn, m, func() { m.Close(); drop() }, nil
 }
 
-// interleaveRounds is how many turns the rows of one comparison take: each
-// runs n/interleaveRounds operations per turn, so all of them see the same
-// stretches of a busy machine.
-const interleaveRounds = 20
-
-// interleave runs n operations of each of ops in turns, the order rotating
-// from turn to turn, and records one row per op.
+// interleave runs n operations of each of ops, one of each in turn, the
+// order rotating from turn to turn, and records one row per op. Turns of
+// one operation each let a burst of load on this shared machine fall on
+// every row alike: with turns of n/20 operations (a third of a second
+// each), a burst of a second or two could land on one row's turns and
+// move P6a by ±0.2 from one run to the next.
 func interleave(n int, ops ...func() error) ([]row, error) {
 	rows := make([]row, len(ops))
-	per := max(n/interleaveRounds, 1)
-	for turn := 0; turn*per < n; turn++ {
+	for turn := range n {
 		for k := range ops {
 			i := (turn + k) % len(ops)
-			for range min(per, n-turn*per) {
-				t0 := time.Now()
-				if err := ops[i](); err != nil {
-					return nil, err
-				}
-				rows[i].record(time.Since(t0))
+			t0 := time.Now()
+			if err := ops[i](); err != nil {
+				return nil, err
 			}
+			rows[i].record(time.Since(t0))
 		}
 	}
 	return rows, nil
