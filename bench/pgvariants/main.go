@@ -132,6 +132,7 @@ func variants() []*variant {
 		{name: "v3-clock-pgx", table: "lock", native: true, grant: strings.Replace(grantNow, "entitylock_clock($4)", "coalesce($4, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)", 1), release: releaseNotifying, note: "v3-pgx, the clock function written out"},
 		{name: "v3-values-pgx", table: "lock", native: true, grant: grantValues, release: releaseNotifying, note: "v3-pgx, the grant's row from VALUES (the clock read twice)"},
 		{name: "v3-floorgrant-pgx", table: "lock", native: true, grant: grantNoCase, release: releaseNotifying, note: "v3-pgx, the floor's grant shape on our table"},
+		{name: "v3-silent-pgx", table: "lock", native: true, grant: grantNow, release: releaseNow, note: "v3-pgx, the release not notifying (no registry test)"},
 		{name: "v3-nofence-pgx", table: "lock", native: true, ddl: []string{noFenceTrigger}, grant: grantNow, release: releaseNotifying, note: "v3-pgx without the fence trigger"},
 		{name: "seed", table: "seed", grant: pgsql.SeedGrant, release: pgsql.SeedRelease, note: "upsert, DELETE"},
 		{name: "floor", table: "floor", grant: pgsql.FloorGrant, release: pgsql.FloorRelease, note: "one upsert, one asynchronous release"},
