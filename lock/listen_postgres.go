@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // listener holds one connection in LISTEN entitylock, registered as a
@@ -41,18 +40,8 @@ func (m *Manager) listener() {
 // The connection is then discarded rather than returned to the pool still
 // listening.
 func (m *Manager) listenOnConn(ctx context.Context) error {
-	conn, err := m.db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error {
-		sc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return errors.New("not a pgx connection")
-		}
-		err := m.waitNotifications(ctx, sc.Conn())
-		return errors.Join(err, driver.ErrBadConn)
+	return onPgxConn(ctx, m.db, func(c *pgx.Conn) error {
+		return errors.Join(m.waitNotifications(ctx, c), driver.ErrBadConn)
 	})
 }
 

@@ -2,6 +2,7 @@ package lock
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -79,21 +81,27 @@ func (e *postgresEngine) retry(ctx context.Context, class retryClass, stmt func(
 	}
 }
 
-// withConn runs stmt with pgx's own API on a connection of the pool. A
-// connection that pgx closed on an error is discarded by database/sql when
-// it is returned (stdlib.Conn.IsValid).
+// withConn runs stmt with pgx's own API on a connection of the pool.
 func (e *postgresEngine) withConn(ctx context.Context, stmt func(q *pgdb.Queries) error) error {
-	c, err := e.db.Conn(ctx)
+	return onPgxConn(ctx, e.db, func(c *pgx.Conn) error { return stmt(pgdb.New(c)) })
+}
+
+// onPgxConn runs fn on a connection of db, a pool of pgx's database/sql
+// driver, through pgx's own API. A connection that pgx closed on an error,
+// or for which fn returns driver.ErrBadConn, is discarded by database/sql
+// rather than returned to the pool.
+func onPgxConn(ctx context.Context, db *sql.DB, fn func(c *pgx.Conn) error) error {
+	conn, err := db.Conn(ctx)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	return c.Raw(func(dc any) error {
-		pc, ok := dc.(*stdlib.Conn)
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
 		if !ok {
 			return fmt.Errorf("%w: not a connection of pgx's driver", ErrInvalidOption)
 		}
-		return stmt(pgdb.New(pc.Conn()))
+		return fn(sc.Conn())
 	})
 }
 

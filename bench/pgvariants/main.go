@@ -84,34 +84,13 @@ RETURNING CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_k
     ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END::boolean AS notified`
 )
 
-// DDL for the variants that change the schema: back to version 2's CHECKs
-// and release trigger (schema/postgres/000003_lean_writes.down.sql), and
-// without the fence trigger.
-const (
-	backToV2 = `ALTER TABLE entitylock_leases
-    ADD CONSTRAINT entitylock_leases_entity_check CHECK (entity <> ''),
-    ADD CONSTRAINT entitylock_leases_session_id_check CHECK (session_id <> ''),
-    ADD CONSTRAINT entitylock_leases_token_check CHECK (token > 0),
-    ADD CONSTRAINT entitylock_leases_expires_at_check CHECK (expires_at >= 0);
-CREATE FUNCTION entitylock_notify_release() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('entitylock', TG_TABLE_SCHEMA || '/' || NEW.entity);
-    RETURN NULL;
-END
-$$;
-DO $$
-BEGIN
-    EXECUTE format($t$
-        CREATE TRIGGER entitylock_leases_released
-        AFTER UPDATE OF expires_at ON entitylock_leases
-        FOR EACH ROW
-        WHEN (NEW.expires_at = 0 AND OLD.expires_at <> 0
-              AND NOT pg_try_advisory_xact_lock(1701605740, %s))
-        EXECUTE FUNCTION entitylock_notify_release()$t$, entitylock_listeners_key());
-END
-$$`
-	noFenceTrigger = `DROP TRIGGER entitylock_leases_inserted ON entitylock_leases`
-)
+// backToV2 is the DDL that puts version 2's CHECKs and release trigger back:
+// the down migration of version 3, read from the source tree (run from
+// bench/).
+const backToV2 = "../schema/postgres/000003_lean_writes.down.sql"
+
+// noFenceTrigger is the DDL of the variant without the fence trigger.
+const noFenceTrigger = `DROP TRIGGER entitylock_leases_inserted ON entitylock_leases`
 
 type variant struct {
 	name, note     string
@@ -243,6 +222,13 @@ func (v *variant) setUp(ctx context.Context, admin *sql.DB, base, prefix string)
 		v.ddl = append([]string{pgsql.FloorSchema}, v.ddl...)
 	}
 	for _, d := range v.ddl {
+		if d == backToV2 {
+			b, err := os.ReadFile(backToV2)
+			if err != nil {
+				return fmt.Errorf("run from bench/: %w", err)
+			}
+			d = string(b)
+		}
 		if _, err := v.db.ExecContext(ctx, d); err != nil {
 			return err
 		}
