@@ -98,6 +98,8 @@ type variant struct {
 	ddl            []string
 	grant, release string
 	native         bool // run through pgx's own API (sql.Conn.Raw), not database/sql
+	direct         bool // native, on one pgx.Conn of its own instead of the pool's
+	conn           *pgx.Conn
 	db             *sql.DB
 	grants, rels   []time.Duration
 }
@@ -111,6 +113,7 @@ func variants() []*variant {
 		{name: "v3-clock-pgx", table: "lock", native: true, grant: strings.Replace(grantNow, "entitylock_clock($4)", "coalesce($4, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)", 1), release: releaseNotifying, note: "v3-pgx, the clock function written out"},
 		{name: "v3-values-pgx", table: "lock", native: true, grant: grantValues, release: releaseNotifying, note: "v3-pgx, the grant's row from VALUES (the clock read twice)"},
 		{name: "v3-floorgrant-pgx", table: "lock", native: true, grant: grantNoCase, release: releaseNotifying, note: "v3-pgx, the floor's grant shape on our table"},
+		{name: "v3-conn-pgx", table: "lock", native: true, direct: true, grant: grantNow, release: releaseNotifying, note: "v3-pgx on one pgx.Conn, no pool"},
 		{name: "v3-silent-pgx", table: "lock", native: true, grant: grantNow, release: releaseNow, note: "v3-pgx, the release not notifying (no registry test)"},
 		{name: "v3-nofence-pgx", table: "lock", native: true, ddl: []string{noFenceTrigger}, grant: grantNow, release: releaseNotifying, note: "v3-pgx without the fence trigger"},
 		{name: "seed", table: "seed", grant: pgsql.SeedGrant, release: pgsql.SeedRelease, note: "upsert, DELETE"},
@@ -148,6 +151,9 @@ func run(ctx context.Context, base string, n int, only string) error {
 		for _, v := range vs {
 			if v.db != nil {
 				v.db.Close()
+			}
+			if v.conn != nil {
+				v.conn.Close(context.Background())
 			}
 			if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA IF EXISTS "+schemaName(prefix, v)+" CASCADE"); err != nil {
 				fmt.Fprintf(os.Stderr, "pgvariants: drop schema: %v\n", err)
@@ -208,6 +214,11 @@ func (v *variant) setUp(ctx context.Context, admin *sql.DB, base, prefix string)
 	u.RawQuery = q.Encode()
 	if v.db, err = sql.Open("pgx", u.String()); err != nil {
 		return err
+	}
+	if v.direct {
+		if v.conn, err = pgx.Connect(ctx, u.String()); err != nil {
+			return err
+		}
 	}
 	switch v.table {
 	case "lock":
@@ -300,6 +311,9 @@ func scanOne(ctx context.Context, db *sql.DB, query string, args ...any) error {
 // taken from the pool for it, as an engine built on sql.Conn.Raw would.
 func (v *variant) pairNative(ctx context.Context, args []any) (grant, release time.Duration, err error) {
 	raw := func(f func(c *pgx.Conn) error) error {
+		if v.direct {
+			return f(v.conn)
+		}
 		c, err := v.db.Conn(ctx)
 		if err != nil {
 			return err
