@@ -124,6 +124,3 @@ var serverClock = clockReading{}
 
 // readingAt is the reading ms of the Manager's clock.
 func readingAt(ms int64) clockReading { return clockReading{ms: ms, set: true} }
-
-// nullable is r as a nullable SQL parameter: NULL for the server's clock.
-func (r clockReading) nullable() sql.NullInt64 { return sql.NullInt64{Int64: r.ms, Valid: r.set} }
