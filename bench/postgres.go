@@ -9,7 +9,8 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib" // and database/sql driver "pgx"
 
 	"github.com/entitylock/entitylock/bench/internal/pgsql"
 	"github.com/entitylock/entitylock/lock"
@@ -80,9 +81,10 @@ func interleave(n int, ops ...func() error) ([]row, error) {
 }
 
 // P6: uncontended TryAcquire+Release pairs on PostgreSQL, the lock API
-// against the seed's PostgreSQL SQL and against the floor, all through
-// pgx's database/sql driver (which prepares and caches statements for each
-// alike), on one schema, measured in interleaved turns.
+// against the seed's PostgreSQL SQL and against the floor, on one schema,
+// in interleaved turns. All three go through pgx's own API on connections
+// of a database/sql pool of pgx's driver (sql.Conn.Raw), as the lock
+// package does; pgx prepares and caches each statement alike.
 func benchPostgres(ctx context.Context, o options, rep *report) error {
 	dsn, m, done, err := openPostgres(ctx, o)
 	if err != nil {
@@ -116,22 +118,32 @@ func benchPostgres(ctx context.Context, o options, rep *report) error {
 		},
 		func() error {
 			var ok bool
-			if err := db.QueryRowContext(ctx, pgsql.SeedGrant, entity, session, "120").Scan(&ok); err != nil {
+			err := onPgx(ctx, db, func(c *pgx.Conn) error {
+				return c.QueryRow(ctx, pgsql.SeedGrant, entity, session, "120").Scan(&ok)
+			})
+			if err != nil {
 				return err
 			}
 			if !ok {
 				return errors.New("seed refused an uncontended acquire")
 			}
-			_, err := db.ExecContext(ctx, pgsql.SeedRelease, entity, session)
-			return err
+			return onPgx(ctx, db, func(c *pgx.Conn) error {
+				_, err := c.Exec(ctx, pgsql.SeedRelease, entity, session)
+				return err
+			})
 		},
 		func() error {
 			var token int64
-			if err := db.QueryRowContext(ctx, pgsql.FloorGrant, entity, session, int64(120_000)).Scan(&token); err != nil {
+			err := onPgx(ctx, db, func(c *pgx.Conn) error {
+				return c.QueryRow(ctx, pgsql.FloorGrant, entity, session, int64(120_000)).Scan(&token)
+			})
+			if err != nil {
 				return err
 			}
-			_, err := db.ExecContext(ctx, pgsql.FloorRelease, entity, session)
-			return err
+			return onPgx(ctx, db, func(c *pgx.Conn) error {
+				_, err := c.Exec(ctx, pgsql.FloorRelease, entity, session)
+				return err
+			})
 		})
 	if err != nil {
 		return err
@@ -154,6 +166,17 @@ func benchPostgres(ctx context.Context, o options, rep *report) error {
 	}
 	rep.ratio("P6b", "AcquireAll(100) vs 100 × Acquire on PostgreSQL", "P6-all", "P6-seq", 20)
 	return nil
+}
+
+// onPgx runs fn on a connection of db through pgx's own API, as the lock
+// package runs its statements.
+func onPgx(ctx context.Context, db *sql.DB, fn func(c *pgx.Conn) error) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error { return fn(dc.(*stdlib.Conn).Conn()) })
 }
 
 // P7: handoff across processes on PostgreSQL; the waiter learns of the

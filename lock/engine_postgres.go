@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/entitylock/entitylock/db/pgdb"
 )
@@ -313,6 +314,30 @@ func (e *postgresEngine) guard(ctx context.Context, tx *sql.Tx, l Lease, now clo
 	return noRow(err, errNoLease)
 }
 
+// withConn runs stmt with pgx's own API on a connection of the pool.
+func (e *postgresEngine) withConn(ctx context.Context, stmt func(q *pgdb.Queries) error) error {
+	return onPgxConn(ctx, e.db, func(c *pgx.Conn) error { return stmt(pgdb.New(c)) })
+}
+
+// onPgxConn runs fn on a connection of db, a pool of pgx's database/sql
+// driver, through pgx's own API. A connection that pgx closed on an error,
+// or for which fn returns driver.ErrBadConn, is discarded by database/sql
+// rather than returned to the pool.
+func onPgxConn(ctx context.Context, db *sql.DB, fn func(c *pgx.Conn) error) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("connection of driver %T, not pgx's", dc)
+		}
+		return fn(sc.Conn())
+	})
+}
+
 // callerTx runs GuardLease, a statement that reads one row, in the
 // caller's *sql.Tx, whose connection database/sql does not lend out. The
 // generated code calls nothing else on it.
@@ -337,8 +362,7 @@ func (c callerTx) Query(context.Context, string, ...any) (pgx.Rows, error) {
 func pgNow(r clockReading) pgtype.Int8 { return pgtype.Int8{Int64: r.ms, Valid: r.set} }
 
 // noRow translates the pgx.ErrNoRows (also an sql.ErrNoRows) of a :one
-// statement into what the
-// missing row means for that statement.
+// statement into what the missing row means for that statement.
 func noRow(err, meaning error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return meaning

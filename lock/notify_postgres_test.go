@@ -106,6 +106,8 @@ func TestPostgresReleaseNotifiesOnlyWhileListened(t *testing.T) {
 
 // Every way of releasing notifies a registered listener: the releases
 // notify from their own statements (schema version 3), not from a trigger.
+// (Do starts the Manager's own listener, so silence is checked statement by
+// statement, in TestPostgresReleaseStatementsNotifyOnlyWhileListened.)
 func TestPostgresEveryReleaseNotifies(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -152,6 +154,47 @@ func TestPostgresEveryReleaseNotifies(t *testing.T) {
 				tt.release(t, m, s, entity)
 				if got := nextRelease(t, c, schema); got != entity {
 					t.Errorf("notification names %q; want %q", got, entity)
+				}
+			})
+		})
+	}
+}
+
+// Each of the four release statements notifies a listener registered for
+// the schema, and nobody while none is registered.
+func TestPostgresReleaseStatementsNotifyOnlyWhileListened(t *testing.T) {
+	b := locktest.Postgres(t)
+	unheard := releaseStatements("entity::unheard", "holder")
+	heard := releaseStatements("entity::heard", "holder")
+	for name := range heard {
+		t.Run(name, func(t *testing.T) {
+			dsn := b.NewDSN(t)
+			mustOpenPath(t, dsn) // migrates; it waits for nothing, so it does not listen
+			raw := testkit.DB(t, dsn)
+			grantAndRelease := func(entity string, rel releaseStatement) {
+				t.Helper()
+				withPgxConn(t, raw, func(c *pgx.Conn) {
+					q := pgdb.New(c)
+					row, err := q.Acquire(t.Context(), pgdb.AcquireParams{Entity: entity, SessionID: "holder", TtlMs: 60_000})
+					if err != nil {
+						t.Fatalf("Acquire(%q): %v", entity, err)
+					}
+					if n, err := rel(t.Context(), q, row.Token); err != nil || n != 1 {
+						t.Fatalf("%s(%q) = %d, %v; want 1 row", name, entity, n, err)
+					}
+				})
+			}
+			withPgxConn(t, raw, func(c *pgx.Conn) {
+				var schema string
+				if err := c.QueryRow(t.Context(), "SELECT current_schema()").Scan(&schema); err != nil {
+					t.Fatal(err)
+				}
+				mustExec(t, c, "LISTEN entitylock")
+				grantAndRelease("entity::unheard", unheard[name])
+				mustExec(t, c, "SELECT entitylock_listen()")
+				grantAndRelease("entity::heard", heard[name])
+				if got := nextRelease(t, c, schema); got != "entity::heard" {
+					t.Errorf("first notification names %q; want entity::heard (a release with nobody registered notifies nobody)", got)
 				}
 			})
 		})

@@ -284,8 +284,23 @@ func TestPostgresReleasesCommitAsynchronously(t *testing.T) {
 	dsn := locktest.Postgres(t).NewDSN(t)
 	mustOpenPath(t, dsn) // migrates
 	raw := testkit.DB(t, dsn)
-	const entity, session = "entity::async", "a"
-	release := map[string]func(ctx context.Context, q *pgdb.Queries, token int64) (int64, error){
+	for name, rel := range releaseStatements("entity::async", "a") {
+		t.Run(name, func(t *testing.T) {
+			withPgxTx(t, raw, func(tx pgx.Tx) {
+				releasedAsynchronously(t, tx, name, rel)
+			})
+		})
+	}
+}
+
+// releaseStatement runs one of the four release statements on q for the
+// grant of entity to session with token, and returns the rows it released.
+type releaseStatement func(ctx context.Context, q *pgdb.Queries, token int64) (int64, error)
+
+// releaseStatements returns the four release statements, by name, for
+// entity and session.
+func releaseStatements(entity, session string) map[string]releaseStatement {
+	return map[string]releaseStatement{
 		"Release": func(ctx context.Context, q *pgdb.Queries, _ int64) (int64, error) {
 			return q.Release(ctx, pgdb.ReleaseParams{Entity: entity, SessionID: session})
 		},
@@ -300,16 +315,9 @@ func TestPostgresReleasesCommitAsynchronously(t *testing.T) {
 			return int64(len(names)), err
 		},
 	}
-	for name, rel := range release {
-		t.Run(name, func(t *testing.T) {
-			withPgxTx(t, raw, func(tx pgx.Tx) {
-				releasedAsynchronously(t, tx, name, rel)
-			})
-		})
-	}
 }
 
-func releasedAsynchronously(t *testing.T, tx pgx.Tx, name string, rel func(ctx context.Context, q *pgdb.Queries, token int64) (int64, error)) {
+func releasedAsynchronously(t *testing.T, tx pgx.Tx, name string, rel releaseStatement) {
 	t.Helper()
 	const entity, session = "entity::async", "a"
 	ctx := t.Context()

@@ -2,10 +2,8 @@ package lock
 
 import (
 	"context"
-	"database/sql"
 	"database/sql/driver"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -13,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -29,7 +26,8 @@ import (
 //   - a statement that never reached the server (pgconn.SafeToRetry, or a
 //     new connection that could not be made, as when the server is slow
 //     to accept), also retried whatever it does, after a pause of 10 ms per
-//     attempt so far (database/sql already retries some of these once);
+//     attempt so far (database/sql itself retries only taking a
+//     connection);
 //   - a connection that died under the statement (the backend was
 //     terminated, 57P01/57P02/57P03, or the network failed): the statement
 //     may or may not have committed, so only statements whose repetition
@@ -79,30 +77,6 @@ func (e *postgresEngine) retry(ctx context.Context, class retryClass, stmt func(
 			return err
 		}
 	}
-}
-
-// withConn runs stmt with pgx's own API on a connection of the pool.
-func (e *postgresEngine) withConn(ctx context.Context, stmt func(q *pgdb.Queries) error) error {
-	return onPgxConn(ctx, e.db, func(c *pgx.Conn) error { return stmt(pgdb.New(c)) })
-}
-
-// onPgxConn runs fn on a connection of db, a pool of pgx's database/sql
-// driver, through pgx's own API. A connection that pgx closed on an error,
-// or for which fn returns driver.ErrBadConn, is discarded by database/sql
-// rather than returned to the pool.
-func onPgxConn(ctx context.Context, db *sql.DB, fn func(c *pgx.Conn) error) error {
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error {
-		sc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("%w: not a connection of pgx's driver", ErrInvalidOption)
-		}
-		return fn(sc.Conn())
-	})
 }
 
 // rolledBack reports a statement the server aborted and rolled back because

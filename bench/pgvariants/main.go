@@ -97,8 +97,9 @@ type variant struct {
 	table          string // "lock" (the lock package's schema), "seed" or "floor"
 	ddl            []string
 	grant, release string
-	native         bool // run through pgx's own API (sql.Conn.Raw), not database/sql
-	direct         bool // native, on one pgx.Conn of its own instead of the pool's
+	ddlFile        string // DDL read from this file, before ddl
+	native         bool   // run through pgx's own API (sql.Conn.Raw), not database/sql
+	direct         bool   // native, on one pgx.Conn of its own instead of the pool's
 	conn           *pgx.Conn
 	db             *sql.DB
 	grants, rels   []time.Duration
@@ -106,8 +107,8 @@ type variant struct {
 
 func variants() []*variant {
 	return []*variant{
-		{name: "v2-sql", table: "lock", ddl: []string{backToV2}, grant: grantNow, release: releaseNow, note: "schema version 2 (CHECKs, release trigger), database/sql"},
-		{name: "v2-pgx", table: "lock", native: true, ddl: []string{backToV2}, grant: grantNow, release: releaseNow, note: "schema version 2, pgx's own API"},
+		{name: "v2-sql", table: "lock", ddlFile: backToV2, grant: grantNow, release: releaseNow, note: "schema version 2 (CHECKs, release trigger), database/sql"},
+		{name: "v2-pgx", table: "lock", native: true, ddlFile: backToV2, grant: grantNow, release: releaseNow, note: "schema version 2, pgx's own API"},
 		{name: "v3-sql", table: "lock", grant: grantNow, release: releaseNotifying, note: "schema version 3 (no CHECK, releases notify), database/sql"},
 		{name: "v3-pgx", table: "lock", native: true, grant: grantNow, release: releaseNotifying, note: "schema version 3, pgx's own API (the library since version 3)"},
 		{name: "v3-clock-pgx", table: "lock", native: true, grant: strings.Replace(grantNow, "entitylock_clock($4)", "coalesce($4, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)", 1), release: releaseNotifying, note: "v3-pgx, the clock function written out"},
@@ -232,14 +233,14 @@ func (v *variant) setUp(ctx context.Context, admin *sql.DB, base, prefix string)
 	case "floor":
 		v.ddl = append([]string{pgsql.FloorSchema}, v.ddl...)
 	}
-	for _, d := range v.ddl {
-		if d == backToV2 {
-			b, err := os.ReadFile(backToV2)
-			if err != nil {
-				return fmt.Errorf("run from bench/: %w", err)
-			}
-			d = string(b)
+	if v.ddlFile != "" {
+		b, err := os.ReadFile(v.ddlFile)
+		if err != nil {
+			return fmt.Errorf("run from bench/: %w", err)
 		}
+		v.ddl = append([]string{string(b)}, v.ddl...)
+	}
+	for _, d := range v.ddl {
 		if _, err := v.db.ExecContext(ctx, d); err != nil {
 			return err
 		}

@@ -135,12 +135,12 @@ type AcquireAllRow struct {
 // overlapping sets lock shared rows in the same order. A grant that another
 // transaction commits while this statement runs can still make it skip a
 // row: entitylock_all_or_none then fails the statement with SQLSTATE 40001,
-// so that it writes nothing, and the caller tries again. It is called once,
-// as an uncorrelated subquery, not once a row. A row returns only what the
-// caller does not know: every grant's expiry is now + @ttl_ms. The
-// statement draws one token for all its grants (tokens are ordered per
-// entity only); a row whose token is not below it draws its own, after the
-// row is locked, as in Acquire.
+// so that it writes nothing, and the caller tries again.
+// entitylock_all_or_none is called once (an uncorrelated subquery), not
+// once a row. A row returns only what the caller does not know: every
+// grant's expiry is now + @ttl_ms. The statement draws one token for all
+// its grants (tokens are ordered per entity only); a row whose token is
+// not below it draws its own, after the row is locked, as in Acquire.
 func (q *Queries) AcquireAll(ctx context.Context, arg AcquireAllParams) ([]AcquireAllRow, error) {
 	rows, err := q.db.Query(ctx, acquireAll,
 		arg.Now,

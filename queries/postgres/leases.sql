@@ -192,12 +192,12 @@ ORDER BY l.entity COLLATE "C";
 -- overlapping sets lock shared rows in the same order. A grant that another
 -- transaction commits while this statement runs can still make it skip a
 -- row: entitylock_all_or_none then fails the statement with SQLSTATE 40001,
--- so that it writes nothing, and the caller tries again. It is called once,
--- as an uncorrelated subquery, not once a row. A row returns only what the
--- caller does not know: every grant's expiry is now + @ttl_ms. The
--- statement draws one token for all its grants (tokens are ordered per
--- entity only); a row whose token is not below it draws its own, after the
--- row is locked, as in Acquire.
+-- so that it writes nothing, and the caller tries again.
+-- entitylock_all_or_none is called once (an uncorrelated subquery), not
+-- once a row. A row returns only what the caller does not know: every
+-- grant's expiry is now + @ttl_ms. The statement draws one token for all
+-- its grants (tokens are ordered per entity only); a row whose token is
+-- not below it draws its own, after the row is locked, as in Acquire.
 WITH clock AS (SELECT entitylock_clock(sqlc.narg('now')) AS now, nextval('entitylock_tokens') AS token),
 wanted AS (
     SELECT w.entity, w.n
@@ -247,6 +247,12 @@ LIMIT 1;
 
 -- About this file (at its end because sqlc attaches every comment above a
 -- statement, blank lines or not, to that statement's generated doc).
+-- The PostgreSQL statements of the lock package. Every time is Unix
+-- milliseconds. Each statement reads "now" once, in its clock CTE (Acquire:
+-- in a subquery): entitylock_clock(@now) is the caller's reading when given
+-- (tests inject a clock), else the server's clock_timestamp(); statements
+-- that decide on time return the reading they used. A row whose expires_at
+-- is 0 is a released lease kept for its token.
 -- Release notifications: the releases (Release, ReleaseGrant,
 -- ReleaseSession, ForceRelease) compute "notified" for each row they
 -- release. It tries the listener registry's advisory lock exclusively
@@ -255,9 +261,3 @@ LIMIT 1;
 -- "<schema>/<entity>" on channel "entitylock", delivered at commit to the
 -- Managers listening (lock/listen_postgres.go), which compare the schema
 -- with their own current_schema(). CASE, not OR: its order is kept.
--- The PostgreSQL statements of the lock package. Every time is Unix
--- milliseconds. Each statement reads "now" once, in its clock CTE (Acquire:
--- in a subquery): entitylock_clock(@now) is the caller's reading when given
--- (tests inject a clock), else the server's clock_timestamp(); statements
--- that decide on time return the reading they used. A row whose expires_at
--- is 0 is a released lease kept for its token.

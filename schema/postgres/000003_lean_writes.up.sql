@@ -22,6 +22,7 @@ ALTER TABLE entitylock_leases
 -- The release trigger goes: each release statement of the library notifies
 -- in its RETURNING clause, for the rows it released, with the same
 -- registry test (queries/postgres/leases.sql). A release written by hand
--- no longer notifies; waiters learn of it at their next poll.
+-- no longer notifies, nor does one by a process still running code older
+-- than this version; waiters learn of those at their next poll.
 DROP TRIGGER entitylock_leases_released ON entitylock_leases;
 DROP FUNCTION entitylock_notify_release();
