@@ -101,6 +101,7 @@ type sqliteWatch struct {
 	path string            // the database file; "" when there is none
 	conn *connStmts        // idle between reads
 	q    *sqlitedb.Queries // the engine's statements, run on conn
+	one  *rawLiveOne       // LiveOne on conn's SQLite connection; nil: through q
 	last int64             // the data_version last read
 	// The -shm file's WAL-index header, read instead of data_version once
 	// a change of data_version was seen in it too (shmTrusted): a VFS
@@ -138,6 +139,13 @@ func (w *sqliteWatch) open(ctx context.Context) error {
 	}
 	w.conn = &connStmts{conn: conn, stmts: make(map[string]*sql.Stmt)}
 	w.q, w.file = sqlitedb.New(w.conn), file
+	if w.one, err = prepareLiveOne(conn); err != nil {
+		if !errors.Is(err, errNoRawConn) {
+			w.reset()
+			return err
+		}
+		w.one = nil // another driver's connection: LiveOne through q
+	}
 	if err := w.readVersion(ctx); err != nil { // the connection's first: what later reads compare with
 		w.reset()
 		return err
@@ -156,6 +164,10 @@ func (w *sqliteWatch) open(ctx context.Context) error {
 
 // reset drops the connection and the file watch.
 func (w *sqliteWatch) reset() {
+	if w.one != nil {
+		w.one.close()
+		w.one = nil
+	}
 	if w.conn != nil {
 		w.conn.close()
 		w.conn, w.q = nil, nil
@@ -360,6 +372,13 @@ func (w *sqliteWatch) notify(ctx context.Context) error {
 func (w *sqliteWatch) live(ctx context.Context, entities []string, now clockReading) (map[string]grant, error) {
 	if len(entities) != 1 {
 		return liveOf(ctx, w.q, entities, now)
+	}
+	if w.one != nil {
+		g, held, err := w.one.read(ctx, entities[0], now)
+		if err != nil || !held {
+			return nil, err
+		}
+		return map[string]grant{entities[0]: g}, nil
 	}
 	rows, err := w.q.LiveOne(ctx, sqlitedb.LiveOneParams{Entity: entities[0], Now: now.ms})
 	if err != nil {
