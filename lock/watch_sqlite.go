@@ -48,9 +48,9 @@ const (
 	settleFrom = 250 * time.Microsecond
 	settleTo   = 6400 * time.Microsecond
 	settleMax  = 100 * time.Millisecond
-	// Each write is looked at as it comes until busyStreak changes were
-	// found in a row, each within the quiet time of the last (commits keep
-	// coming, not a pair or a handoff's few): then, after each change
+	// Each write is looked at as it comes until busyStreak writes came in
+	// a row, each within the quiet time of the last change found (commits
+	// keep coming, not a pair or a handoff's few): then, after each change
 	// found, the file's events are left unread for a quiet time, so that on
 	// a busy database the watcher looks once per quiet time, not once per
 	// commit. The quiet time is quietMin, doubles at each further change
@@ -304,6 +304,7 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 			// Found after a write (a forced look says nothing of how busy
 			// the file is), with no stream of them yet: watch on.
 			pending, found = false, time.Now()
+			timer.Stop() // a settle look, if one was due
 		case changed && !force && events != nil:
 			// Found in a stream of writes: keep quiet for a while.
 			if streak > busyStreak {
