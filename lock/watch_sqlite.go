@@ -36,21 +36,35 @@ const (
 	// A write to the WAL is seen before the commit that makes it visible
 	// (which updates the WAL index in shared memory, unseen by the watch):
 	// the watcher looks at once and, finding nothing committed, again
-	// settleFrom later, then at doubling intervals, until settleTo has
-	// passed or another write is seen. A wait under a millisecond lasts one
-	// (Go's timers wait in whole milliseconds while a process is idle).
+	// settleFrom later, then at doubling intervals up to settleTo, until
+	// another write is seen or the commit is no longer under way. A wait
+	// under a millisecond lasts one (Go's timers wait in whole milliseconds
+	// while a process is idle). Once the WAL-index header is trusted, the
+	// -wal file tells whether a commit is under way (walIndex.committing):
+	// if not, the write was part of a commit seen before; if so, the
+	// watcher looks for settleMax at most (a transaction that spilled pages
+	// into the log and rolled back leaves frames that look the same).
+	// Otherwise it stops after the look at settleTo.
 	settleFrom = 250 * time.Microsecond
 	settleTo   = 6400 * time.Microsecond
-	// After a change is found, the file's events are left unread for a
-	// quiet time, so that on a busy database the watcher looks once per
-	// quiet time, not once per commit. The quiet time is quietMin; once the
-	// file was written during busyStreak quiet times in a row (commits keep
-	// coming, not a burst of a few), it doubles at each further one, up to
-	// quietMax, and it falls back to quietMin after a quiet time without a
-	// write.
+	settleMax  = 100 * time.Millisecond
+	// Each write is looked at as it comes until busyStreak writes came in
+	// a row, each within the quiet time of the last change found (commits
+	// keep coming, not a pair or a handoff's few): then, after each change
+	// found, the file's events are left unread for a quiet time, so that on
+	// a busy database the watcher looks once per quiet time, not once per
+	// commit. The quiet time is quietMin, doubles at each further change
+	// found, up to quietMax, and falls back to quietMin after a quiet time
+	// without a write. (Every look costs a wake-up of the process; looking
+	// at both commits of an isolated pair costs fewer than a quiet time,
+	// which wakes it once more to end: BENCHMARKS.md.)
 	quietMin   = 2 * time.Millisecond
 	quietMax   = 8 * time.Millisecond
 	busyStreak = 3
+	// writerPause is how long the watcher, having looked too early at a
+	// commit being written, leaves the CPU to its writer before the next
+	// look (Linux; elsewhere it waits for settleFrom).
+	writerPause = 100 * time.Microsecond
 )
 
 // watcher runs from the Manager's first wait or Do until it closes,
@@ -101,6 +115,7 @@ type sqliteWatch struct {
 	path string            // the database file; "" when there is none
 	conn *connStmts        // idle between reads
 	q    *sqlitedb.Queries // the engine's statements, run on conn
+	one  *rawLiveOne       // LiveOne on conn's SQLite connection; nil: through q
 	last int64             // the data_version last read
 	// The -shm file's WAL-index header, read instead of data_version once
 	// a change of data_version was seen in it too (shmTrusted): a VFS
@@ -138,6 +153,13 @@ func (w *sqliteWatch) open(ctx context.Context) error {
 	}
 	w.conn = &connStmts{conn: conn, stmts: make(map[string]*sql.Stmt)}
 	w.q, w.file = sqlitedb.New(w.conn), file
+	if w.one, err = prepareLiveOne(conn); err != nil {
+		if !errors.Is(err, errNoRawConn) {
+			w.reset()
+			return err
+		}
+		w.one = nil // another driver's connection: LiveOne through q
+	}
 	if err := w.readVersion(ctx); err != nil { // the connection's first: what later reads compare with
 		w.reset()
 		return err
@@ -156,6 +178,10 @@ func (w *sqliteWatch) open(ctx context.Context) error {
 
 // reset drops the connection and the file watch.
 func (w *sqliteWatch) reset() {
+	if w.one != nil {
+		w.one.close()
+		w.one = nil
+	}
 	if w.conn != nil {
 		w.conn.close()
 		w.conn, w.q = nil, nil
@@ -208,9 +234,11 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 		timer    = time.NewTimer(time.Hour)
 		pending  bool          // a write was seen; its commit not yet found
 		settleIn time.Duration // the wait before looking again for it
+		settled  time.Duration // the waits so far for it
 		quiet    = quietMin    // the current quiet time
 		inQuiet  bool          // events are left unread until timer fires
-		streak   int           // quiet times in a row during which the file was written
+		streak   int           // writes in a row, each within quiet of the last change found
+		found    time.Time     // when a look after a write last found a change
 	)
 	timer.Stop()
 	defer timer.Stop()
@@ -232,7 +260,12 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 			if err := w.written(ev, ok); err != nil {
 				return err
 			}
-			pending, settleIn = true, 0
+			pending, settleIn, settled = true, 0, 0
+			if time.Since(found) < quiet {
+				streak++
+			} else {
+				streak, quiet = 0, quietMin
+			}
 		case err := <-errs:
 			if !errors.Is(err, fsnotify.ErrEventOverflow) {
 				return err
@@ -250,24 +283,34 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 				if err := w.written(ev, ok); err != nil {
 					return err
 				}
-				streak, pending, settleIn = streak+1, true, 0
+				streak, pending, settleIn, settled = streak+1, true, 0, 0
 			default:
 				streak, quiet = 0, quietMin
 				continue
 			}
 		}
 		changed, err := w.check(ctx, force)
+		if err == nil && !changed && pending && !force && settleIn == 0 && w.committing() && pauseThread(writerPause) {
+			// Woken by the write before its commit was visible (the kernel
+			// often runs the watcher on the writer's CPU): let the writer
+			// finish, and look again.
+			changed, err = w.check(ctx, false)
+		}
 		if err != nil {
 			return err
 		}
 		switch {
-		case changed && !force && events != nil:
+		case changed && !force && events != nil && streak < busyStreak:
 			// Found after a write (a forced look says nothing of how busy
-			// the file is): keep quiet for a while.
-			if streak >= busyStreak {
+			// the file is), with no stream of them yet: watch on.
+			pending, found = false, time.Now()
+			timer.Stop() // a settle look, if one was due
+		case changed && !force && events != nil:
+			// Found in a stream of writes: keep quiet for a while.
+			if streak > busyStreak {
 				quiet = min(2*quiet, quietMax)
 			}
-			pending, inQuiet = false, true
+			pending, inQuiet, found = false, true, time.Now()
 			timer.Reset(quiet)
 		case changed:
 			if pending {
@@ -276,13 +319,22 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 			}
 		case !pending || force:
 			// A forced look that found nothing leaves a pending one as it was.
-		case settleIn >= settleTo:
+		case !w.committing():
+			pending = false // the write was part of a commit seen before
+		case settleIn >= settleTo && !w.shmTrusted.Load(), settled >= settleMax:
 			pending = false // a write that committed nothing (yet)
 		default:
 			settleIn = max(min(2*settleIn, settleTo), settleFrom)
+			settled += settleIn
 			timer.Reset(settleIn)
 		}
 	}
+}
+
+// committing reports whether the -wal file holds a frame of a commit not
+// yet visible, or whether that is unknown (walIndex.committing).
+func (w *sqliteWatch) committing() bool {
+	return !w.shmTrusted.Load() || w.shm.committing()
 }
 
 // written checks an event of the watched file (ok false: the channel
@@ -360,6 +412,13 @@ func (w *sqliteWatch) notify(ctx context.Context) error {
 func (w *sqliteWatch) live(ctx context.Context, entities []string, now clockReading) (map[string]grant, error) {
 	if len(entities) != 1 {
 		return liveOf(ctx, w.q, entities, now)
+	}
+	if w.one != nil {
+		g, held, err := w.one.read(ctx, entities[0], now)
+		if err != nil || !held {
+			return nil, err
+		}
+		return map[string]grant{entities[0]: g}, nil
 	}
 	rows, err := w.q.LiveOne(ctx, sqlitedb.LiveOneParams{Entity: entities[0], Now: now.ms})
 	if err != nil {

@@ -293,12 +293,23 @@ func TestWatchReadsTheWALIndexHeader(t *testing.T) {
 	}
 	done := acquireInBackground(context.Background(), sessionOf(t, m, "waiter"), "hot")
 	w := watchOnFile(t, m)
+	// Each commit takes or releases "busy": a refresh in the same
+	// millisecond as the last would write the same bytes, which SQLite
+	// does not write at all, leaving nothing to see.
+	held := false
 	commit := func() {
 		t.Helper()
 		seen := w.changes.Load()
-		if _, err := busy.TryAcquire(ctx, "busy"); err != nil {
+		var err error
+		if held {
+			_, err = busy.Release(ctx, "busy")
+		} else {
+			_, err = busy.TryAcquire(ctx, "busy")
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
+		held = !held
 		eventually(t, "the watcher to see the commit", func() bool { return w.changes.Load() > seen })
 	}
 	// A commit seen by both trusts the header from then on. (One that lands

@@ -24,61 +24,61 @@ func New(db DBTX) *Queries {
 func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	q := Queries{db: db}
 	var err error
-	if q.acquireStmt, err = db.PrepareContext(ctx, acquire); err != nil {
+	if q.acquireStmt, err = db.PrepareContext(ctx, Acquire); err != nil {
 		return nil, fmt.Errorf("error preparing query Acquire: %w", err)
 	}
-	if q.acquireAllStmt, err = db.PrepareContext(ctx, acquireAll); err != nil {
+	if q.acquireAllStmt, err = db.PrepareContext(ctx, AcquireAll); err != nil {
 		return nil, fmt.Errorf("error preparing query AcquireAll: %w", err)
 	}
-	if q.allLeasesStmt, err = db.PrepareContext(ctx, allLeases); err != nil {
+	if q.allLeasesStmt, err = db.PrepareContext(ctx, AllLeases); err != nil {
 		return nil, fmt.Errorf("error preparing query AllLeases: %w", err)
 	}
-	if q.extendStmt, err = db.PrepareContext(ctx, extend); err != nil {
+	if q.extendStmt, err = db.PrepareContext(ctx, Extend); err != nil {
 		return nil, fmt.Errorf("error preparing query Extend: %w", err)
 	}
-	if q.firstHeldStmt, err = db.PrepareContext(ctx, firstHeld); err != nil {
+	if q.firstHeldStmt, err = db.PrepareContext(ctx, FirstHeld); err != nil {
 		return nil, fmt.Errorf("error preparing query FirstHeld: %w", err)
 	}
-	if q.forceReleaseStmt, err = db.PrepareContext(ctx, forceRelease); err != nil {
+	if q.forceReleaseStmt, err = db.PrepareContext(ctx, ForceRelease); err != nil {
 		return nil, fmt.Errorf("error preparing query ForceRelease: %w", err)
 	}
-	if q.isLiveStmt, err = db.PrepareContext(ctx, isLive); err != nil {
+	if q.isLiveStmt, err = db.PrepareContext(ctx, IsLive); err != nil {
 		return nil, fmt.Errorf("error preparing query IsLive: %w", err)
 	}
-	if q.leaseStmt, err = db.PrepareContext(ctx, lease); err != nil {
+	if q.leaseStmt, err = db.PrepareContext(ctx, Lease); err != nil {
 		return nil, fmt.Errorf("error preparing query Lease: %w", err)
 	}
-	if q.liveLeasesStmt, err = db.PrepareContext(ctx, liveLeases); err != nil {
+	if q.liveLeasesStmt, err = db.PrepareContext(ctx, LiveLeases); err != nil {
 		return nil, fmt.Errorf("error preparing query LiveLeases: %w", err)
 	}
-	if q.liveOfStmt, err = db.PrepareContext(ctx, liveOf); err != nil {
+	if q.liveOfStmt, err = db.PrepareContext(ctx, LiveOf); err != nil {
 		return nil, fmt.Errorf("error preparing query LiveOf: %w", err)
 	}
-	if q.liveOneStmt, err = db.PrepareContext(ctx, liveOne); err != nil {
+	if q.liveOneStmt, err = db.PrepareContext(ctx, LiveOne); err != nil {
 		return nil, fmt.Errorf("error preparing query LiveOne: %w", err)
 	}
-	if q.purgeBatchStmt, err = db.PrepareContext(ctx, purgeBatch); err != nil {
+	if q.purgeBatchStmt, err = db.PrepareContext(ctx, PurgeBatch); err != nil {
 		return nil, fmt.Errorf("error preparing query PurgeBatch: %w", err)
 	}
-	if q.purgeCandidatesStmt, err = db.PrepareContext(ctx, purgeCandidates); err != nil {
+	if q.purgeCandidatesStmt, err = db.PrepareContext(ctx, PurgeCandidates); err != nil {
 		return nil, fmt.Errorf("error preparing query PurgeCandidates: %w", err)
 	}
-	if q.releaseStmt, err = db.PrepareContext(ctx, release); err != nil {
+	if q.releaseStmt, err = db.PrepareContext(ctx, Release); err != nil {
 		return nil, fmt.Errorf("error preparing query Release: %w", err)
 	}
-	if q.releaseGrantStmt, err = db.PrepareContext(ctx, releaseGrant); err != nil {
+	if q.releaseGrantStmt, err = db.PrepareContext(ctx, ReleaseGrant); err != nil {
 		return nil, fmt.Errorf("error preparing query ReleaseGrant: %w", err)
 	}
-	if q.releaseSessionStmt, err = db.PrepareContext(ctx, releaseSession); err != nil {
+	if q.releaseSessionStmt, err = db.PrepareContext(ctx, ReleaseSession); err != nil {
 		return nil, fmt.Errorf("error preparing query ReleaseSession: %w", err)
 	}
-	if q.renewStmt, err = db.PrepareContext(ctx, renew); err != nil {
+	if q.renewStmt, err = db.PrepareContext(ctx, Renew); err != nil {
 		return nil, fmt.Errorf("error preparing query Renew: %w", err)
 	}
-	if q.rowCountsStmt, err = db.PrepareContext(ctx, rowCounts); err != nil {
+	if q.rowCountsStmt, err = db.PrepareContext(ctx, RowCounts); err != nil {
 		return nil, fmt.Errorf("error preparing query RowCounts: %w", err)
 	}
-	if q.sessionLeasesStmt, err = db.PrepareContext(ctx, sessionLeases); err != nil {
+	if q.sessionLeasesStmt, err = db.PrepareContext(ctx, SessionLeases); err != nil {
 		return nil, fmt.Errorf("error preparing query SessionLeases: %w", err)
 	}
 	return &q, nil

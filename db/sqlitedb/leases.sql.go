@@ -9,7 +9,7 @@ import (
 	"context"
 )
 
-const acquire = `-- name: Acquire :many
+const Acquire = `-- name: Acquire :many
 INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at, reclaimed)
 VALUES (
     ?1,
@@ -54,7 +54,7 @@ type AcquireParams struct {
 // lease held by another session is left alone and no row is returned.
 // reclaimed is 1 when the grant took over an expired (not released) lease.
 func (q *Queries) Acquire(ctx context.Context, arg AcquireParams) ([]EntitylockLease, error) {
-	rows, err := q.query(ctx, q.acquireStmt, acquire,
+	rows, err := q.query(ctx, q.acquireStmt, Acquire,
 		arg.Entity,
 		arg.SessionID,
 		arg.Now,
@@ -88,7 +88,7 @@ func (q *Queries) Acquire(ctx context.Context, arg AcquireParams) ([]EntitylockL
 	return items, nil
 }
 
-const acquireAll = `-- name: AcquireAll :many
+const AcquireAll = `-- name: AcquireAll :many
 INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at, reclaimed)
 SELECT
     j.value,
@@ -143,7 +143,7 @@ type AcquireAllRow struct {
 // is granted or refreshed and none is returned. Every row returned is held
 // by @session_id until @expires_at, so only what differs comes back.
 func (q *Queries) AcquireAll(ctx context.Context, arg AcquireAllParams) ([]AcquireAllRow, error) {
-	rows, err := q.query(ctx, q.acquireAllStmt, acquireAll,
+	rows, err := q.query(ctx, q.acquireAllStmt, AcquireAll,
 		arg.SessionID,
 		arg.Now,
 		arg.ExpiresAt,
@@ -175,7 +175,7 @@ func (q *Queries) AcquireAll(ctx context.Context, arg AcquireAllParams) ([]Acqui
 	return items, nil
 }
 
-const allLeases = `-- name: AllLeases :many
+const AllLeases = `-- name: AllLeases :many
 SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
 FROM entitylock_leases
 WHERE expires_at > 0
@@ -184,7 +184,7 @@ ORDER BY entity
 
 // Every unreleased row, live or expired, for operators.
 func (q *Queries) AllLeases(ctx context.Context) ([]EntitylockLease, error) {
-	rows, err := q.query(ctx, q.allLeasesStmt, allLeases)
+	rows, err := q.query(ctx, q.allLeasesStmt, AllLeases)
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +213,7 @@ func (q *Queries) AllLeases(ctx context.Context) ([]EntitylockLease, error) {
 	return items, nil
 }
 
-const extend = `-- name: Extend :many
+const Extend = `-- name: Extend :many
 UPDATE entitylock_leases
 SET expires_at = expires_at + ?1
 WHERE entity = ?2 AND session_id = ?3 AND expires_at > ?4
@@ -229,7 +229,7 @@ type ExtendParams struct {
 
 // Pushes back the expiry of a live lease held by @session_id.
 func (q *Queries) Extend(ctx context.Context, arg ExtendParams) ([]EntitylockLease, error) {
-	rows, err := q.query(ctx, q.extendStmt, extend,
+	rows, err := q.query(ctx, q.extendStmt, Extend,
 		arg.ByMs,
 		arg.Entity,
 		arg.SessionID,
@@ -263,7 +263,7 @@ func (q *Queries) Extend(ctx context.Context, arg ExtendParams) ([]EntitylockLea
 	return items, nil
 }
 
-const firstHeld = `-- name: FirstHeld :many
+const FirstHeld = `-- name: FirstHeld :many
 SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
 FROM entitylock_leases
 WHERE entity IN (SELECT j.value FROM json_each(CAST(?1 AS TEXT)) AS j)
@@ -281,7 +281,7 @@ type FirstHeldParams struct {
 // The first entity, by name, of the JSON array @entities that another
 // session than @session_id holds live.
 func (q *Queries) FirstHeld(ctx context.Context, arg FirstHeldParams) ([]EntitylockLease, error) {
-	rows, err := q.query(ctx, q.firstHeldStmt, firstHeld, arg.Entities, arg.Now, arg.SessionID)
+	rows, err := q.query(ctx, q.firstHeldStmt, FirstHeld, arg.Entities, arg.Now, arg.SessionID)
 	if err != nil {
 		return nil, err
 	}
@@ -310,21 +310,21 @@ func (q *Queries) FirstHeld(ctx context.Context, arg FirstHeldParams) ([]Entityl
 	return items, nil
 }
 
-const forceRelease = `-- name: ForceRelease :execrows
+const ForceRelease = `-- name: ForceRelease :execrows
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = ?1 AND expires_at <> 0
 `
 
 // Releases the lease on @entity whoever holds it.
 func (q *Queries) ForceRelease(ctx context.Context, entity string) (int64, error) {
-	result, err := q.exec(ctx, q.forceReleaseStmt, forceRelease, entity)
+	result, err := q.exec(ctx, q.forceReleaseStmt, ForceRelease, entity)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected()
 }
 
-const isLive = `-- name: IsLive :many
+const IsLive = `-- name: IsLive :many
 SELECT EXISTS (
     SELECT 1 FROM entitylock_leases
     WHERE entity = ?1 AND session_id = ?2
@@ -341,7 +341,7 @@ type IsLiveParams struct {
 
 // Whether exactly this grant (@entity, @session_id, @token) is still live.
 func (q *Queries) IsLive(ctx context.Context, arg IsLiveParams) ([]bool, error) {
-	rows, err := q.query(ctx, q.isLiveStmt, isLive,
+	rows, err := q.query(ctx, q.isLiveStmt, IsLive,
 		arg.Entity,
 		arg.SessionID,
 		arg.Token,
@@ -368,7 +368,7 @@ func (q *Queries) IsLive(ctx context.Context, arg IsLiveParams) ([]bool, error) 
 	return items, nil
 }
 
-const lease = `-- name: Lease :many
+const Lease = `-- name: Lease :many
 SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
 FROM entitylock_leases
 WHERE entity = ?1 AND expires_at > ?2
@@ -381,7 +381,7 @@ type LeaseParams struct {
 
 // The live lease on @entity, if any.
 func (q *Queries) Lease(ctx context.Context, arg LeaseParams) ([]EntitylockLease, error) {
-	rows, err := q.query(ctx, q.leaseStmt, lease, arg.Entity, arg.Now)
+	rows, err := q.query(ctx, q.leaseStmt, Lease, arg.Entity, arg.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -410,7 +410,7 @@ func (q *Queries) Lease(ctx context.Context, arg LeaseParams) ([]EntitylockLease
 	return items, nil
 }
 
-const liveLeases = `-- name: LiveLeases :many
+const LiveLeases = `-- name: LiveLeases :many
 SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
 FROM entitylock_leases
 WHERE expires_at > ?1
@@ -418,7 +418,7 @@ ORDER BY entity
 `
 
 func (q *Queries) LiveLeases(ctx context.Context, now int64) ([]EntitylockLease, error) {
-	rows, err := q.query(ctx, q.liveLeasesStmt, liveLeases, now)
+	rows, err := q.query(ctx, q.liveLeasesStmt, LiveLeases, now)
 	if err != nil {
 		return nil, err
 	}
@@ -447,7 +447,7 @@ func (q *Queries) LiveLeases(ctx context.Context, now int64) ([]EntitylockLease,
 	return items, nil
 }
 
-const purgeBatch = `-- name: PurgeBatch :execrows
+const PurgeBatch = `-- name: PurgeBatch :execrows
 DELETE FROM entitylock_leases
 WHERE entity IN (SELECT j.value FROM json_each(CAST(?1 AS TEXT)) AS j)
   AND expires_at <= ?2
@@ -461,14 +461,14 @@ type PurgeBatchParams struct {
 // Deletes the rows of the JSON array @entities that are still released or
 // expired; the trigger raises the fence floor.
 func (q *Queries) PurgeBatch(ctx context.Context, arg PurgeBatchParams) (int64, error) {
-	result, err := q.exec(ctx, q.purgeBatchStmt, purgeBatch, arg.Entities, arg.Now)
+	result, err := q.exec(ctx, q.purgeBatchStmt, PurgeBatch, arg.Entities, arg.Now)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected()
 }
 
-const purgeCandidates = `-- name: PurgeCandidates :many
+const PurgeCandidates = `-- name: PurgeCandidates :many
 SELECT entity
 FROM entitylock_leases
 WHERE entity > ?1 AND expires_at <= ?2
@@ -485,7 +485,7 @@ type PurgeCandidatesParams struct {
 // Up to @max_rows released or expired rows after @after, in entity order: the
 // next batch of a purge, read without the write lock.
 func (q *Queries) PurgeCandidates(ctx context.Context, arg PurgeCandidatesParams) ([]string, error) {
-	rows, err := q.query(ctx, q.purgeCandidatesStmt, purgeCandidates, arg.After, arg.Now, arg.MaxRows)
+	rows, err := q.query(ctx, q.purgeCandidatesStmt, PurgeCandidates, arg.After, arg.Now, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}
@@ -507,7 +507,7 @@ func (q *Queries) PurgeCandidates(ctx context.Context, arg PurgeCandidatesParams
 	return items, nil
 }
 
-const release = `-- name: Release :execrows
+const Release = `-- name: Release :execrows
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = ?1 AND session_id = ?2 AND expires_at <> 0
 `
@@ -519,14 +519,14 @@ type ReleaseParams struct {
 
 // Releases @session_id's lease on @entity, live or expired.
 func (q *Queries) Release(ctx context.Context, arg ReleaseParams) (int64, error) {
-	result, err := q.exec(ctx, q.releaseStmt, release, arg.Entity, arg.SessionID)
+	result, err := q.exec(ctx, q.releaseStmt, Release, arg.Entity, arg.SessionID)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected()
 }
 
-const releaseGrant = `-- name: ReleaseGrant :execrows
+const ReleaseGrant = `-- name: ReleaseGrant :execrows
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = ?1 AND session_id = ?2 AND token = ?3 AND expires_at <> 0
 `
@@ -539,14 +539,14 @@ type ReleaseGrantParams struct {
 
 // Releases exactly this grant, live or expired, and nothing newer.
 func (q *Queries) ReleaseGrant(ctx context.Context, arg ReleaseGrantParams) (int64, error) {
-	result, err := q.exec(ctx, q.releaseGrantStmt, releaseGrant, arg.Entity, arg.SessionID, arg.Token)
+	result, err := q.exec(ctx, q.releaseGrantStmt, ReleaseGrant, arg.Entity, arg.SessionID, arg.Token)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected()
 }
 
-const releaseSession = `-- name: ReleaseSession :many
+const ReleaseSession = `-- name: ReleaseSession :many
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity IN (SELECT o.entity FROM entitylock_owners AS o WHERE o.session_id = ?1)
   AND session_id = ?1 AND expires_at <> 0
@@ -556,7 +556,7 @@ RETURNING entity
 // Releases every lease of @session_id, found through entitylock_owners, and
 // names the entities freed.
 func (q *Queries) ReleaseSession(ctx context.Context, sessionID string) ([]string, error) {
-	rows, err := q.query(ctx, q.releaseSessionStmt, releaseSession, sessionID)
+	rows, err := q.query(ctx, q.releaseSessionStmt, ReleaseSession, sessionID)
 	if err != nil {
 		return nil, err
 	}
@@ -578,7 +578,7 @@ func (q *Queries) ReleaseSession(ctx context.Context, sessionID string) ([]strin
 	return items, nil
 }
 
-const renew = `-- name: Renew :many
+const Renew = `-- name: Renew :many
 UPDATE entitylock_leases
 SET expires_at = max(expires_at, CAST(?1 AS INTEGER))
 WHERE entity = ?2 AND session_id = ?3 AND token = ?4
@@ -598,7 +598,7 @@ type RenewParams struct {
 // while it is live. No row: the lease expired, was released, or was taken.
 // A renewal never shortens a lease that Extend pushed further.
 func (q *Queries) Renew(ctx context.Context, arg RenewParams) ([]EntitylockLease, error) {
-	rows, err := q.query(ctx, q.renewStmt, renew,
+	rows, err := q.query(ctx, q.renewStmt, Renew,
 		arg.ExpiresAt,
 		arg.Entity,
 		arg.SessionID,
@@ -633,7 +633,7 @@ func (q *Queries) Renew(ctx context.Context, arg RenewParams) ([]EntitylockLease
 	return items, nil
 }
 
-const rowCounts = `-- name: RowCounts :many
+const RowCounts = `-- name: RowCounts :many
 SELECT
     CAST(coalesce(sum(expires_at > ?1), 0) AS INTEGER) AS live,
     CAST(coalesce(sum(expires_at > 0 AND expires_at <= ?1), 0) AS INTEGER) AS expired,
@@ -650,7 +650,7 @@ type RowCountsRow struct {
 // The rows by state, for operators: live, expired (not yet reclaimed) and
 // released.
 func (q *Queries) RowCounts(ctx context.Context, now int64) ([]RowCountsRow, error) {
-	rows, err := q.query(ctx, q.rowCountsStmt, rowCounts, now)
+	rows, err := q.query(ctx, q.rowCountsStmt, RowCounts, now)
 	if err != nil {
 		return nil, err
 	}
@@ -672,7 +672,7 @@ func (q *Queries) RowCounts(ctx context.Context, now int64) ([]RowCountsRow, err
 	return items, nil
 }
 
-const sessionLeases = `-- name: SessionLeases :many
+const SessionLeases = `-- name: SessionLeases :many
 SELECT entity, session_id, token, acquired_at, expires_at, reclaimed
 FROM entitylock_leases
 WHERE entity IN (SELECT o.entity FROM entitylock_owners AS o WHERE o.session_id = ?1)
@@ -686,7 +686,7 @@ type SessionLeasesParams struct {
 }
 
 func (q *Queries) SessionLeases(ctx context.Context, arg SessionLeasesParams) ([]EntitylockLease, error) {
-	rows, err := q.query(ctx, q.sessionLeasesStmt, sessionLeases, arg.SessionID, arg.Now)
+	rows, err := q.query(ctx, q.sessionLeasesStmt, SessionLeases, arg.SessionID, arg.Now)
 	if err != nil {
 		return nil, err
 	}

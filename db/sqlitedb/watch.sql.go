@@ -9,7 +9,7 @@ import (
 	"context"
 )
 
-const liveOf = `-- name: LiveOf :many
+const LiveOf = `-- name: LiveOf :many
 SELECT entity, session_id, token
 FROM entitylock_leases
 WHERE entity IN (SELECT j.value FROM json_each(CAST(?1 AS TEXT)) AS j)
@@ -31,7 +31,7 @@ type LiveOfRow struct {
 // Manager with waiters reads when another connection committed, to wake
 // only the lines whose entity is free (lock/watch_sqlite.go).
 func (q *Queries) LiveOf(ctx context.Context, arg LiveOfParams) ([]LiveOfRow, error) {
-	rows, err := q.query(ctx, q.liveOfStmt, liveOf, arg.Entities, arg.Now)
+	rows, err := q.query(ctx, q.liveOfStmt, LiveOf, arg.Entities, arg.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +53,7 @@ func (q *Queries) LiveOf(ctx context.Context, arg LiveOfParams) ([]LiveOfRow, er
 	return items, nil
 }
 
-const liveOne = `-- name: LiveOne :many
+const LiveOne = `-- name: LiveOne :many
 SELECT session_id, token
 FROM entitylock_leases
 WHERE entity = ?1
@@ -73,7 +73,7 @@ type LiveOneRow struct {
 // LiveOf for a single entity, the usual case: a plain key lookup, cheaper
 // to run than the JSON array's.
 func (q *Queries) LiveOne(ctx context.Context, arg LiveOneParams) ([]LiveOneRow, error) {
-	rows, err := q.query(ctx, q.liveOneStmt, liveOne, arg.Entity, arg.Now)
+	rows, err := q.query(ctx, q.liveOneStmt, LiveOne, arg.Entity, arg.Now)
 	if err != nil {
 		return nil, err
 	}
