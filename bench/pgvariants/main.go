@@ -2,10 +2,10 @@
 // and release against each other, the seed's SQL and the floor
 // (BENCHMARKS.md, "PostgreSQL pairs"): each variant is a schema made by
 // the lock package's migrations, some DDL, and a grant and a release
-// statement written out here, run through pgx's database/sql driver or
-// pgx's own API one pair at a time in rotating order, so that all see the
-// same stretches of a busy machine. The statements are copies of
-// queries/postgres; "v2" variants put schema version 2's CHECKs and
+// statement, run through pgx's database/sql driver or pgx's own API one
+// pair at a time in rotating order, so that all see the same stretches of
+// a busy machine. The statements are those of queries/postgres (db/pgdb)
+// or changed from them; "v2" variants put schema version 2's CHECKs and
 // release trigger back; the others change one thing of "v3-pgx", the
 // library as it is.
 //
@@ -31,32 +31,12 @@ import (
 
 	"github.com/entitylock/entitylock/bench/internal/durations"
 	"github.com/entitylock/entitylock/bench/internal/pgsql"
+	"github.com/entitylock/entitylock/db/pgdb"
 	"github.com/entitylock/entitylock/lock"
 )
 
 // grantNow is Acquire as queries/postgres has it.
-const (
-	grantNow  = grantHead + `RETURNING l.token, l.acquired_at, l.expires_at, l.reclaimed`
-	grantHead = `INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
-SELECT $1::text, $2::text, nextval('entitylock_tokens'), c.now, c.now + $3::bigint, false
-FROM (SELECT entitylock_clock($4) AS now) AS c
-ON CONFLICT (entity) DO UPDATE SET
-    token = CASE
-        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at THEN l.token
-        WHEN excluded.token > l.token THEN excluded.token
-        ELSE nextval('entitylock_tokens') END,
-    acquired_at = CASE
-        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
-        THEN l.acquired_at ELSE excluded.acquired_at END,
-    reclaimed = CASE
-        WHEN l.session_id = excluded.session_id AND l.expires_at > excluded.acquired_at
-        THEN l.reclaimed ELSE l.expires_at > 0 END,
-    session_id = excluded.session_id,
-    expires_at = excluded.expires_at
-WHERE l.expires_at <= excluded.acquired_at
-   OR l.session_id = excluded.session_id
-`
-)
+const grantNow = pgdb.Acquire
 
 // grantValues is grantNow with its row from VALUES instead of a subquery.
 var grantValues = strings.Replace(grantNow, `SELECT $1::text, $2::text, nextval('entitylock_tokens'), c.now, c.now + $3::bigint, false
@@ -73,16 +53,12 @@ ON CONFLICT (entity) DO UPDATE SET
 WHERE l.expires_at <= excluded.expires_at - $3 OR l.session_id = excluded.session_id
 RETURNING l.token, l.acquired_at, l.expires_at, l.reclaimed`
 
-// releaseNow is version 2's Release; releaseNotifying version 3's, which
-// notifies from its RETURNING clause.
-const (
-	releaseNow = `UPDATE entitylock_leases SET expires_at = 0
-WHERE entity = $1 AND session_id = $2 AND expires_at <> 0
-  AND set_config('synchronous_commit', 'off', true) IS NOT NULL`
-	releaseNotifying = releaseNow + `
-RETURNING CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN false
-    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END::boolean AS notified`
-)
+// releaseNotifying is Release as queries/postgres has it (version 3: it
+// notifies from its RETURNING clause); releaseNow is version 2's, the same
+// without that clause.
+const releaseNotifying = pgdb.Release
+
+var releaseNow, _, _ = strings.Cut(releaseNotifying, "\nRETURNING")
 
 // backToV2 is the DDL that puts version 2's CHECKs and release trigger back:
 // the down migration of version 3, read from the source tree (run from
