@@ -4,8 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
+
+	"github.com/ncruces/go-sqlite3"
 
 	"github.com/entitylock/entitylock/db/sqlitedb"
 )
@@ -17,6 +21,9 @@ type sqliteEngine struct {
 	db   *sql.DB
 	q    *sqlitedb.Queries
 	file dbFile
+	// tokenGuess is the largest token an acquireAll of this engine gave
+	// or was told of: AcquireAllFree's next token is one above it.
+	tokenGuess atomic.Int64
 }
 
 var (
@@ -60,6 +67,12 @@ func (e *sqliteEngine) acquire(ctx context.Context, entity, session string, now 
 	return sqliteLease(row), now.ms, err
 }
 
+// acquireAll tries AcquireAllFree first, with one token for every grant,
+// above the largest this engine has seen: when every entity is new or
+// released, as when a session takes a set it took and released before, the
+// grants need not come back from the database. Otherwise (a lease on one of
+// them, live or expired, or a token at or above the guess) that statement
+// wrote nothing, and AcquireAll, which returns each grant, decides.
 func (e *sqliteEngine) acquireAll(ctx context.Context, entities []string, session string, now clockReading, ttlMs int64) ([]Lease, int64, error) {
 	if err := e.file.check(); err != nil {
 		return nil, now.ms, err
@@ -69,6 +82,27 @@ func (e *sqliteEngine) acquireAll(ctx context.Context, entities []string, sessio
 		return nil, now.ms, err
 	}
 	expires := now.ms + ttlMs
+	token := e.tokenGuess.Load() + 1
+	n, err := e.q.AcquireAllFree(ctx, sqlitedb.AcquireAllFreeParams{
+		SessionID: session,
+		Token:     token,
+		Now:       now.ms,
+		ExpiresAt: expires,
+		Entities:  string(list),
+	})
+	switch {
+	case err == nil && n == int64(len(entities)):
+		e.saw(token)
+		leases := make([]Lease, len(entities))
+		for i, entity := range entities {
+			leases[i] = sqliteLease(sqlitedb.EntitylockLease{
+				Entity: entity, SessionID: session, Token: token, AcquiredAt: now.ms, ExpiresAt: expires,
+			})
+		}
+		return leases, now.ms, nil
+	case err != nil && !errors.Is(err, sqlite3.CONSTRAINT_NOTNULL):
+		return nil, now.ms, err
+	}
 	rows, err := e.q.AcquireAll(ctx, sqlitedb.AcquireAllParams{
 		SessionID: session,
 		Now:       now.ms,
@@ -83,12 +117,23 @@ func (e *sqliteEngine) acquireAll(ctx context.Context, entities []string, sessio
 	}
 	leases := make([]Lease, len(rows))
 	for i, r := range rows {
+		e.saw(r.Token)
 		leases[i] = sqliteLease(sqlitedb.EntitylockLease{
 			Entity: r.Entity, SessionID: session, Token: r.Token, AcquiredAt: r.AcquiredAt,
 			ExpiresAt: expires, Reclaimed: r.Reclaimed,
 		})
 	}
 	return leases, now.ms, nil
+}
+
+// saw raises tokenGuess to token.
+func (e *sqliteEngine) saw(token int64) {
+	for {
+		g := e.tokenGuess.Load()
+		if token <= g || e.tokenGuess.CompareAndSwap(g, token) {
+			return
+		}
+	}
 }
 
 func (e *sqliteEngine) holder(ctx context.Context, entity string, now clockReading) (Lease, int64, error) {

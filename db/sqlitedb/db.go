@@ -30,6 +30,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.acquireAllStmt, err = db.PrepareContext(ctx, AcquireAll); err != nil {
 		return nil, fmt.Errorf("error preparing query AcquireAll: %w", err)
 	}
+	if q.acquireAllFreeStmt, err = db.PrepareContext(ctx, AcquireAllFree); err != nil {
+		return nil, fmt.Errorf("error preparing query AcquireAllFree: %w", err)
+	}
 	if q.allLeasesStmt, err = db.PrepareContext(ctx, AllLeases); err != nil {
 		return nil, fmt.Errorf("error preparing query AllLeases: %w", err)
 	}
@@ -94,6 +97,11 @@ func (q *Queries) Close() error {
 	if q.acquireAllStmt != nil {
 		if cerr := q.acquireAllStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing acquireAllStmt: %w", cerr)
+		}
+	}
+	if q.acquireAllFreeStmt != nil {
+		if cerr := q.acquireAllFreeStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing acquireAllFreeStmt: %w", cerr)
 		}
 	}
 	if q.allLeasesStmt != nil {
@@ -222,6 +230,7 @@ type Queries struct {
 	tx                  *sql.Tx
 	acquireStmt         *sql.Stmt
 	acquireAllStmt      *sql.Stmt
+	acquireAllFreeStmt  *sql.Stmt
 	allLeasesStmt       *sql.Stmt
 	extendStmt          *sql.Stmt
 	firstHeldStmt       *sql.Stmt
@@ -247,6 +256,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		tx:                  tx,
 		acquireStmt:         q.acquireStmt,
 		acquireAllStmt:      q.acquireAllStmt,
+		acquireAllFreeStmt:  q.acquireAllFreeStmt,
 		allLeasesStmt:       q.allLeasesStmt,
 		extendStmt:          q.extendStmt,
 		firstHeldStmt:       q.firstHeldStmt,

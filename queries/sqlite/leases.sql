@@ -133,6 +133,30 @@ FROM entitylock_leases
 WHERE expires_at > 0
 ORDER BY entity;
 
+-- name: AcquireAllFree :execrows
+-- AcquireAll's fast path, for the usual case: every entity of the JSON
+-- array @entities is new or released. Each is then granted to @session_id
+-- with the one token @token, and nothing needs to come back (returning a
+-- row per entity costs more than the writes: BENCHMARKS.md, P4). When any
+-- entity has a lease, live or expired, or a token not below @token, the
+-- statement fails with SQLITE_CONSTRAINT_NOTNULL (the NULL session_id the
+-- CASE gives such a row), which undoes all its writes; when @token is not
+-- above the fence, it writes nothing. Either way the caller runs AcquireAll.
+-- A new row's token is above the fence, an existing row's above its last:
+-- tokens of an entity only grow, whatever @token the caller guessed.
+INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at, reclaimed)
+SELECT j.value, @session_id, @token, @now, @expires_at, 0
+FROM json_each(CAST(@entities AS TEXT)) AS j
+WHERE @token > (SELECT f.last_token FROM entitylock_fence AS f WHERE f.id = 1)
+ON CONFLICT (entity) DO UPDATE SET
+    session_id = CASE
+        WHEN entitylock_leases.expires_at = 0 AND entitylock_leases.token < excluded.token
+        THEN excluded.session_id END,
+    token = excluded.token,
+    acquired_at = excluded.acquired_at,
+    expires_at = excluded.expires_at,
+    reclaimed = 0;
+
 -- name: AcquireAll :many
 -- Acquire for every entity in the JSON array @entities, in one atomic
 -- statement, or for none: when any is held live by another session, no row
