@@ -3,8 +3,8 @@ package lock_test
 import (
 	"errors"
 	"maps"
-	"slices"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
