@@ -211,11 +211,7 @@ func (e *postgresEngine) forceRelease(ctx context.Context, entity string) (bool,
 
 func (e *postgresEngine) releaseSession(ctx context.Context, session string) (entities []string, err error) {
 	err = e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) (err error) {
-		rows, err := q.ReleaseSession(ctx, session)
-		entities = make([]string, len(rows))
-		for i, r := range rows {
-			entities[i] = r.Entity
-		}
+		entities, err = q.ReleaseSession(ctx, session)
 		return err
 	})
 	return entities, err
