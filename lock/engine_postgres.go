@@ -211,7 +211,11 @@ func (e *postgresEngine) forceRelease(ctx context.Context, entity string) (bool,
 
 func (e *postgresEngine) releaseSession(ctx context.Context, session string) (entities []string, err error) {
 	err = e.retry(ctx, retryIdempotent, func(q *pgdb.Queries) (err error) {
-		entities, err = q.ReleaseSession(ctx, session)
+		rows, err := q.ReleaseSession(ctx, session)
+		entities = make([]string, len(rows))
+		for i, r := range rows {
+			entities[i] = r.Entity
+		}
 		return err
 	})
 	return entities, err

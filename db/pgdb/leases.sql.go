@@ -293,8 +293,8 @@ const ForceRelease = `-- name: ForceRelease :execrows
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = $1 AND expires_at <> 0
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL
-  AND CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN true
-    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END
+RETURNING CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN false
+    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END::boolean AS notified
 `
 
 // Releases the lease on @entity whoever holds it.
@@ -486,8 +486,8 @@ const Release = `-- name: Release :execrows
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = $1 AND session_id = $2 AND expires_at <> 0
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL
-  AND CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN true
-    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END
+RETURNING CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN false
+    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END::boolean AS notified
 `
 
 type ReleaseParams struct {
@@ -504,8 +504,8 @@ type ReleaseParams struct {
 // and its EXISTS cost a release about 18 µs.) A release lost in a crash of
 // the server leaves the lease as it was, held until it expires: never two
 // holders, only a later grant. Grants stay synchronous.
-// Each release notifies the waiters of other Managers in its last
-// condition, as the four do (see the end of this file).
+// Each release notifies the waiters of other Managers in its RETURNING
+// clause, as the four do (see the end of this file).
 func (q *Queries) Release(ctx context.Context, arg ReleaseParams) (int64, error) {
 	result, err := q.db.Exec(ctx, Release, arg.Entity, arg.SessionID)
 	if err != nil {
@@ -518,8 +518,8 @@ const ReleaseGrant = `-- name: ReleaseGrant :execrows
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = $1 AND session_id = $2 AND token = $3 AND expires_at <> 0
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL
-  AND CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN true
-    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END
+RETURNING CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN false
+    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END::boolean AS notified
 `
 
 type ReleaseGrantParams struct {
@@ -548,27 +548,31 @@ UPDATE entitylock_leases AS l SET expires_at = 0
 FROM mine AS m
 WHERE l.entity = m.entity AND l.session_id = $1 AND l.expires_at <> 0
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL
-  AND CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN true
-    ELSE pg_notify('entitylock', current_schema() || '/' || l.entity) IS NOT NULL END
-RETURNING l.entity
+RETURNING l.entity, CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN false
+    ELSE pg_notify('entitylock', current_schema() || '/' || l.entity) IS NOT NULL END::boolean AS notified
 `
+
+type ReleaseSessionRow struct {
+	Entity   string
+	Notified bool
+}
 
 // Releases every lease of @session_id and names the entities freed. The
 // rows are locked in entity (byte) order first, the order AcquireAll writes
 // them in, so the two cannot deadlock.
-func (q *Queries) ReleaseSession(ctx context.Context, sessionID string) ([]string, error) {
+func (q *Queries) ReleaseSession(ctx context.Context, sessionID string) ([]ReleaseSessionRow, error) {
 	rows, err := q.db.Query(ctx, ReleaseSession, sessionID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []string{}
+	items := []ReleaseSessionRow{}
 	for rows.Next() {
-		var entity string
-		if err := rows.Scan(&entity); err != nil {
+		var i ReleaseSessionRow
+		if err := rows.Scan(&i.Entity, &i.Notified); err != nil {
 			return nil, err
 		}
-		items = append(items, entity)
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err

@@ -70,21 +70,21 @@ RETURNING sqlc.embed(l), c.now;
 -- and its EXISTS cost a release about 18 µs.) A release lost in a crash of
 -- the server leaves the lease as it was, held until it expires: never two
 -- holders, only a later grant. Grants stay synchronous.
--- Each release notifies the waiters of other Managers in its last
--- condition, as the four do (see the end of this file).
+-- Each release notifies the waiters of other Managers in its RETURNING
+-- clause, as the four do (see the end of this file).
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = @entity AND session_id = @session_id AND expires_at <> 0
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL
-  AND CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN true
-    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END;
+RETURNING CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN false
+    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END::boolean AS notified;
 
 -- name: ReleaseGrant :execrows
 -- Releases exactly this grant, live or expired, and nothing newer.
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = @entity AND session_id = @session_id AND token = @token AND expires_at <> 0
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL
-  AND CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN true
-    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END;
+RETURNING CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN false
+    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END::boolean AS notified;
 
 -- name: ReleaseSession :many
 -- Releases every lease of @session_id and names the entities freed. The
@@ -100,17 +100,16 @@ UPDATE entitylock_leases AS l SET expires_at = 0
 FROM mine AS m
 WHERE l.entity = m.entity AND l.session_id = @session_id AND l.expires_at <> 0
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL
-  AND CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN true
-    ELSE pg_notify('entitylock', current_schema() || '/' || l.entity) IS NOT NULL END
-RETURNING l.entity;
+RETURNING l.entity, CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN false
+    ELSE pg_notify('entitylock', current_schema() || '/' || l.entity) IS NOT NULL END::boolean AS notified;
 
 -- name: ForceRelease :execrows
 -- Releases the lease on @entity whoever holds it.
 UPDATE entitylock_leases SET expires_at = 0
 WHERE entity = @entity AND expires_at <> 0
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL
-  AND CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN true
-    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END;
+RETURNING CASE WHEN pg_try_advisory_xact_lock(1701605740, entitylock_listeners_key()) THEN false
+    ELSE pg_notify('entitylock', current_schema() || '/' || entity) IS NOT NULL END::boolean AS notified;
 
 -- name: PurgeCandidates :many
 -- Up to @max_rows released or expired rows after @after, in the primary
@@ -255,16 +254,10 @@ LIMIT 1;
 -- that decide on time return the reading they used. A row whose expires_at
 -- is 0 is a released lease kept for its token.
 -- Release notifications: the releases (Release, ReleaseGrant,
--- ReleaseSession, ForceRelease) end their WHERE clause with a condition
--- that is always true and that notifies. It tries the listener registry's
--- advisory lock exclusively (schema/postgres, version 2), held until the
--- release commits: got, no Manager listens on this schema, and none is
--- told; not got, it sends "<schema>/<entity>" on channel "entitylock",
--- delivered at commit to the Managers listening (lock/listen_postgres.go),
--- which compare the schema with their own current_schema(). CASE, not OR:
--- its order is kept. The planner puts this condition, the costliest, after
--- the others, so it runs for the rows the statement releases (a row
--- another transaction changed meanwhile is checked again, and a
--- notification it sent for nothing only makes a waiter look). A condition,
--- not a RETURNING clause, which cost each release about 6 µs more
--- (bench/pgvariants, 2026-11-26 20:13 UTC).
+-- ReleaseSession, ForceRelease) compute "notified" for each row they
+-- release. It tries the listener registry's advisory lock exclusively
+-- (schema/postgres, version 2), held until the release commits: got, no
+-- Manager listens on this schema, and none is told; not got, it sends
+-- "<schema>/<entity>" on channel "entitylock", delivered at commit to the
+-- Managers listening (lock/listen_postgres.go), which compare the schema
+-- with their own current_schema(). CASE, not OR: its order is kept.

@@ -20,9 +20,9 @@ ALTER TABLE entitylock_leases
     DROP CONSTRAINT entitylock_leases_expires_at_check;
 
 -- The release trigger goes: each release statement of the library notifies
--- by itself, for the rows it releases, with the same registry test
--- (queries/postgres/leases.sql). A release written by hand no longer
--- notifies, nor does one by a process still running code older than this
--- version; waiters learn of those at their next poll.
+-- in its RETURNING clause, for the rows it released, with the same
+-- registry test (queries/postgres/leases.sql). A release written by hand
+-- no longer notifies, nor does one by a process still running code older
+-- than this version; waiters learn of those at their next poll.
 DROP TRIGGER entitylock_leases_released ON entitylock_leases;
 DROP FUNCTION entitylock_notify_release();
