@@ -252,3 +252,55 @@ func listenWaitsForCommit(t *testing.T, raw *sql.DB, tx pgx.Tx) {
 		}
 	})
 }
+
+// A release that waits for its row (here held FOR SHARE by a transaction,
+// as Guard holds it) does not hold the registry's lock meanwhile: a
+// listener registers at once, not when that transaction ends. (A release
+// that tried the registry before locking its row, as a condition of its
+// WHERE clause would, kept every listener of the schema waiting.)
+func TestPostgresListenDoesNotWaitForReleaseWaitingForItsRow(t *testing.T) {
+	b := locktest.Postgres(t)
+	for name, rel := range releaseStatements("entity::guarded", "holder") {
+		t.Run(name, func(t *testing.T) {
+			dsn := b.NewDSN(t)
+			m := mustOpenPath(t, dsn)
+			l := mustAcquire(t, mustSession(t, m, "holder"), "entity::guarded")
+			raw := testkit.DB(t, dsn)
+			withPgxTx(t, raw, func(guard pgx.Tx) {
+				mustExecTx(t, guard, "SELECT 1 FROM entitylock_leases WHERE entity = 'entity::guarded' FOR SHARE")
+				released := make(chan error, 1)
+				withPgxConn(t, raw, func(c *pgx.Conn) {
+					pid := c.PgConn().PID()
+					go func() {
+						_, err := rel(context.Background(), pgdb.New(c), l.Token)
+						released <- err
+					}()
+					waitFor(t, "the release to wait for the guarded row", func() bool {
+						got := testkit.QueryStrings(t, raw, `SELECT coalesce(wait_event_type, '') FROM pg_stat_activity WHERE pid = $1`, pid)
+						return len(got) == 1 && got[0] == "Lock"
+					})
+					withPgxConn(t, raw, func(lc *pgx.Conn) {
+						ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+						defer cancel()
+						if _, err := lc.Exec(ctx, "SELECT entitylock_listen()"); err != nil {
+							t.Errorf("registering while a release waits for its row: %v", err)
+						}
+					})
+					if err := guard.Rollback(t.Context()); err != nil {
+						t.Fatal(err)
+					}
+					if err := <-released; err != nil {
+						t.Fatalf("%s: %v", name, err)
+					}
+				})
+			})
+		})
+	}
+}
+
+func mustExecTx(t *testing.T, tx pgx.Tx, sql string) {
+	t.Helper()
+	if _, err := tx.Exec(t.Context(), sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
