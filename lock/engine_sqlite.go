@@ -68,11 +68,12 @@ func (e *sqliteEngine) acquire(ctx context.Context, entity, session string, now 
 }
 
 // acquireAll tries AcquireAllFree first, with one token for every grant,
-// above the largest this engine has seen: when every entity is new or
+// one above the largest this engine has seen: when every entity is new or
 // released, as when a session takes a set it took and released before, the
 // grants need not come back from the database. Otherwise (a lease on one of
-// them, live or expired, or a token at or above the guess) that statement
-// wrote nothing, and AcquireAll, which returns each grant, decides.
+// them, live or expired, a token of one above the guess, or the fence at
+// or above the token) that statement wrote nothing, and AcquireAll, which
+// returns each grant, decides.
 func (e *sqliteEngine) acquireAll(ctx context.Context, entities []string, session string, now clockReading, ttlMs int64) ([]Lease, int64, error) {
 	if err := e.file.check(); err != nil {
 		return nil, now.ms, err
@@ -126,7 +127,7 @@ func (e *sqliteEngine) acquireAll(ctx context.Context, entities []string, sessio
 	return leases, now.ms, nil
 }
 
-// saw raises tokenGuess to token.
+// saw raises tokenGuess to token, if it is below.
 func (e *sqliteEngine) saw(token int64) {
 	for {
 		g := e.tokenGuess.Load()

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/ncruces/go-sqlite3"
 	sqlitedriver "github.com/ncruces/go-sqlite3/driver"
 )
@@ -261,32 +262,60 @@ func TestFaultsOnRelease(t *testing.T) {
 	}
 }
 
+// AcquireAll runs AcquireAllFree first and, when that statement cannot
+// grant all (here: the session already holds y), AcquireAll. A failure of
+// either leaves the database as it was; an answer of either lost after it
+// committed leaves the grants, and the next call refreshes them with the
+// same tokens.
 func TestFaultsOnAcquireAll(t *testing.T) {
-	m, f := openFaulty(t)
-	s, _ := m.Session("a")
-	f.set(&fault{match: "name: AcquireAll", err: errBusy, times: 1})
-	if _, err := s.AcquireAll(t.Context(), "x", "y", "z"); !errors.Is(err, sqlite3.BUSY) {
-		t.Fatalf("failed before: got err %v, want BUSY", err)
-	}
-	if all, err := m.AllLeases(t.Context()); err != nil || len(all) != 0 {
-		t.Fatalf("rows left behind: %+v, %v", all, err)
-	}
-	f.set(&fault{match: "name: AcquireAll", after: true, err: errBusy, times: 1})
-	if _, err := s.AcquireAll(t.Context(), "x", "y", "z"); !errors.Is(err, sqlite3.BUSY) {
-		t.Fatalf("failed after: got err %v, want BUSY", err)
-	}
-	stored, err := s.Locks(t.Context())
-	if err != nil || len(stored) != 3 {
-		t.Fatalf("after a lost answer: %d leases, %v; want all 3 granted", len(stored), err)
-	}
-	again, err := s.AcquireAll(t.Context(), "x", "y", "z")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range again {
-		if again[i].Token != stored[i].Token || again[i].AcquiredAt != stored[i].AcquiredAt {
-			t.Errorf("retry changed %s: %+v, was %+v", again[i].Entity, again[i], stored[i])
-		}
+	for _, tc := range []struct {
+		name, match string
+		held        []string
+	}{
+		{"AcquireAllFree", "name: AcquireAllFree :", nil},
+		{"AcquireAll", "name: AcquireAll :", []string{"y"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, f := openFaulty(t)
+			s, _ := m.Session("a")
+			for _, e := range tc.held {
+				if _, err := s.TryAcquire(t.Context(), e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before, err := m.AllLeases(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.set(&fault{match: tc.match, err: errBusy, times: 1})
+			if _, err := s.AcquireAll(t.Context(), "x", "y", "z"); !errors.Is(err, sqlite3.BUSY) {
+				t.Fatalf("failed before: got err %v, want BUSY", err)
+			}
+			after, err := m.AllLeases(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(before, after); diff != "" {
+				t.Fatalf("leases changed by the failed call (-before +after):\n%s", diff)
+			}
+			f.set(&fault{match: tc.match, after: true, err: errBusy, times: 1})
+			if _, err := s.AcquireAll(t.Context(), "x", "y", "z"); !errors.Is(err, sqlite3.BUSY) {
+				t.Fatalf("failed after: got err %v, want BUSY", err)
+			}
+			stored, err := s.Locks(t.Context())
+			if err != nil || len(stored) != 3 {
+				t.Fatalf("after a lost answer: %d leases, %v; want all 3 granted", len(stored), err)
+			}
+			again, err := s.AcquireAll(t.Context(), "x", "y", "z")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range again {
+				if again[i].Token != stored[i].Token || again[i].AcquiredAt != stored[i].AcquiredAt {
+					t.Errorf("retry changed %s: %+v, was %+v", again[i].Entity, again[i], stored[i])
+				}
+			}
+		})
 	}
 }
 

@@ -136,10 +136,12 @@ func (m *model) locks(session string) []lock.Lease {
 
 // lockOpsSeeds start the fuzzer, and the PostgreSQL model check.
 var lockOpsSeeds = [][]byte{
-	[]byte{0, 0, 0, 0, 0, 1, 0, 0, 6, 0, 0, 80, 0, 1, 0, 0},                     // grant, contend, expire, take over
-	[]byte{0, 0, 1, 0, 1, 0, 1, 5, 6, 0, 0, 60, 1, 0, 1, 9, 0, 2, 1, 0},         // extend pushes expiry past a takeover
-	[]byte{0, 1, 2, 0, 4, 0, 2, 0, 0, 2, 2, 0, 5, 0, 0, 0, 3, 2, 0, 0},          // force release, re-grant, purge, release all
-	[]byte{0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 3, 0, 0, 0, 7, 0, 0, 0, 8, 0, 0}, // release all, holder, locks
+	[]byte{0, 0, 0, 0, 0, 1, 0, 0, 6, 0, 0, 80, 0, 1, 0, 0},                        // grant, contend, expire, take over
+	[]byte{0, 0, 1, 0, 1, 0, 1, 5, 6, 0, 0, 60, 1, 0, 1, 9, 0, 2, 1, 0},            // extend pushes expiry past a takeover
+	[]byte{0, 1, 2, 0, 4, 0, 2, 0, 0, 2, 2, 0, 5, 0, 0, 0, 3, 2, 0, 0},             // force release, re-grant, purge, release all
+	[]byte{0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 3, 0, 0, 0, 7, 0, 0, 0, 8, 0, 0},    // release all, holder, locks
+	[]byte{9, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 9, 0, 0, 0},             // acquire all after a grant reached its guess
+	[]byte{9, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 5, 0, 0, 0, 9, 0, 0, 0}, // the same after a purge raised the fence to it
 }
 
 // FuzzLockOps decodes its input, four bytes an operation, into calls by
