@@ -5,13 +5,13 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/entitylock/entitylock/internal/testkit"
 	"github.com/entitylock/entitylock/lock"
 )
 
@@ -23,9 +23,8 @@ import (
 // a refused call writes nothing.
 func TestSQLiteAcquireAllTokensOnlyGrow(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "locks.db")
-	var nowMs atomic.Int64
-	nowMs.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
-	now := func() time.Time { return time.UnixMilli(nowMs.Load()).UTC() }
+	clk := testkit.NewClock()
+	now := clk.Now
 	opts := []lock.Option{lock.WithClock(now), lock.WithTTL(time.Second), lock.WithRetry(lock.RetryPolicy{})}
 	a, b := mustOpenPath(t, path, opts...), mustOpenPath(t, path, opts...)
 	sa, sb := mustSession(t, a, "a"), mustSession(t, b, "b")
@@ -97,13 +96,13 @@ func TestSQLiteAcquireAllTokensOnlyGrow(t *testing.T) {
 		{"the caller's own live lease", func(t *testing.T) {
 			releaseAll(t, sa)
 			grant(t, sa, []string{"x"}, nil, nil)
-			nowMs.Add(10)
+			clk.Advance(10 * time.Millisecond)
 			grant(t, sa, []string{"x", "y"}, map[string]bool{"x": true}, nil)
 		}},
 		{"an expired lease", func(t *testing.T) {
 			releaseAll(t, sa)
 			last["z"] = mustAcquire(t, sb, "z").Token
-			nowMs.Add(2000)
+			clk.Advance(2 * time.Second)
 			grant(t, sa, []string{"y", "z"}, nil, map[string]bool{"z": true})
 		}},
 		{"held by another", func(t *testing.T) {
