@@ -19,8 +19,9 @@ import (
 // (BENCHMARKS.md, "Issue 13, second follow-up"). The statement is prepared
 // once and used only inside conn.Raw, on the watcher's goroutine.
 type rawLiveOne struct {
-	conn *sql.Conn
-	st   *sqlite3.Stmt
+	conn  *sql.Conn
+	st    *sqlite3.Stmt
+	bound string // the entity bound to st ("" none): a reset keeps it
 }
 
 // errNoRawConn: the driver's connection does not expose its SQLite
@@ -51,7 +52,15 @@ func (r *rawLiveOne) read(ctx context.Context, entity string, now clockReading) 
 	err = r.conn.Raw(func(any) error {
 		c := r.st.Conn()
 		defer c.SetInterrupt(c.SetInterrupt(ctx))
-		if err := errors.Join(r.st.BindText(1, entity), r.st.BindInt64(2, now.ms)); err != nil {
+		if entity != r.bound {
+			// Binding text copies it into SQLite's memory: once per entity.
+			r.bound = ""
+			if err := r.st.BindText(1, entity); err != nil {
+				return err
+			}
+			r.bound = entity
+		}
+		if err := r.st.BindInt64(2, now.ms); err != nil {
 			return err
 		}
 		for r.st.Step() { // to the end: see queries/sqlite
