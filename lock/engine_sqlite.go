@@ -70,10 +70,10 @@ func (e *sqliteEngine) acquire(ctx context.Context, entity, session string, now 
 // acquireAll tries AcquireAllFree first, with one token for every grant,
 // one above the largest this engine has seen: when every entity is new or
 // released, as when a session takes a set it took and released before, the
-// grants need not come back from the database. Otherwise (a lease on one of
-// them, live or expired, a token of one above the guess, or the fence at
-// or above the token) that statement wrote nothing, and AcquireAll, which
-// returns each grant, decides.
+// grants need not come back from the database. Otherwise (one of them
+// leased, live or expired, or with a token above the guess; or the fence
+// at or above the token) that statement wrote nothing, and AcquireAll,
+// which returns each grant, decides.
 func (e *sqliteEngine) acquireAll(ctx context.Context, entities []string, session string, now clockReading, ttlMs int64) ([]Lease, int64, error) {
 	if err := e.file.check(); err != nil {
 		return nil, now.ms, err
