@@ -21,6 +21,10 @@ type sqliteEngine struct {
 	db   *sql.DB
 	q    *sqlitedb.Queries
 	file dbFile
+	// wake is the database's wake file (wakefile.go); nil when there is
+	// none, for wakeErr.
+	wake    *wakeFile
+	wakeErr error
 	// tokenGuess is the largest token an acquireAll of this engine gave
 	// or was told of: AcquireAllFree's next token is one above it.
 	tokenGuess atomic.Int64
@@ -40,15 +44,59 @@ func newSQLiteEngine(ctx context.Context, db *sql.DB) (*sqliteEngine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sqliteEngine{db: db, q: q, file: file}, nil
+	e := &sqliteEngine{db: db, q: q, file: file}
+	switch ro, err := readOnly(ctx, db); {
+	case err != nil:
+		q.Close()
+		return nil, err
+	case file.path == "":
+		e.wakeErr = errors.New("the database has no file")
+	case ro:
+		e.wakeErr = errors.New("the database is open read-only")
+	default:
+		e.wake, e.wakeErr = openWakeFile(file.path, file.info.Mode().Perm())
+	}
+	return e, nil
+}
+
+// readOnly reports whether db's main database is open read-only.
+func readOnly(ctx context.Context, db *sql.DB) (ro bool, err error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		if c, ok := dc.(interface{ Raw() *sqlite3.Conn }); ok {
+			ro, _ = c.Raw().ReadOnly("main")
+		}
+		return nil
+	})
+	return ro, err
 }
 
 func (e *sqliteEngine) explain(err error) error { return e.file.explain(err) }
-func (e *sqliteEngine) close() error            { return e.q.Close() }
 
-// followChanges makes the engine a changeFeed: it watches the database file
+func (e *sqliteEngine) close() error {
+	err := e.q.Close()
+	if e.wake != nil {
+		err = errors.Join(err, e.wake.close())
+	}
+	return err
+}
+
+// followChanges makes the engine a changeFeed: it watches the wake file
 // (watch_sqlite.go).
-func (e *sqliteEngine) followChanges(m *Manager) { m.watcher(e.file.path) }
+func (e *sqliteEngine) followChanges(m *Manager) { m.watcher(e.wake, e.wakeErr) }
+
+// freed rings entity's bell in the wake file (wakefile.go), once a
+// statement that freed it, or granted it anew after its lease expired
+// (for the Do calls of other processes that held it), committed.
+func (e *sqliteEngine) freed(entity string) {
+	if e.wake != nil {
+		e.wake.ring(entity)
+	}
+}
 
 func (e *sqliteEngine) acquire(ctx context.Context, entity, session string, now clockReading, ttlMs int64) (Lease, int64, error) {
 	if err := e.file.check(); err != nil {
@@ -64,6 +112,9 @@ func (e *sqliteEngine) acquire(ctx context.Context, entity, session string, now 
 		return Lease{}, now.ms, errHeldByOther
 	}
 	row, err := first(rows, err)
+	if err == nil && row.Reclaimed != 0 {
+		e.freed(entity)
+	}
 	return sqliteLease(row), now.ms, err
 }
 
@@ -119,6 +170,9 @@ func (e *sqliteEngine) acquireAll(ctx context.Context, entities []string, sessio
 	leases := make([]Lease, len(rows))
 	for i, r := range rows {
 		e.saw(r.Token)
+		if r.Reclaimed != 0 {
+			e.freed(r.Entity)
+		}
 		leases[i] = sqliteLease(sqlitedb.EntitylockLease{
 			Entity: r.Entity, SessionID: session, Token: r.Token, AcquiredAt: r.AcquiredAt,
 			ExpiresAt: expires, Reclaimed: r.Reclaimed,
@@ -198,20 +252,41 @@ func (e *sqliteEngine) renew(ctx context.Context, l Lease, now clockReading, ttl
 	return sqliteLease(row), now.ms, err
 }
 
+// The releases ring the bells of what they freed (freed).
+
 func (e *sqliteEngine) release(ctx context.Context, entity, session string) (bool, error) {
-	return changed(e.q.Release(ctx, sqlitedb.ReleaseParams{Entity: entity, SessionID: session}))
+	n, err := e.q.Release(ctx, sqlitedb.ReleaseParams{Entity: entity, SessionID: session})
+	return e.freedIf(entity, n, err)
 }
 
 func (e *sqliteEngine) releaseGrant(ctx context.Context, l Lease) (bool, error) {
-	return changed(e.q.ReleaseGrant(ctx, sqlitedb.ReleaseGrantParams{Entity: l.Entity, SessionID: l.SessionID, Token: l.Token}))
+	n, err := e.q.ReleaseGrant(ctx, sqlitedb.ReleaseGrantParams{Entity: l.Entity, SessionID: l.SessionID, Token: l.Token})
+	return e.freedIf(l.Entity, n, err)
 }
 
 func (e *sqliteEngine) forceRelease(ctx context.Context, entity string) (bool, error) {
-	return changed(e.q.ForceRelease(ctx, entity))
+	n, err := e.q.ForceRelease(ctx, entity)
+	return e.freedIf(entity, n, err)
 }
 
 func (e *sqliteEngine) releaseSession(ctx context.Context, session string) ([]string, error) {
-	return e.q.ReleaseSession(ctx, session)
+	entities, err := e.q.ReleaseSession(ctx, session)
+	if err == nil {
+		for _, entity := range entities {
+			e.freed(entity)
+		}
+	}
+	return entities, err
+}
+
+// freedIf reports whether a release of entity changed a row, and rings
+// its bell when it did.
+func (e *sqliteEngine) freedIf(entity string, rows int64, err error) (bool, error) {
+	if rows == 0 || err != nil {
+		return false, err
+	}
+	e.freed(entity)
+	return true, nil
 }
 
 func (e *sqliteEngine) purgeCandidates(ctx context.Context, after string, max int, now clockReading) ([]string, error) {
@@ -336,10 +411,6 @@ func first[R any](rows []R, err error) (R, error) {
 	}
 	return rows[0], nil
 }
-
-// changed reports whether a statement that releases one lease changed its
-// row.
-func changed(rows int64, err error) (bool, error) { return rows > 0, err }
 
 func sqliteLease(r sqlitedb.EntitylockLease) Lease {
 	return Lease{

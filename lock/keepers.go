@@ -36,6 +36,7 @@ func (s *Session) keep(ctx context.Context, l Lease, start time.Time) *keeper {
 	// The grant (or refresh) set ExpiresAt to its start + TTL, after start.
 	k.setDeadline(start)
 	s.m.keepers.add(k)
+	s.m.queues.nudge()
 	s.m.listen() // releases by other processes reach k at once (SQLite: while the Manager has waiters)
 	k.wg.Go(k.renew)
 	k.wg.Go(k.watch)

@@ -14,8 +14,9 @@ type waitQueues struct {
 	mu    sync.Mutex
 	lines map[string][]*waiter
 	// linesChanged (buffered 1) is signalled when a line is made or
-	// removed: the SQLite watcher watches while there are lines, and checks
-	// a new line's entity at once.
+	// removed, or a Do call begins (nudge): the SQLite watcher watches
+	// while there are lines, and marks and checks a new line's entity, or
+	// a new Do call's, at once.
 	linesChanged chan struct{}
 }
 
@@ -85,6 +86,13 @@ func (q *waitQueues) changed() {
 	case q.linesChanged <- struct{}{}:
 	default: // a signal is already pending
 	}
+}
+
+// nudge signals linesChanged: a Do call began.
+func (q *waitQueues) nudge() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.changed()
 }
 
 // entities returns the entities that have a line, in no order.

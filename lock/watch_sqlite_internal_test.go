@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -90,7 +88,7 @@ func releaseWakes(t *testing.T, holder *Session, done <-chan error) {
 	}
 }
 
-// watchOnFile is watchOn for a watch on the database file, which Linux
+// watchOnFile is watchOn for a watch on the wake file, which Linux
 // (inotify) always allows; elsewhere the test is skipped when the watcher
 // polls instead.
 func watchOnFile(t *testing.T, m *Manager) *sqliteWatch {
@@ -98,7 +96,7 @@ func watchOnFile(t *testing.T, m *Manager) *sqliteWatch {
 	w := watchOn(t, m)
 	if w.polling.Load() {
 		if runtime.GOOS == "linux" {
-			t.Fatalf("the watcher polls; want it watching %s", w.file)
+			t.Fatalf("the watcher polls; want it watching the wake file (%v)", w.wake)
 		}
 		t.Skip("no file notifications here: the watcher polls")
 	}
@@ -107,10 +105,14 @@ func watchOnFile(t *testing.T, m *Manager) *sqliteWatch {
 
 var waitForever = WithRetry(RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour})
 
-// The watch runs only while the Manager has waiters, and a commit wakes only
-// the lines whose entity it freed: another process's writes cost a Manager
-// without waiters nothing, and a waiter nothing while its entity stays held.
+// The watch runs only while the Manager has waiters, and only a release of
+// an entity waited for reaches it: another process's commits cost a
+// Manager without waiters nothing, and a waiter nothing while its entity
+// stays held, not even a read of the database.
 func TestWatchOnlyWhileWaiting(t *testing.T) {
+	if wakeSlot("busy") == wakeSlot("hot") {
+		t.Fatal(`"busy" and "hot" share a slot of the wake file: pick other names`)
+	}
 	path := filepath.Join(t.TempDir(), "l.db")
 	other := openInternal(t, path, WithTTL(time.Hour))
 	m := openInternal(t, path, WithTTL(time.Hour), waitForever)
@@ -123,9 +125,10 @@ func TestWatchOnlyWhileWaiting(t *testing.T) {
 
 	done := acquireInBackground(context.Background(), waiter, "hot")
 	w := watchOnFile(t, m)
+	eventually(t, "the watcher to read the lease of the entity it marked", func() bool { return w.reads.Load() > 0 })
+	reads := w.reads.Load()
 
-	// Commits on other entities are seen, and wake nobody.
-	seen := w.changes.Load()
+	// Commits on other entities, even releases, reach nobody.
 	for range 5 {
 		if _, err := busy.TryAcquire(ctx, "busy"); err != nil {
 			t.Fatal(err)
@@ -133,32 +136,35 @@ func TestWatchOnlyWhileWaiting(t *testing.T) {
 		if _, err := busy.Release(ctx, "busy"); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the watcher to see the commit", func() bool { return w.changes.Load() > seen })
-		seen = w.changes.Load()
 	}
-	if got := m.Stats().Contended; got != 1 {
-		t.Errorf("after 5 commits on another entity: %d refused attempts; want 1 (the waiter's first)", got)
-	}
-
-	// The release wakes the waiter.
+	// The release wakes the waiter, without a read of the database.
 	releaseWakes(t, holder, done)
+	if got := m.Stats().Contended; got != 1 {
+		t.Errorf("after 5 commits on another entity and the release: %d refused attempts; want 1 (the waiter's first)", got)
+	}
+	if got := w.changes.Load(); got != 1 {
+		t.Errorf("bells found rung: %d; want 1, the release of the entity waited for", got)
+	}
+	if got := w.reads.Load() - reads; got != 0 {
+		t.Errorf("5 commits on another entity and the release made the watcher read the database %d times; want 0", got)
+	}
 
-	// No waiters: the watch is off, and commits are not even read.
+	// No waiters: the watch is off, and releases are not even looked at.
 	if _, err := waiter.Release(ctx, "hot"); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the watch to stop", func() bool { return !w.watching.Load() })
 	looks := w.looks.Load()
 	for range 20 {
-		if _, err := busy.TryAcquire(ctx, "busy"); err != nil {
+		if _, err := busy.TryAcquire(ctx, "hot"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := busy.Release(ctx, "busy"); err != nil {
+		if _, err := busy.Release(ctx, "hot"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if got := w.looks.Load(); got != looks {
-		t.Errorf("without waiters, 20 commits by another Manager made %d looks for a commit; want 0", got-looks)
+		t.Errorf("without waiters, 20 releases by another Manager made %d looks at the bells; want 0", got-looks)
 	}
 }
 
@@ -207,6 +213,10 @@ func TestWatchTellsDoOfAForceRelease(t *testing.T) {
 	waitCtx, stopWaiting := context.WithCancel(context.Background())
 	defer stopWaiting()
 	waiting := acquireInBackground(waitCtx, sessionOf(t, m, "waiter"), "other")
+	w := watchOn(t, m)
+	if w.wake != nil {
+		eventually(t, `the watcher to mark "other"`, func() bool { return w.wake.marked("other") })
+	}
 	started := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -217,7 +227,15 @@ func TestWatchTellsDoOfAForceRelease(t *testing.T) {
 		})
 	}()
 	<-started
-	watchOn(t, m)
+	if w.wake != nil {
+		// The Do call's entity, held after the watch began, is marked at
+		// once, not at the next round of marks.
+		begun := time.Now()
+		eventually(t, `the watcher to mark "job"`, func() bool { return w.wake.marked("job") })
+		if took := time.Since(begun); took >= wakeRemarkEvery/2 {
+			t.Errorf(`the watcher marked "job" %v after the Do call began; want it at once`, took)
+		}
+	}
 	if ok, err := operator.ForceRelease(ctx, "job"); err != nil || !ok {
 		t.Fatalf("ForceRelease = %v, %v", ok, err)
 	}
@@ -235,8 +253,58 @@ func TestWatchTellsDoOfAForceRelease(t *testing.T) {
 	}
 }
 
-// Outside WAL mode a commit writes the database file itself, which the
-// watcher then watches.
+// While the watch is on, a Do call whose lease expired (its process was
+// paused, say) and was granted to a session of another Manager is
+// cancelled at once, not at its next renewal (20 s away): the grant that
+// reclaimed it rings its bell.
+func TestWatchTellsDoOfAReclaim(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l.db")
+	// Another Manager whose clock is 2 minutes ahead finds the Do call's
+	// lease, of 1 minute, expired.
+	later := openInternal(t, path, WithTTL(time.Hour), WithClock(func() time.Time { return time.Now().Add(2 * time.Minute) }))
+	m := openInternal(t, path, WithTTL(time.Minute), WithRenewInterval(20*time.Second), waitForever)
+	ctx := t.Context()
+	if _, err := sessionOf(t, later, "holder").TryAcquire(ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	// A waiter keeps the watch on.
+	waitCtx, stopWaiting := context.WithCancel(context.Background())
+	defer stopWaiting()
+	waiting := acquireInBackground(waitCtx, sessionOf(t, m, "waiter"), "other")
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- sessionOf(t, m, "worker").Do(context.Background(), "job", func(ctx context.Context, l Lease) error {
+			close(started)
+			<-ctx.Done()
+			return context.Cause(ctx)
+		})
+	}()
+	<-started
+	w := watchOn(t, m)
+	if w.wake == nil {
+		t.Fatal("no wake file")
+	}
+	eventually(t, `the watcher to mark "job"`, func() bool { return w.wake.marked("job") })
+	l, err := sessionOf(t, later, "taker").TryAcquire(ctx, "job")
+	if err != nil || !l.Reclaimed {
+		t.Fatalf("TryAcquire by the Manager ahead = %+v, %v; want a grant that reclaimed the lease", l, err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("Do = %v; want ErrLeaseLost", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Do not cancelled within 10s of another Manager's grant of its expired lease")
+	}
+	stopWaiting()
+	if err := <-waiting; !errors.Is(err, context.Canceled) {
+		t.Errorf("waiter: %v; want context.Canceled", err)
+	}
+}
+
+// Outside WAL mode too, the wake file carries releases to waiters.
 func TestWatchRollbackJournal(t *testing.T) {
 	dsn := "file:" + filepath.Join(t.TempDir(), "l.db") + "?_pragma=journal_mode(delete)"
 	other := openInternal(t, dsn, WithTTL(time.Hour))
@@ -246,10 +314,7 @@ func TestWatchRollbackJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := acquireInBackground(context.Background(), sessionOf(t, m, "waiter"), "hot")
-	w := watchOnFile(t, m)
-	if strings.HasSuffix(w.file, "-wal") {
-		t.Fatalf("watching %s in journal mode delete; want the database file", w.file)
-	}
+	watchOnFile(t, m)
 	releaseWakes(t, holder, done)
 }
 
@@ -274,114 +339,6 @@ func TestCloseWhileTheWatchStarts(t *testing.T) {
 		}
 		if err := <-done; !errors.Is(err, ErrClosed) {
 			t.Fatalf("waiter: %v; want ErrClosed", err)
-		}
-	}
-}
-
-// In WAL mode, once a commit was seen both in data_version and in the
-// WAL-index header of the -shm file, the watcher learns of commits from
-// the header alone, with no SQL for commits that free nothing, and still
-// wakes the waiter when its entity is released.
-func TestWatchReadsTheWALIndexHeader(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "l.db")
-	other := openInternal(t, path, WithTTL(time.Hour))
-	m := openInternal(t, path, WithTTL(time.Hour), waitForever)
-	holder, busy := sessionOf(t, other, "holder"), sessionOf(t, other, "busy")
-	ctx := t.Context()
-	if _, err := holder.TryAcquire(ctx, "hot"); err != nil {
-		t.Fatal(err)
-	}
-	done := acquireInBackground(context.Background(), sessionOf(t, m, "waiter"), "hot")
-	w := watchOnFile(t, m)
-	// Each commit takes or releases "busy": a refresh in the same
-	// millisecond as the last would write the same bytes, which SQLite
-	// does not write at all, leaving nothing to see.
-	held := false
-	commit := func() {
-		t.Helper()
-		seen := w.changes.Load()
-		var err error
-		if held {
-			_, err = busy.Release(ctx, "busy")
-		} else {
-			_, err = busy.TryAcquire(ctx, "busy")
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = !held
-		eventually(t, "the watcher to see the commit", func() bool { return w.changes.Load() > seen })
-	}
-	// A commit seen by both trusts the header from then on. (One that lands
-	// between the watcher's two reads is seen in data_version only.)
-	for i := 0; !w.shmTrusted.Load(); i++ {
-		if i == 10 {
-			t.Fatal("10 commits seen, and the WAL-index header is still not trusted")
-		}
-		commit()
-	}
-	reads := w.versionReads.Load()
-	for range 5 {
-		commit()
-	}
-	// The one forced look for the new line may still be pending, and reads
-	// data_version once; a look per commit would read it 5 times.
-	if got := w.versionReads.Load() - reads; got > 1 {
-		t.Errorf("5 commits seen through the WAL-index header made %d reads of data_version; want at most 1", got)
-	}
-	releaseWakes(t, holder, done)
-}
-
-// A -shm file whose header does not change (a VFS that keeps the WAL index
-// in its own memory would leave it so) is never trusted: commits are then
-// found through data_version.
-func TestWatchDoesNotTrustAStillHeader(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "l.db")
-	other := openInternal(t, path, WithTTL(time.Hour))
-	m := openInternal(t, path, WithTTL(time.Hour))
-	busy := sessionOf(t, other, "busy")
-	ctx := t.Context()
-	if _, err := busy.TryAcquire(ctx, "busy"); err != nil {
-		t.Fatal(err)
-	}
-	// A copy of the -shm file, which no commit will change, stands for it.
-	shm, err := os.ReadFile(path + "-shm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	still := filepath.Join(dir, "still.db")
-	if err := os.WriteFile(still+"-shm", shm, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	w := &sqliteWatch{m: m, path: path} // no waiters: m runs no watcher of its own
-	if err := w.open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.reset)
-	if w.shm == nil {
-		t.Fatal("no WAL-index header read for a WAL database")
-	}
-	w.shm.close()
-	if w.shm = openWALIndex(still); w.shm == nil {
-		t.Fatal("cannot read the copy of the -shm file")
-	}
-	if _, err := w.check(ctx, true); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		if _, err := busy.Release(ctx, "busy"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := busy.TryAcquire(ctx, "busy"); err != nil {
-			t.Fatal(err)
-		}
-		changed, err := w.check(ctx, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if trusted := w.shmTrusted.Load(); !changed || trusted {
-			t.Fatalf("commit %d: check found a commit: %v, trusts the header: %v; want true, false", i, changed, trusted)
 		}
 	}
 }

@@ -219,10 +219,11 @@ func (c *demoConfig) cleanup(ctx context.Context, m *database, tables appTables,
 	return nil
 }
 
-// removeSQLite removes an SQLite database file and its -wal and -shm.
+// removeSQLite removes an SQLite database file, its -wal, -shm and
+// -journal, and the lock package's -wake.
 func removeSQLite(path string) error {
 	var errs []error
-	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal", path + "-wake"} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

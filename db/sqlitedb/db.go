@@ -57,9 +57,6 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.liveOfStmt, err = db.PrepareContext(ctx, LiveOf); err != nil {
 		return nil, fmt.Errorf("error preparing query LiveOf: %w", err)
 	}
-	if q.liveOneStmt, err = db.PrepareContext(ctx, LiveOne); err != nil {
-		return nil, fmt.Errorf("error preparing query LiveOne: %w", err)
-	}
 	if q.purgeBatchStmt, err = db.PrepareContext(ctx, PurgeBatch); err != nil {
 		return nil, fmt.Errorf("error preparing query PurgeBatch: %w", err)
 	}
@@ -142,11 +139,6 @@ func (q *Queries) Close() error {
 	if q.liveOfStmt != nil {
 		if cerr := q.liveOfStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing liveOfStmt: %w", cerr)
-		}
-	}
-	if q.liveOneStmt != nil {
-		if cerr := q.liveOneStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing liveOneStmt: %w", cerr)
 		}
 	}
 	if q.purgeBatchStmt != nil {
@@ -239,7 +231,6 @@ type Queries struct {
 	leaseStmt           *sql.Stmt
 	liveLeasesStmt      *sql.Stmt
 	liveOfStmt          *sql.Stmt
-	liveOneStmt         *sql.Stmt
 	purgeBatchStmt      *sql.Stmt
 	purgeCandidatesStmt *sql.Stmt
 	releaseStmt         *sql.Stmt
@@ -265,7 +256,6 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		leaseStmt:           q.leaseStmt,
 		liveLeasesStmt:      q.liveLeasesStmt,
 		liveOfStmt:          q.liveOfStmt,
-		liveOneStmt:         q.liveOneStmt,
 		purgeBatchStmt:      q.purgeBatchStmt,
 		purgeCandidatesStmt: q.purgeCandidatesStmt,
 		releaseStmt:         q.releaseStmt,

@@ -28,8 +28,8 @@ type LiveOfRow struct {
 }
 
 // The live leases among the entities of the JSON array @entities: what a
-// Manager with waiters reads when another connection committed, to wake
-// only the lines whose entity is free (lock/watch_sqlite.go).
+// Manager with waiters reads when it starts to watch for an entity's
+// release, to wake the lines whose entity is free (lock/watch_sqlite.go).
 func (q *Queries) LiveOf(ctx context.Context, arg LiveOfParams) ([]LiveOfRow, error) {
 	rows, err := q.query(ctx, q.liveOfStmt, LiveOf, arg.Entities, arg.Now)
 	if err != nil {
@@ -40,48 +40,6 @@ func (q *Queries) LiveOf(ctx context.Context, arg LiveOfParams) ([]LiveOfRow, er
 	for rows.Next() {
 		var i LiveOfRow
 		if err := rows.Scan(&i.Entity, &i.SessionID, &i.Token); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const LiveOne = `-- name: LiveOne :many
-SELECT session_id, token
-FROM entitylock_leases
-WHERE entity = ?1
-  AND expires_at > ?2
-`
-
-type LiveOneParams struct {
-	Entity string
-	Now    int64
-}
-
-type LiveOneRow struct {
-	SessionID string
-	Token     int64
-}
-
-// LiveOf for a single entity, the usual case: a plain key lookup, cheaper
-// to run than the JSON array's.
-func (q *Queries) LiveOne(ctx context.Context, arg LiveOneParams) ([]LiveOneRow, error) {
-	rows, err := q.query(ctx, q.liveOneStmt, LiveOne, arg.Entity, arg.Now)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []LiveOneRow{}
-	for rows.Next() {
-		var i LiveOneRow
-		if err := rows.Scan(&i.SessionID, &i.Token); err != nil {
 			return nil, err
 		}
 		items = append(items, i)

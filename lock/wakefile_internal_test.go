@@ -1,0 +1,101 @@
+//go:build linux || darwin || dragonfly || freebsd || netbsd || openbsd
+
+package lock
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Two maps of one wake file, as two processes have: a release rings only
+// the bells of slots marked, and only while their mark lasts; a mark is
+// never lowered; the file has its one size.
+func TestWakeFileMarksAndBells(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "l.db")
+	open := func() *wakeFile {
+		t.Helper()
+		w, err := openWakeFile(dbPath, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := w.close(); err != nil {
+				t.Error(err)
+			}
+		})
+		return w
+	}
+	waiter, releaser := open(), open()
+	now := time.Now().UnixMilli()
+	if wakeSlot("a") == wakeSlot("b") {
+		t.Fatal(`"a" and "b" share a slot: pick other names`)
+	}
+	steps := []struct {
+		name  string
+		do    func()
+		wantA int64 // the bell of "a" after the step, as the waiter reads it
+		wantB int64
+	}{
+		{"a release of an entity nobody marked", func() { releaser.ring("a") }, 0, 0},
+		{"a mark, then a release", func() { waiter.mark("a", now+60_000); releaser.ring("a") }, 1, 0},
+		{"another entity's release", func() { releaser.ring("b") }, 1, 0},
+		{"an earlier mark keeps the later one", func() { waiter.mark("a", now-60_000); releaser.ring("a") }, 2, 0},
+		{"a mark that lapsed", func() { waiter.mark("b", now-60_000); releaser.ring("b") }, 2, 0},
+		{"the releaser's own map marks too", func() { releaser.mark("b", now+60_000); releaser.ring("b") }, 2, 1},
+	}
+	for _, st := range steps {
+		st.do()
+		if a, b := waiter.bell("a"), waiter.bell("b"); a != st.wantA || b != st.wantB {
+			t.Errorf("%s: bells a, b = %d, %d; want %d, %d", st.name, a, b, st.wantA, st.wantB)
+		}
+	}
+	info, err := os.Stat(dbPath + "-wake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size() != wakeFileSize {
+		t.Errorf("wake file of %d bytes; want %d", info.Size(), wakeFileSize)
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Errorf("wake file mode %v; want -rw-------", info.Mode().Perm())
+	}
+}
+
+// The wake file stays while any Manager has it open and goes with the last,
+// and one opened after that is a new file.
+func TestWakeFileGoesWithTheLastManager(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "l.db")
+	open := func() *wakeFile {
+		t.Helper()
+		w, err := openWakeFile(dbPath, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	exists := func() bool {
+		_, err := os.Stat(dbPath + "-wake")
+		return err == nil
+	}
+	a, b := open(), open()
+	a.mark("x", time.Now().Add(time.Minute).UnixMilli())
+	if err := a.close(); err != nil {
+		t.Fatal(err)
+	}
+	if !exists() {
+		t.Fatal("wake file removed while another Manager has it open")
+	}
+	if err := b.close(); err != nil {
+		t.Fatal(err)
+	}
+	if exists() {
+		t.Fatal("wake file left after the last Manager closed")
+	}
+	c := open()
+	defer c.close()
+	if c.marked("x") {
+		t.Error("a wake file made anew keeps a mark of the one removed")
+	}
+}
