@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -41,6 +42,7 @@ const (
 // The bounds every sample must hold (README, "Resource bounds").
 const (
 	maxWAL        = 64 << 20    // SQLite -wal file
+	maxWake       = 68 << 10    // SQLite -wake file: made at its one size, never grown
 	maxDBFile     = 64 << 20    // SQLite database file; PostgreSQL table + indexes
 	maxRows       = 100_000     // lease rows, all states
 	maxRSS        = 512 << 20   // per process (the race detector's share included)
@@ -59,6 +61,7 @@ const growthFactor = 1.25
 type sample struct {
 	at           time.Duration
 	wal, dbSize  int64
+	wake         int64 // SQLite's -wake file
 	dead         int64 // PostgreSQL: dead tuples
 	rows         lock.RowCounts
 	rss          int64
@@ -201,6 +204,14 @@ func soak(t *testing.T, engine, dsn, path string, length, every time.Duration) {
 		fmt.Println(table)
 	}
 	check(t, samples)
+	if engine == "sqlite" {
+		if err := probe.Close(); err != nil {
+			t.Error(err)
+		}
+		if _, err := os.Stat(path + "-wake"); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the -wake file outlived every Manager of the file: %v", err)
+		}
+	}
 }
 
 // measureDB fills in what the parent reads from the database.
@@ -211,7 +222,7 @@ func measureDB(ctx context.Context, m *lock.Manager, engine, path string, s *sam
 	}
 	s.rows = rows
 	if engine == "sqlite" {
-		s.wal, s.dbSize = fileSize(path+"-wal"), fileSize(path)
+		s.wal, s.dbSize, s.wake = fileSize(path+"-wal"), fileSize(path), fileSize(path+"-wake")
 		return nil
 	}
 	return m.DB().QueryRowContext(ctx, `SELECT pg_total_relation_size('entitylock_leases'),
@@ -233,13 +244,13 @@ func formatTable(engine string, samples []sample) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "soak on %s: %d processes; per interval: the database as sampled, the worst process's RSS, goroutines and pool, the worst p99 of TryAcquire, all processes' TryAcquire calls\n", engine, procs)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	size := "WAL MiB\tDB MiB"
+	size := "WAL MiB\tDB MiB\tWAKE KiB"
 	if engine == "postgres" {
 		size = "TABLE+IDX MiB\tDEAD"
 	}
 	fmt.Fprintf(tw, "T\t%s\tLIVE\tEXPIRED\tRELEASED\tRSS MiB\tGOROUTINES\tCONNS\tTRYACQUIRES\tP99 ms\tERRORS\tLOST\tSTALLED\t\n", size)
 	for _, s := range samples {
-		sz := mib(s.wal) + "\t" + mib(s.dbSize)
+		sz := mib(s.wal) + "\t" + mib(s.dbSize) + "\t" + strconv.FormatInt(s.wake>>10, 10)
 		if engine == "postgres" {
 			sz = mib(s.dbSize) + "\t" + strconv.FormatInt(s.dead, 10)
 		}
@@ -266,6 +277,7 @@ func check(t *testing.T, samples []sample) {
 		slack int64 // for the growth check
 	}{
 		{"-wal bytes", func(s sample) int64 { return s.wal }, maxWAL, 8 << 20},
+		{"-wake bytes", func(s sample) int64 { return s.wake }, maxWake, 0},
 		{"database bytes", func(s sample) int64 { return s.dbSize }, maxDBFile, 8 << 20},
 		{"rows", total, maxRows, 5000},
 		{"RSS bytes", func(s sample) int64 { return s.rss }, maxRSS, 64 << 20},
