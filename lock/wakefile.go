@@ -1,7 +1,6 @@
 package lock
 
 import (
-	"errors"
 	"os"
 	"sync/atomic"
 	"time"
@@ -54,9 +53,6 @@ const (
 	wakeMarkFor     = 6 * time.Second
 	wakeRemarkEvery = 2 * time.Second
 )
-
-// errNoWakeFiles: this package makes no wake files on this system.
-var errNoWakeFiles = errors.New("no wake files on this system")
 
 // wakeFile is a wake file, mapped. Its methods are safe for concurrent use
 // until close.
