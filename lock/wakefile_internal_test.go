@@ -14,20 +14,14 @@ import (
 // never lowered; the file has its one size.
 func TestWakeFileMarksAndBells(t *testing.T) {
 	dbPath := filepath.Join(t.TempDir(), "l.db")
-	open := func() *wakeFile {
-		t.Helper()
-		w, err := openWakeFile(dbPath, 0o600)
-		if err != nil {
-			t.Fatal(err)
-		}
+	waiter, releaser := openWake(t, dbPath), openWake(t, dbPath)
+	for _, w := range []*wakeFile{waiter, releaser} {
 		t.Cleanup(func() {
 			if err := w.close(); err != nil {
 				t.Error(err)
 			}
 		})
-		return w
 	}
-	waiter, releaser := open(), open()
 	now := time.Now().UnixMilli()
 	if wakeSlot("a") == wakeSlot("b") {
 		t.Fatal(`"a" and "b" share a slot: pick other names`)
@@ -67,19 +61,11 @@ func TestWakeFileMarksAndBells(t *testing.T) {
 // and one opened after that is a new file.
 func TestWakeFileGoesWithTheLastManager(t *testing.T) {
 	dbPath := filepath.Join(t.TempDir(), "l.db")
-	open := func() *wakeFile {
-		t.Helper()
-		w, err := openWakeFile(dbPath, 0o600)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
 	exists := func() bool {
 		_, err := os.Stat(dbPath + "-wake")
 		return err == nil
 	}
-	a, b := open(), open()
+	a, b := openWake(t, dbPath), openWake(t, dbPath)
 	a.mark("x", time.Now().Add(time.Minute).UnixMilli())
 	if err := a.close(); err != nil {
 		t.Fatal(err)
@@ -93,9 +79,19 @@ func TestWakeFileGoesWithTheLastManager(t *testing.T) {
 	if exists() {
 		t.Fatal("wake file left after the last Manager closed")
 	}
-	c := open()
+	c := openWake(t, dbPath)
 	defer c.close()
 	if c.marked("x") {
 		t.Error("a wake file made anew keeps a mark of the one removed")
 	}
+}
+
+// openWake opens the wake file of dbPath, made with mode 0600.
+func openWake(t *testing.T, dbPath string) *wakeFile {
+	t.Helper()
+	w, err := openWakeFile(dbPath, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }

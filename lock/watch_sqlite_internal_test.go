@@ -90,13 +90,13 @@ func releaseWakes(t *testing.T, holder *Session, done <-chan error) {
 
 // watchOnFile is watchOn for a watch on the wake file, which Linux
 // (inotify) always allows; elsewhere the test is skipped when the watcher
-// polls instead.
+// polls instead, or has no wake file.
 func watchOnFile(t *testing.T, m *Manager) *sqliteWatch {
 	t.Helper()
 	w := watchOn(t, m)
 	if w.polling.Load() {
 		if runtime.GOOS == "linux" {
-			t.Fatalf("the watcher polls; want it watching the wake file (%v)", w.wake)
+			t.Fatal("the watcher polls; want it watching the wake file")
 		}
 		t.Skip("no file notifications here: the watcher polls")
 	}
@@ -199,108 +199,77 @@ func TestWatchPollsWithoutAFile(t *testing.T) {
 	releaseWakes(t, holder, done)
 }
 
-// While the watch is on, a Do call whose lease another Manager force-releases
-// is cancelled at once, not at its next renewal (20 s away).
-func TestWatchTellsDoOfAForceRelease(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "l.db")
-	operator := openInternal(t, path, WithTTL(time.Hour))
-	m := openInternal(t, path, WithTTL(time.Minute), WithRenewInterval(20*time.Second), waitForever)
-	ctx := t.Context()
-	if _, err := sessionOf(t, operator, "holder").TryAcquire(ctx, "other"); err != nil {
-		t.Fatal(err)
+// While the watch is on, a Do call whose lease another Manager takes is
+// cancelled at once, not at its next renewal (20 s away): by a
+// force-release, or by a grant after the lease expired (its process was
+// paused, say), which rings the entity's bell too. The Do call's entity,
+// held after the watch began, is marked at once, not at the next round of
+// marks.
+func TestWatchTellsDoOfALostLease(t *testing.T) {
+	tests := []struct {
+		name string
+		take func(t *testing.T, other *Manager)
+		want []error
+	}{
+		{"force-release", func(t *testing.T, other *Manager) {
+			if ok, err := other.ForceRelease(t.Context(), "job"); err != nil || !ok {
+				t.Fatalf("ForceRelease = %v, %v", ok, err)
+			}
+		}, []error{ErrLeaseLost, ErrNotHeld}},
+		{"reclaim", func(t *testing.T, other *Manager) {
+			l, err := sessionOf(t, other, "taker").TryAcquire(t.Context(), "job")
+			if err != nil || !l.Reclaimed {
+				t.Fatalf("TryAcquire by the Manager ahead = %+v, %v; want a grant that reclaimed the lease", l, err)
+			}
+		}, []error{ErrLeaseLost}},
 	}
-	// A waiter keeps the watch on.
-	waitCtx, stopWaiting := context.WithCancel(context.Background())
-	defer stopWaiting()
-	waiting := acquireInBackground(waitCtx, sessionOf(t, m, "waiter"), "other")
-	w := watchOn(t, m)
-	if w.wake != nil {
-		eventually(t, `the watcher to mark "other"`, func() bool { return w.wake.marked("other") })
-	}
-	started := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- sessionOf(t, m, "worker").Do(context.Background(), "job", func(ctx context.Context, l Lease) error {
-			close(started)
-			<-ctx.Done()
-			return context.Cause(ctx)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "l.db")
+			// The other Manager's clock is 2 minutes ahead: it finds the
+			// Do call's lease, of 1 minute, expired.
+			other := openInternal(t, path, WithTTL(time.Hour), WithClock(func() time.Time { return time.Now().Add(2 * time.Minute) }))
+			m := openInternal(t, path, WithTTL(time.Minute), WithRenewInterval(20*time.Second), waitForever)
+			if _, err := sessionOf(t, other, "holder").TryAcquire(t.Context(), "other"); err != nil {
+				t.Fatal(err)
+			}
+			// A waiter keeps the watch on.
+			waitCtx, stopWaiting := context.WithCancel(context.Background())
+			defer stopWaiting()
+			waiting := acquireInBackground(waitCtx, sessionOf(t, m, "waiter"), "other")
+			w := watchOnFile(t, m)
+			eventually(t, `the watcher to mark "other"`, func() bool { return w.wake.marked("other") })
+			started := make(chan struct{})
+			done := make(chan error, 1)
+			go func() {
+				done <- sessionOf(t, m, "worker").Do(context.Background(), "job", func(ctx context.Context, l Lease) error {
+					close(started)
+					<-ctx.Done()
+					return context.Cause(ctx)
+				})
+			}()
+			<-started
+			begun := time.Now()
+			eventually(t, `the watcher to mark "job"`, func() bool { return w.wake.marked("job") })
+			if took := time.Since(begun); took >= wakeRemarkEvery/2 {
+				t.Errorf(`the watcher marked "job" %v after the Do call began; want it at once`, took)
+			}
+			tt.take(t, other)
+			select {
+			case err := <-done:
+				for _, want := range tt.want {
+					if !errors.Is(err, want) {
+						t.Errorf("Do = %v; want it to satisfy errors.Is(err, %v)", err, want)
+					}
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Do not cancelled within 10s of another Manager taking its lease")
+			}
+			stopWaiting()
+			if err := <-waiting; !errors.Is(err, context.Canceled) {
+				t.Errorf("waiter: %v; want context.Canceled", err)
+			}
 		})
-	}()
-	<-started
-	if w.wake != nil {
-		// The Do call's entity, held after the watch began, is marked at
-		// once, not at the next round of marks.
-		begun := time.Now()
-		eventually(t, `the watcher to mark "job"`, func() bool { return w.wake.marked("job") })
-		if took := time.Since(begun); took >= wakeRemarkEvery/2 {
-			t.Errorf(`the watcher marked "job" %v after the Do call began; want it at once`, took)
-		}
-	}
-	if ok, err := operator.ForceRelease(ctx, "job"); err != nil || !ok {
-		t.Fatalf("ForceRelease = %v, %v", ok, err)
-	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrLeaseLost) || !errors.Is(err, ErrNotHeld) {
-			t.Fatalf("Do = %v; want ErrLeaseLost (ErrNotHeld)", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Do not cancelled within 10s of another Manager's ForceRelease")
-	}
-	stopWaiting()
-	if err := <-waiting; !errors.Is(err, context.Canceled) {
-		t.Errorf("waiter: %v; want context.Canceled", err)
-	}
-}
-
-// While the watch is on, a Do call whose lease expired (its process was
-// paused, say) and was granted to a session of another Manager is
-// cancelled at once, not at its next renewal (20 s away): the grant that
-// reclaimed it rings its bell.
-func TestWatchTellsDoOfAReclaim(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "l.db")
-	// Another Manager whose clock is 2 minutes ahead finds the Do call's
-	// lease, of 1 minute, expired.
-	later := openInternal(t, path, WithTTL(time.Hour), WithClock(func() time.Time { return time.Now().Add(2 * time.Minute) }))
-	m := openInternal(t, path, WithTTL(time.Minute), WithRenewInterval(20*time.Second), waitForever)
-	ctx := t.Context()
-	if _, err := sessionOf(t, later, "holder").TryAcquire(ctx, "other"); err != nil {
-		t.Fatal(err)
-	}
-	// A waiter keeps the watch on.
-	waitCtx, stopWaiting := context.WithCancel(context.Background())
-	defer stopWaiting()
-	waiting := acquireInBackground(waitCtx, sessionOf(t, m, "waiter"), "other")
-	started := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- sessionOf(t, m, "worker").Do(context.Background(), "job", func(ctx context.Context, l Lease) error {
-			close(started)
-			<-ctx.Done()
-			return context.Cause(ctx)
-		})
-	}()
-	<-started
-	w := watchOn(t, m)
-	if w.wake == nil {
-		t.Fatal("no wake file")
-	}
-	eventually(t, `the watcher to mark "job"`, func() bool { return w.wake.marked("job") })
-	l, err := sessionOf(t, later, "taker").TryAcquire(ctx, "job")
-	if err != nil || !l.Reclaimed {
-		t.Fatalf("TryAcquire by the Manager ahead = %+v, %v; want a grant that reclaimed the lease", l, err)
-	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrLeaseLost) {
-			t.Fatalf("Do = %v; want ErrLeaseLost", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Do not cancelled within 10s of another Manager's grant of its expired lease")
-	}
-	stopWaiting()
-	if err := <-waiting; !errors.Is(err, context.Canceled) {
-		t.Errorf("waiter: %v; want context.Canceled", err)
 	}
 }
 
