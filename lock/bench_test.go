@@ -68,8 +68,8 @@ func BenchmarkPostgresHandoffAcrossManagers(b *testing.B) {
 }
 
 // Handoff on SQLite between two Managers in this process, each with its own
-// pool: the waiter learns of the release only through its watch on the
-// file, as from another process.
+// pool: the waiter learns of the release only through the wake file, as
+// from another process.
 func BenchmarkHandoffAcrossManagers(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "locks.db")
 	benchHandoff(b, mustOpenPath(b, path, handoffRetry), mustOpenPath(b, path, handoffRetry))

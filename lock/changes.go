@@ -2,7 +2,7 @@ package lock
 
 // A Manager learns of releases made by other processes through its
 // engine's change feed: LISTEN/NOTIFY on PostgreSQL (listen_postgres.go),
-// a watch on the database file on SQLite (watch_sqlite.go). Both report in
+// the wake file beside the database on SQLite (watch_sqlite.go). Both report in
 // the same two ways, below; a release made through the Manager itself is
 // handled where it is made (Manager.released), without either.
 

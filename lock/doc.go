@@ -30,8 +30,8 @@
 // [Session.Acquire] waits in a first-come-first-served line per entity and
 // Manager; a release through the same Manager wakes the next waiter at once.
 // Releases by other processes wake it too: on PostgreSQL (any machine)
-// through LISTEN/NOTIFY, on SQLite through a watch on the database file,
-// kept while the Manager has waiters. Waiters also poll on the retry
+// through LISTEN/NOTIFY, on SQLite through a wake file beside the database
+// (its name plus "-wake"), watched while the Manager has waiters. Waiters also poll on the retry
 // policy's backoff, never later than the holder's expiry.
 //
 // # Fencing

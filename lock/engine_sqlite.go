@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -35,7 +36,7 @@ var (
 	_ changeFeed = (*sqliteEngine)(nil)
 )
 
-func newSQLiteEngine(ctx context.Context, db *sql.DB) (*sqliteEngine, error) {
+func newSQLiteEngine(ctx context.Context, db *sql.DB, log *slog.Logger) (*sqliteEngine, error) {
 	file, err := openedFile(ctx, db)
 	if err != nil {
 		return nil, err
@@ -55,6 +56,10 @@ func newSQLiteEngine(ctx context.Context, db *sql.DB) (*sqliteEngine, error) {
 		e.wakeErr = errors.New("the database is open read-only")
 	default:
 		e.wake, e.wakeErr = openWakeFile(file.path, file.info.Mode().Perm())
+		if e.wakeErr != nil && !errors.Is(e.wakeErr, errNoWakeFiles) {
+			log.Warn("entitylock: no wake file: this Manager's releases wake waiters of other processes only at their next poll",
+				slog.Any("err", e.wakeErr))
+		}
 	}
 	return e, nil
 }
@@ -90,8 +95,9 @@ func (e *sqliteEngine) close() error {
 func (e *sqliteEngine) followChanges(m *Manager) { m.watcher(e.wake, e.wakeErr) }
 
 // freed rings entity's bell in the wake file (wakefile.go), once a
-// statement that freed it, or granted it anew after its lease expired
-// (for the Do calls of other processes that held it), committed.
+// statement that freed it, or that granted it anew after its lease expired
+// or purged its expired lease (for the Do calls of other processes that
+// held it), committed.
 func (e *sqliteEngine) freed(entity string) {
 	if e.wake != nil {
 		e.wake.ring(entity)
@@ -298,7 +304,16 @@ func (e *sqliteEngine) purgeBatch(ctx context.Context, entities []string, now cl
 	if err != nil {
 		return 0, err
 	}
-	return e.q.PurgeBatch(ctx, sqlitedb.PurgeBatchParams{Entities: string(list), Now: now.ms})
+	n, err := e.q.PurgeBatch(ctx, sqlitedb.PurgeBatchParams{Entities: string(list), Now: now.ms})
+	if err == nil && n > 0 {
+		// A Do call of another process may still take a lease purged as
+		// expired for its own; its entity's next grant makes a row anew,
+		// which reclaims nothing.
+		for _, entity := range entities {
+			e.freed(entity)
+		}
+	}
+	return n, err
 }
 
 // vacuumStep is how many free pages one incremental vacuum gives back, in

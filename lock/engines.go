@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/entitylock/entitylock/schema"
@@ -36,8 +37,9 @@ type engineKind struct {
 	// migrations is the engine's embedded schema.
 	migrations *schema.Migrations
 	// adapter returns the engine's statements over db; o is what open
-	// returned, or nil when db is the caller's (New).
-	adapter func(ctx context.Context, db *sql.DB, o *openedDB) (engine, error)
+	// returned, or nil when db is the caller's (New); log takes what the
+	// engine has to report while it starts.
+	adapter func(ctx context.Context, db *sql.DB, o *openedDB, log *slog.Logger) (engine, error)
 	// serverClock: the database server's clock times leases unless the
 	// Manager has WithClock, so every process reads the same clock.
 	serverClock bool

@@ -68,7 +68,7 @@ func newManager(ctx context.Context, k *engineKind, db *sql.DB, o *openedDB, opt
 	if err := k.migrations.Migrate(ctx, db); err != nil {
 		return nil, opError("open", "", err)
 	}
-	eng, err := k.adapter(ctx, db, o)
+	eng, err := k.adapter(ctx, db, o, cfg.logger)
 	if err != nil {
 		return nil, opError("open: prepare statements", "", err)
 	}

@@ -63,8 +63,8 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Manager, error) {
 //
 // From its first wait in Acquire or Do until Close, a Manager holds one of
 // db's connections to learn of releases by other processes (PostgreSQL:
-// LISTEN; SQLite: reads of PRAGMA data_version): give db room for it (with
-// SetMaxOpenConns(1) it does without, and waiters only poll).
+// LISTEN; SQLite: reads of the leases it starts to wait for): give db room
+// for it (with SetMaxOpenConns(1) it does without, and waiters only poll).
 func New(ctx context.Context, db *sql.DB, opts ...Option) (*Manager, error) {
 	k, err := kindOfDB(db)
 	if err != nil {

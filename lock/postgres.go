@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"log/slog"
 	"net/url"
 	"regexp"
 	"strings"
@@ -26,7 +27,7 @@ var postgresKind = &engineKind{
 	redact:      redactPostgresDSN,
 	migrations:  schema.Postgres,
 	serverClock: true,
-	adapter: func(_ context.Context, db *sql.DB, o *openedDB) (engine, error) {
+	adapter: func(_ context.Context, db *sql.DB, o *openedDB, _ *slog.Logger) (engine, error) {
 		e := newPostgresEngine(db)
 		if o != nil {
 			e.health = o.health

@@ -86,8 +86,8 @@ func (p RetryPolicy) exhausted(n int) bool {
 //     the entity's line, which tries at once; when the head leaves the line,
 //     the next waiter is woken the same way. Releases by other processes
 //     wake it too, through the engine's change feed (changes.go): on
-//     PostgreSQL LISTEN/NOTIFY, on SQLite a watch on the database file that
-//     wakes the lines whose entity is free. A woken attempt that fails (the
+//     PostgreSQL LISTEN/NOTIFY, on SQLite the wake file, whose bells wake
+//     the lines whose entity was released. A woken attempt that fails (the
 //     entity went to another process first) does not count as a retry.
 func (s *Session) retry(ctx context.Context, attempt func() error) error {
 	m := s.m

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"log/slog"
 	"strings"
 
 	"github.com/entitylock/entitylock/schema"
@@ -12,8 +13,8 @@ import (
 
 // sqliteKind is SQLite, through github.com/ncruces/go-sqlite3 (no cgo): a
 // database file shared by the processes of one machine. The Manager's
-// clock times leases; commits by other processes are seen through the file
-// (watch_sqlite.go).
+// clock times leases; releases by other processes are heard through the
+// wake file beside it (watch_sqlite.go).
 var sqliteKind = &engineKind{
 	name:       "sqlite",
 	dsnForms:   `an SQLite file path, a "file:" URI or ":memory:"`,
@@ -23,8 +24,8 @@ var sqliteKind = &engineKind{
 	open:       openSQLite,
 	redact:     func(dsn string) string { return dsn }, // a path holds no password
 	migrations: schema.SQLite,
-	adapter: func(ctx context.Context, db *sql.DB, _ *openedDB) (engine, error) {
-		return newSQLiteEngine(ctx, db)
+	adapter: func(ctx context.Context, db *sql.DB, _ *openedDB, log *slog.Logger) (engine, error) {
+		return newSQLiteEngine(ctx, db, log)
 	},
 }
 

@@ -1,6 +1,7 @@
 package lock
 
 import (
+	"errors"
 	"os"
 	"sync/atomic"
 	"time"
@@ -26,8 +27,11 @@ import (
 //     rang.
 //
 // Either the release sees the mark, or the waiter's read after its mark
-// sees the release: a wake-up is never missed for want of a mark. A
-// release that does not ring (a process that died between its commit and
+// sees the release: while a mark lasts, no wake-up is missed for want of
+// it. A mark that lapsed while its Manager still waited (the process was
+// stopped for longer than wakeMarkFor, or the clock stepped forwards) is
+// found so when the Manager marks again, and the leases are read anew
+// then. A release that does not ring (a process that died between its commit and
 // the bell, an older version of this package, SQL written by hand) wakes
 // nobody: waiters learn of it at their next poll, on their backoff. Two
 // entities of one slot share its bell, so a release of one also wakes the
@@ -35,15 +39,16 @@ import (
 // against the system's wall clock: a step of it backwards makes releases
 // ring for slots nobody waits on any more, until the marks lapse; a step
 // forwards past wakeMarkFor silences the marks until the waiters mark
-// again, wakeRemarkEvery later at most.
+// again, wakeRemarkEvery later at most, and read the leases.
 //
 // The file is made by the first Manager that opens the database to write
-// (read-only ones use none), wakeFileSize bytes, all written, so that no
-// later write through the map needs space the disk may not have; it never
-// grows. Each Manager maps it into memory, so a release reads its mark with
-// one load, and holds a shared lock on it (flock) until it closes; the one
-// that closes last removes it, as SQLite's last connection removes the -wal
-// and -shm files. Like those, it must not be removed or truncated by hand
+// (read-only ones use none): wakeFileSize bytes, all written under another
+// name and then linked, so that no process sees it partly made and no
+// write through the map needs space the disk may not have (except on
+// copy-on-write file systems, where any write may). It never grows. Each
+// Manager maps it into memory, so a release reads its mark with one load,
+// and holds a shared lock on it (flock) until it closes; the one that
+// closes last removes it. It must not be removed or truncated by hand
 // while processes use it.
 const (
 	wakeSlots       = 4096
@@ -53,6 +58,9 @@ const (
 	wakeMarkFor     = 6 * time.Second
 	wakeRemarkEvery = 2 * time.Second
 )
+
+// errNoWakeFiles: this package makes no wake files on this system.
+var errNoWakeFiles = errors.New("no wake files on this system")
 
 // wakeFile is a wake file, mapped. Its methods are safe for concurrent use
 // until close.
@@ -76,13 +84,15 @@ func (w *wakeFile) word(at int) *int64 {
 	return (*int64)(unsafe.Pointer(&w.mem[at]))
 }
 
-// mark makes entity's slot marked until untilMs at least.
-func (w *wakeFile) mark(entity string, untilMs int64) {
+// mark makes entity's slot marked until untilMs at least. It reports
+// whether the slot's mark had lapsed: releases meanwhile did not ring.
+func (w *wakeFile) mark(entity string, untilMs int64) (lapsed bool) {
 	p := w.word(wakeMarksAt + 8*wakeSlot(entity))
+	now := time.Now().UnixMilli()
 	for {
 		old := atomic.LoadInt64(p)
 		if old >= untilMs || atomic.CompareAndSwapInt64(p, old, untilMs) {
-			return
+			return old <= now
 		}
 	}
 }

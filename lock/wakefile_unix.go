@@ -1,10 +1,15 @@
-//go:build linux || darwin || dragonfly || freebsd || netbsd || openbsd
+//go:build (linux || darwin || dragonfly || freebsd || netbsd || openbsd) && !(arm || mips || mipsle)
+
+// (On 32-bit ARM and MIPS, Go's 64-bit atomic operations take a lock of
+// the process's own: they are not atomic between processes.)
 
 package lock
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"syscall"
 )
@@ -14,7 +19,13 @@ import (
 func openWakeFile(dbPath string, perm os.FileMode) (*wakeFile, error) {
 	path := dbPath + "-wake"
 	for range maxAttempts {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, perm)
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			if err := makeWakeFile(path, perm); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -38,6 +49,30 @@ func openWakeFile(dbPath string, perm os.FileMode) (*wakeFile, error) {
 	return nil, fmt.Errorf("%s kept being removed", path)
 }
 
+// makeWakeFile makes the wake file at path unless one is there: written
+// whole under another name, then linked, so that every process sees it
+// whole (no hole a write through the map would need space for, and no
+// zeros written over another process's marks).
+func makeWakeFile(path string, perm os.FileMode) error {
+	tmp := path + "-" + rand.Text()[:8]
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	_, err = f.Write(make([]byte, wakeFileSize))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Link(tmp, path); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return nil
+}
+
 // samePath reports whether path names the file f has open.
 func samePath(f *os.File, path string) bool {
 	fi, err := f.Stat()
@@ -48,29 +83,26 @@ func samePath(f *os.File, path string) bool {
 	return err == nil && os.SameFile(fi, pi)
 }
 
-// mapWakeFile fills f to wakeFileSize with zeros, from where this process
-// or another left it, and maps it shared, readable and writable.
+// mapWakeFile maps f shared, readable and writable, once it checked its
+// size.
 func mapWakeFile(f *os.File) ([]byte, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
-	if size := st.Size(); size < wakeFileSize {
-		if _, err := f.WriteAt(make([]byte, wakeFileSize-size), size); err != nil {
-			return nil, err
-		}
+	if st.Size() != wakeFileSize {
+		return nil, fmt.Errorf("%d bytes, not %d", st.Size(), wakeFileSize)
 	}
 	return syscall.Mmap(int(f.Fd()), 0, wakeFileSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
 }
 
 // close unmaps the file and, when no other Manager holds its lock,
-// removes it.
+// removes it; a file that cannot be removed stays, as SQLite leaves a -wal
+// it cannot remove.
 func (w *wakeFile) close() error {
 	err := syscall.Munmap(w.mem)
 	if syscall.Flock(int(w.f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil && samePath(w.f, w.path) {
-		if rmErr := os.Remove(w.path); !errors.Is(rmErr, os.ErrNotExist) {
-			err = errors.Join(err, rmErr)
-		}
+		os.Remove(w.path)
 	}
 	return errors.Join(err, w.f.Close())
 }

@@ -220,8 +220,9 @@ func (w *sqliteWatch) written(ev fsnotify.Event, ok bool) error {
 
 // follow marks, in the wake file, the entities the Manager's lines wait
 // for and its Do calls hold, forgets those it no longer has, and reads the
-// leases of those marked anew (all of them when all is set), waking the
-// lines whose entity is free and the Do calls whose entity changed hands.
+// leases of those marked anew or whose mark had lapsed (all of them when
+// all is set), waking the lines whose entity is free and the Do calls
+// whose entity changed hands.
 // Without a wake file it reads data_version, and with all set the leases.
 func (w *sqliteWatch) follow(ctx context.Context, all bool) error {
 	if w.wake == nil {
@@ -242,8 +243,8 @@ func (w *sqliteWatch) follow(ctx context.Context, all bool) error {
 	until := time.Now().Add(wakeMarkFor).UnixMilli()
 	var fresh []string
 	for e := range want {
-		w.wake.mark(e, until)
-		if _, ok := w.bells[e]; !ok || all {
+		lapsed := w.wake.mark(e, until)
+		if _, ok := w.bells[e]; !ok || all || lapsed {
 			w.bells[e] = w.wake.bell(e)
 			fresh = append(fresh, e)
 		}
@@ -310,11 +311,11 @@ func (w *sqliteWatch) notify(ctx context.Context, entities []string) error {
 		return nil
 	}
 	m := w.m
-	w.reads.Add(1)
 	live, err := liveOf(ctx, w.q, entities, m.stmtNow())
 	if err != nil {
 		return fmt.Errorf("read live leases: %w", err)
 	}
+	w.reads.Add(1)
 	for _, e := range entities {
 		g, held := live[e]
 		if !held || !m.keepers.allHold(e, g.session, g.token) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,6 +169,119 @@ func TestWatchOnlyWhileWaiting(t *testing.T) {
 	}
 }
 
+// Every way of releasing a lease in another Manager wakes the waiter.
+func TestWatchWakesOnEveryRelease(t *testing.T) {
+	tests := []struct {
+		name string
+		hold func(t *testing.T, s *Session) (release func())
+	}{
+		{"Release", func(t *testing.T, s *Session) func() {
+			mustAcquire(t, s, "hot")
+			return func() { mustRelease(t)(s.Release(t.Context(), "hot")) }
+		}},
+		{"ReleaseAll", func(t *testing.T, s *Session) func() {
+			mustAcquire(t, s, "hot")
+			return func() {
+				if n, err := s.ReleaseAll(t.Context()); err != nil || n != 1 {
+					t.Fatalf("ReleaseAll = %d, %v", n, err)
+				}
+			}
+		}},
+		{"ForceRelease", func(t *testing.T, s *Session) func() {
+			mustAcquire(t, s, "hot")
+			return func() { mustRelease(t)(s.m.ForceRelease(t.Context(), "hot")) }
+		}},
+		{"the end of Do", func(t *testing.T, s *Session) func() {
+			held, end, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+			go func() {
+				done <- s.Do(context.Background(), "hot", func(context.Context, Lease) error {
+					close(held)
+					<-end
+					return nil
+				})
+			}()
+			<-held
+			return func() {
+				close(end)
+				if err := <-done; err != nil {
+					t.Fatalf("Do = %v", err)
+				}
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "l.db")
+			other := openInternal(t, path, WithTTL(time.Hour))
+			m := openInternal(t, path, WithTTL(time.Hour), waitForever)
+			release := tt.hold(t, sessionOf(t, other, "holder"))
+			done := acquireInBackground(context.Background(), sessionOf(t, m, "waiter"), "hot")
+			w := watchOnFile(t, m)
+			eventually(t, `the watcher to mark "hot"`, func() bool { return w.wake.marked("hot") })
+			bell := w.wake.bell("hot")
+			release()
+			if w.wake.bell("hot") == bell {
+				t.Errorf("%s did not ring the bell", tt.name)
+			}
+			waitGranted(t, done)
+		})
+	}
+}
+
+// A mark that lapsed while the Manager still waited (its process was
+// stopped for longer than a mark lasts, say) is found so when the watcher
+// marks again, and the lease is read then: a release meanwhile, which
+// did not ring, still wakes the waiter, within wakeRemarkEvery.
+func TestWatchRereadsALapsedMark(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l.db")
+	other := openInternal(t, path, WithTTL(time.Hour))
+	m := openInternal(t, path, WithTTL(time.Hour), waitForever)
+	holder := sessionOf(t, other, "holder")
+	mustAcquire(t, holder, "hot")
+	done := acquireInBackground(context.Background(), sessionOf(t, m, "waiter"), "hot")
+	w := watchOnFile(t, m)
+	eventually(t, `the watcher to mark "hot" and read its lease`, func() bool { return w.reads.Load() > 0 })
+	atomic.StoreInt64(w.wake.word(wakeMarksAt+8*wakeSlot("hot")), 0) // lapsed
+	bell := w.wake.bell("hot")
+	mustRelease(t)(holder.Release(t.Context(), "hot"))
+	if w.wake.bell("hot") != bell {
+		t.Fatal("a release rang the bell of a slot whose mark lapsed")
+	}
+	waitGranted(t, done)
+}
+
+func mustAcquire(t *testing.T, s *Session, entity string) {
+	t.Helper()
+	if _, err := s.TryAcquire(t.Context(), entity); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mustRelease returns a function that fails t unless the release whose
+// results it is given released a lease.
+func mustRelease(t *testing.T) func(ok bool, err error) {
+	return func(ok bool, err error) {
+		t.Helper()
+		if err != nil || !ok {
+			t.Fatalf("release = %v, %v; want true, nil", ok, err)
+		}
+	}
+}
+
+// waitGranted fails unless the Acquire whose result done gives succeeds
+// within 10 s.
+func waitGranted(t *testing.T, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiter not woken by the other Manager's release")
+	}
+}
+
 // Where the database has no file to watch (an in-memory database shared by
 // two pools), the watcher polls data_version while there are waiters.
 func TestWatchPollsWithoutAFile(t *testing.T) {
@@ -202,7 +316,8 @@ func TestWatchPollsWithoutAFile(t *testing.T) {
 // While the watch is on, a Do call whose lease another Manager takes is
 // cancelled at once, not at its next renewal (20 s away): by a
 // force-release, or by a grant after the lease expired (its process was
-// paused, say), which rings the entity's bell too. The Do call's entity,
+// paused, say) or after a purge removed it, which ring the entity's bell
+// too. The Do call's entity,
 // held after the watch began, is marked at once, not at the next round of
 // marks.
 func TestWatchTellsDoOfALostLease(t *testing.T) {
@@ -220,6 +335,21 @@ func TestWatchTellsDoOfALostLease(t *testing.T) {
 			l, err := sessionOf(t, other, "taker").TryAcquire(t.Context(), "job")
 			if err != nil || !l.Reclaimed {
 				t.Fatalf("TryAcquire by the Manager ahead = %+v, %v; want a grant that reclaimed the lease", l, err)
+			}
+		}, []error{ErrLeaseLost}},
+		{"reclaim by AcquireAll", func(t *testing.T, other *Manager) {
+			ls, err := sessionOf(t, other, "taker").AcquireAll(t.Context(), "job", "more")
+			if err != nil || !ls[0].Reclaimed {
+				t.Fatalf("AcquireAll by the Manager ahead = %+v, %v; want a grant that reclaimed the lease", ls, err)
+			}
+		}, []error{ErrLeaseLost}},
+		{"purge, then a grant", func(t *testing.T, other *Manager) {
+			if n, err := other.PurgeExpired(t.Context()); err != nil || n != 1 {
+				t.Fatalf("PurgeExpired by the Manager ahead = %d, %v; want 1", n, err)
+			}
+			l, err := sessionOf(t, other, "taker").TryAcquire(t.Context(), "job")
+			if err != nil || l.Reclaimed {
+				t.Fatalf("TryAcquire after the purge = %+v, %v; want a grant of a new row", l, err)
 			}
 		}, []error{ErrLeaseLost}},
 	}

@@ -169,8 +169,8 @@ func testInProcessWaitersAreServedFIFO(t *testing.T, h *harness) {
 
 // A release by another Manager (another process, or on PostgreSQL another
 // machine) wakes a waiter: through LISTEN/NOTIFY on PostgreSQL, through the
-// watch on the database file on SQLite. Its one-hour backoff and the
-// holder's one-hour TTL never run out.
+// wake file on SQLite. Its one-hour backoff and the holder's one-hour TTL
+// never run out.
 func testWaiterIsWokenByOtherManagersRelease(t *testing.T, h *harness) {
 	dsn := h.dsn(t)
 	never := lock.RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour}
