@@ -79,14 +79,7 @@ func releaseWakes(t *testing.T, holder *Session, done <-chan error) {
 	if _, err := holder.Release(t.Context(), "hot"); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("waiter not woken by the other Manager's release")
-	}
+	waitGranted(t, done)
 }
 
 // watchOnFile is watchOn for a watch on the wake file, which Linux
