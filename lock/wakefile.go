@@ -28,10 +28,9 @@ import (
 //
 // Either the release sees the mark, or the waiter's read after its mark
 // sees the release: while a mark lasts, no wake-up is missed for want of
-// it. A mark that lapsed while its Manager still waited (the process was
-// stopped for longer than wakeMarkFor, or the clock stepped forwards) is
-// found so when the Manager marks again, and the leases are read anew
-// then. A release that does not ring (a process that died between its commit and
+// it. When a Manager marks again after its own marks lapsed (the process
+// was stopped for longer than wakeMarkFor, the host slept, the clock
+// stepped forwards), it reads the leases of all its entities anew. A release that does not ring (a process that died between its commit and
 // the bell, an older version of this package, SQL written by hand) wakes
 // nobody: waiters learn of it at their next poll, on their backoff. Two
 // entities of one slot share its bell, so a release of one also wakes the
@@ -84,15 +83,13 @@ func (w *wakeFile) word(at int) *int64 {
 	return (*int64)(unsafe.Pointer(&w.mem[at]))
 }
 
-// mark makes entity's slot marked until untilMs at least. It reports
-// whether the slot's mark had lapsed: releases meanwhile did not ring.
-func (w *wakeFile) mark(entity string, untilMs int64) (lapsed bool) {
+// mark makes entity's slot marked until untilMs at least.
+func (w *wakeFile) mark(entity string, untilMs int64) {
 	p := w.word(wakeMarksAt + 8*wakeSlot(entity))
-	now := time.Now().UnixMilli()
 	for {
 		old := atomic.LoadInt64(p)
 		if old >= untilMs || atomic.CompareAndSwapInt64(p, old, untilMs) {
-			return old <= now
+			return
 		}
 	}
 }

@@ -3,8 +3,10 @@
 package lock
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -102,4 +104,58 @@ func openWake(t *testing.T, dbPath string) *wakeFile {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// Managers that open the wake file of a new database at once, each marking
+// at once, all share one file, and none loses another's mark.
+func TestWakeFileMadeByManyAtOnce(t *testing.T) {
+	const managers = 8
+	for round := range 20 {
+		dbPath := filepath.Join(t.TempDir(), fmt.Sprintf("l%d.db", round))
+		files := make([]*wakeFile, managers)
+		var wg sync.WaitGroup
+		for i := range files {
+			wg.Go(func() {
+				w, err := openWakeFile(dbPath, 0o600)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				w.mark(fmt.Sprint("entity-", i), time.Now().Add(time.Minute).UnixMilli())
+				files[i] = w
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		for i := range managers {
+			if !files[0].marked(fmt.Sprint("entity-", i)) {
+				t.Errorf("round %d: the mark of Manager %d is lost", round, i)
+			}
+		}
+		for _, w := range files {
+			if err := w.close(); err != nil {
+				t.Error(err)
+			}
+		}
+		if names, err := filepath.Glob(dbPath + "*"); err != nil || len(names) != 0 {
+			t.Fatalf("round %d: left %v (%v)", round, names, err)
+		}
+	}
+}
+
+// A wake file of the wrong size (cut short by hand, or by a crash of the
+// machine) is made anew by a Manager that has it alone.
+func TestWakeFileCutShortIsMadeAnew(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "l.db")
+	if err := os.WriteFile(dbPath+"-wake", make([]byte, 100), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := openWake(t, dbPath)
+	defer w.close()
+	info, err := os.Stat(dbPath + "-wake")
+	if err != nil || info.Size() != wakeFileSize {
+		t.Fatalf("wake file: %v, %v; want %d bytes", info, err, wakeFileSize)
+	}
 }

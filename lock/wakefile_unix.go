@@ -39,7 +39,22 @@ func openWakeFile(dbPath string, perm os.FileMode) (*wakeFile, error) {
 			f.Close()
 			continue
 		}
-		mem, err := mapWakeFile(f)
+		if ok, err := wholeWakeFile(f); err != nil || !ok {
+			// A file cut short (by hand, or by a crash of the machine
+			// before its data reached the disk) is removed by whoever can
+			// take it alone, and made anew.
+			if err == nil && syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil && samePath(f, path) {
+				os.Remove(path)
+				f.Close()
+				continue
+			}
+			f.Close()
+			if err == nil {
+				err = errors.New("not the size of a wake file")
+			}
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		mem, err := syscall.Mmap(int(f.Fd()), 0, wakeFileSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("map %s: %w", path, err)
@@ -61,6 +76,9 @@ func makeWakeFile(path string, perm os.FileMode) error {
 	}
 	defer os.Remove(tmp)
 	_, err = f.Write(make([]byte, wakeFileSize))
+	if err == nil {
+		err = f.Sync() // whole on the disk before its name is
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -83,17 +101,13 @@ func samePath(f *os.File, path string) bool {
 	return err == nil && os.SameFile(fi, pi)
 }
 
-// mapWakeFile maps f shared, readable and writable, once it checked its
-// size.
-func mapWakeFile(f *os.File) ([]byte, error) {
+// wholeWakeFile reports whether f has the size of a wake file.
+func wholeWakeFile(f *os.File) (bool, error) {
 	st, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	if st.Size() != wakeFileSize {
-		return nil, fmt.Errorf("%d bytes, not %d", st.Size(), wakeFileSize)
-	}
-	return syscall.Mmap(int(f.Fd()), 0, wakeFileSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	return st.Size() == wakeFileSize, nil
 }
 
 // close unmaps the file and, when no other Manager holds its lock,

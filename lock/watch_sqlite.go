@@ -24,15 +24,18 @@ import (
 // its bell and writes the file; the watcher then wakes the head of each
 // line whose bell rang, and makes the Do calls holding such an entity
 // renew at once. Commits that free nothing waited for write nothing there:
-// they cost a waiting Manager nothing. Only when it marks an entity anew
-// does it read the database: the leases of those entities, for a release
-// committed before the mark.
+// a waiting Manager reads nothing for them. It reads the database only
+// when it marks an entity anew (the leases of those entities, for a
+// release committed before the mark) and when its own marks had lapsed
+// before it marked again (the leases of all of them).
 //
 // The watch is on only while the Manager has waiters. Where the wake file
 // cannot be watched (no watches left, a file system without
 // notifications), the watcher reads the bells every watchPollEvery instead.
-// Where there is no wake file (a database without a file, a system without
-// shared memory maps, a directory it cannot be made in), it reads PRAGMA
+// Where there is no wake file (a database without a file, a read-only
+// one, a system without mmap and flock or without 64-bit atomic operations
+// between processes, a file that cannot be made or has the wrong size), it
+// reads PRAGMA
 // data_version every watchPollEvery, on a connection it keeps idle, and
 // the live leases of the entities waited for when that changed.
 // BENCHMARKS.md has what each costs.
@@ -94,6 +97,9 @@ type sqliteWatch struct {
 	fsw  *fsnotify.Watcher
 	// bells holds, for each entity marked, its bell as last read.
 	bells map[string]int64
+	// markedUntil is when this watcher's last round of marks lapses (Unix
+	// ms; 0: none yet). An atomic for tests, which make it lapse.
+	markedUntil atomic.Int64
 
 	// For tests: how many times the watcher read the bells or data_version,
 	// found a bell rung or data_version changed, and read the database;
@@ -140,6 +146,7 @@ func (w *sqliteWatch) reset() {
 		w.fsw = nil
 	}
 	w.bells = nil
+	w.markedUntil.Store(0)
 }
 
 // watch wakes waiters for releases committed by other connections until
@@ -220,8 +227,8 @@ func (w *sqliteWatch) written(ev fsnotify.Event, ok bool) error {
 
 // follow marks, in the wake file, the entities the Manager's lines wait
 // for and its Do calls hold, forgets those it no longer has, and reads the
-// leases of those marked anew or whose mark had lapsed (all of them when
-// all is set), waking the lines whose entity is free and the Do calls
+// leases of those marked anew (all of them when all is set, or when its
+// last marks lapsed before this round: releases meanwhile did not ring), waking the lines whose entity is free and the Do calls
 // whose entity changed hands.
 // Without a wake file it reads data_version, and with all set the leases.
 func (w *sqliteWatch) follow(ctx context.Context, all bool) error {
@@ -240,11 +247,16 @@ func (w *sqliteWatch) follow(ctx context.Context, all bool) error {
 	if w.bells == nil {
 		w.bells = make(map[string]int64)
 	}
-	until := time.Now().Add(wakeMarkFor).UnixMilli()
+	now := time.Now()
+	if last := w.markedUntil.Load(); last != 0 && now.UnixMilli() >= last {
+		all = true
+	}
+	until := now.Add(wakeMarkFor).UnixMilli()
+	w.markedUntil.Store(until)
 	var fresh []string
 	for e := range want {
-		lapsed := w.wake.mark(e, until)
-		if _, ok := w.bells[e]; !ok || all || lapsed {
+		w.wake.mark(e, until)
+		if _, ok := w.bells[e]; !ok || all {
 			w.bells[e] = w.wake.bell(e)
 			fresh = append(fresh, e)
 		}
