@@ -82,11 +82,16 @@ func interleave(n int, ops ...func() error) ([]row, error) {
 
 // P6: uncontended TryAcquire+Release pairs on PostgreSQL, the lock API
 // against the seed's PostgreSQL SQL and against the floor, on one schema,
-// in interleaved turns. All three go through pgx's own API on connections
-// of a database/sql pool of pgx's driver (sql.Conn.Raw), as the lock
-// package does; pgx prepares and caches each statement alike.
+// in interleaved turns. All three go through pgx's own API on the
+// connections of one pool, the Manager's (sql.Conn.Raw, as the lock
+// package does); pgx prepares and caches each statement alike. One pool,
+// not one for the Manager and another for the seed and the floor: a
+// server process that served the call before runs the next one sooner
+// than one that sat idle for two turns, and a pool of its own, idle two
+// turns in three, cost the lock API about 3% of its pairs a second
+// (BENCHMARKS.md, "Issue 16").
 func benchPostgres(ctx context.Context, o options, rep *report) error {
-	dsn, m, done, err := openPostgres(ctx, o)
+	_, m, done, err := openPostgres(ctx, o)
 	if err != nil {
 		rep.notes = append(rep.notes, "PostgreSQL rows skipped: "+err.Error())
 		rep.ratio("P6a", "lock API vs seed SQL on PostgreSQL (ops/s ratio)", "P6-ours", "P6-seed", 1.2)
@@ -97,11 +102,7 @@ func benchPostgres(ctx context.Context, o options, rep *report) error {
 	if err != nil {
 		return err
 	}
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+	db := m.DB()
 	for _, ddl := range []string{pgsql.SeedSchema, pgsql.FloorSchema} {
 		if _, err := db.ExecContext(ctx, ddl); err != nil {
 			return err
