@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +42,9 @@ const grantNow = pgdb.Acquire
 // grantValues is grantNow with its row from VALUES instead of a subquery.
 var grantValues = strings.Replace(grantNow, `SELECT $1::text, $2::text, nextval('entitylock_tokens'), c.now, c.now + $3::bigint, false
 FROM (SELECT entitylock_clock($4) AS now) AS c`, `VALUES ($1::text, $2::text, nextval('entitylock_tokens'), entitylock_clock($4), entitylock_clock($4) + $3::bigint, false)`, 1)
+
+// grantToken is grantNow returning the token alone.
+var grantToken = strings.Replace(grantNow, "RETURNING l.token, l.acquired_at, l.expires_at, l.reclaimed", "RETURNING l.token", 1)
 
 // grantNoCase is the floor's upsert on the lock package's table.
 const grantNoCase = `INSERT INTO entitylock_leases AS l (entity, session_id, token, acquired_at, expires_at, reclaimed)
@@ -76,9 +80,16 @@ type variant struct {
 	ddlFile        string // DDL read from this file, before ddl
 	native         bool   // run through pgx's own API (sql.Conn.Raw), not database/sql
 	direct         bool   // native, on one pgx.Conn of its own instead of the pool's
+	tokenOnly      bool   // the grant returns the token alone
 	conn           *pgx.Conn
 	db             *sql.DB
 	grants, rels   []time.Duration
+	// pid is the server process that runs v's statements; srv, the CPU
+	// time it spent on them, read from /proc when the server runs on
+	// this machine (srvOK).
+	pid   int
+	srv   time.Duration
+	srvOK bool
 }
 
 func variants() []*variant {
@@ -91,6 +102,7 @@ func variants() []*variant {
 		{name: "v3-values-pgx", table: "lock", native: true, grant: grantValues, release: releaseNotifying, note: "v3-pgx, the grant's row from VALUES (the clock read twice)"},
 		{name: "v3-floorgrant-pgx", table: "lock", native: true, grant: grantNoCase, release: releaseNotifying, note: "v3-pgx, the floor's grant shape on our table"},
 		{name: "v3-conn-pgx", table: "lock", native: true, direct: true, grant: grantNow, release: releaseNotifying, note: "v3-pgx on one pgx.Conn, no pool"},
+		{name: "v3-ret1-pgx", table: "lock", native: true, grant: grantToken, tokenOnly: true, release: releaseNotifying, note: "v3-pgx, the grant returning the token alone (not enough for the library: the cost of its other columns)"},
 		{name: "v3-silent-pgx", table: "lock", native: true, grant: grantNow, release: releaseNow, note: "v3-pgx, the release not notifying (no registry test)"},
 		{name: "v3-nofence-pgx", table: "lock", native: true, ddl: []string{noFenceTrigger}, grant: grantNow, release: releaseNotifying, note: "v3-pgx without the fence trigger"},
 		{name: "seed", table: "seed", grant: pgsql.SeedGrant, release: pgsql.SeedRelease, note: "upsert, DELETE"},
@@ -156,20 +168,44 @@ func run(ctx context.Context, base string, n int, only string) error {
 	for i := range n {
 		for k := range vs {
 			v := vs[(i+k)%len(vs)]
+			cpu0, ok0 := serverCPU(v.pid)
 			g, r, err := v.pair(ctx)
 			if err != nil {
 				return fmt.Errorf("%s: %w", v.name, err)
 			}
+			cpu1, ok1 := serverCPU(v.pid)
 			v.grants, v.rels = append(v.grants, g), append(v.rels, r)
+			v.srv += cpu1 - cpu0
+			v.srvOK = ok0 && ok1 && (i == 0 || v.srvOK)
 		}
 	}
 	fmt.Printf("pgvariants: %d pairs per variant, one pair at a time in rotating order, %s\n\n", n, time.Now().UTC().Format(time.RFC3339))
-	fmt.Printf("%-15s %9s %10s %11s %12s %9s  %s\n", "VARIANT", "GRANT P50", "GRANT MEAN", "RELEASE P50", "RELEASE MEAN", "PAIR MEAN", "WHAT")
+	fmt.Printf("%-15s %9s %10s %11s %12s %9s %11s  %s\n", "VARIANT", "GRANT P50", "GRANT MEAN", "RELEASE P50", "RELEASE MEAN", "PAIR MEAN", "SERVER CPU", "WHAT")
 	for _, v := range vs {
-		fmt.Printf("%-15s %9s %10s %11s %12s %9s  %s\n", v.name, durations.Micros(durations.Quantile(v.grants, .5)), durations.Micros(durations.Mean(v.grants)),
-			durations.Micros(durations.Quantile(v.rels, .5)), durations.Micros(durations.Mean(v.rels)), durations.Micros(durations.Mean(v.grants)+durations.Mean(v.rels)), v.note)
+		srv := "-"
+		if v.srvOK {
+			srv = durations.Micros(v.srv / time.Duration(n))
+		}
+		fmt.Printf("%-15s %9s %10s %11s %12s %9s %11s  %s\n", v.name, durations.Micros(durations.Quantile(v.grants, .5)), durations.Micros(durations.Mean(v.grants)),
+			durations.Micros(durations.Quantile(v.rels, .5)), durations.Micros(durations.Mean(v.rels)), durations.Micros(durations.Mean(v.grants)+durations.Mean(v.rels)), srv, v.note)
 	}
+	fmt.Println("\nSERVER CPU: the time the variant's server process ran on a CPU, per pair (/proc/<pid>/schedstat; \"-\" when the server is not on this machine).")
 	return nil
+}
+
+// serverCPU reads the CPU time server process pid has run, when it runs on
+// this machine and /proc shows it.
+func serverCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/schedstat")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, false
+	}
+	ns, err := strconv.ParseInt(f[0], 10, 64)
+	return time.Duration(ns), err == nil
 }
 
 func schemaName(prefix string, v *variant) string {
@@ -192,10 +228,16 @@ func (v *variant) setUp(ctx context.Context, admin *sql.DB, base, prefix string)
 	if v.db, err = sql.Open("pgx", u.String()); err != nil {
 		return err
 	}
+	// One connection, so that one server process runs every statement
+	// (the pairs run one at a time: a pool would hand out the same one).
+	v.db.SetMaxOpenConns(1)
 	if v.direct {
 		if v.conn, err = pgx.Connect(ctx, u.String()); err != nil {
 			return err
 		}
+		v.pid = int(v.conn.PgConn().PID())
+	} else if err := v.db.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&v.pid); err != nil {
+		return err
 	}
 	switch v.table {
 	case "lock":
@@ -302,7 +344,11 @@ func (v *variant) pairNative(ctx context.Context, args []any) (grant, release ti
 	err = raw(func(c *pgx.Conn) error {
 		var token, acquired, expires int64
 		var reclaimed bool
-		return c.QueryRow(ctx, v.grant, args...).Scan(&token, &acquired, &expires, &reclaimed)
+		dst := []any{&token, &acquired, &expires, &reclaimed}
+		if v.tokenOnly {
+			dst = dst[:1]
+		}
+		return c.QueryRow(ctx, v.grant, args...).Scan(dst...)
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("grant: %w", err)
