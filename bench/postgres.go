@@ -69,7 +69,7 @@ func openPostgres(ctx context.Context, o options) (dsn string, m *lock.Manager, 
 // synchronous release, which leaves no WAL for it to flush, and in turns
 // rotated the floor followed the seed two turns in three and the lock API
 // one, which put P6c at 0.950 and 0.953 against 0.964 and 0.963 in every
-// order (a scratch test, four runs of 8,004 turns, 2026-11-27 00:55 UTC).
+// order (a scratch test, four runs of 8,004 turns, 2026-11-27 00:48 UTC).
 func interleave(n int, ops ...func() error) ([]row, error) {
 	rows := make([]row, len(ops))
 	orders := permutations(len(ops))
