@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib" // and database/sql driver "pgx"
 
 	"github.com/entitylock/entitylock/bench/internal/pgsql"
+	"github.com/entitylock/entitylock/bench/internal/turns"
 	"github.com/entitylock/entitylock/lock"
 )
 
@@ -64,15 +65,14 @@ func openPostgres(ctx context.Context, o options) (dsn string, m *lock.Manager, 
 // on this shared machine fall on every row alike: with turns of n/20
 // operations (a third of a second each), a burst of a second or two could
 // land on one row's turns and move P6a by ±0.2 from one run to the next.
-// The turns go through every order of the ops in a cycle, so that each op
-// follows each other op as often: an op runs faster after the seed's
-// synchronous release, which leaves no WAL for it to flush, and in turns
-// rotated the floor followed the seed two turns in three and the lock API
-// one, which put P6c at 0.950 and 0.953 against 0.964 and 0.963 in every
-// order (a scratch test, four runs of 8,004 turns, 2026-11-27 00:48 UTC).
+// The turns follow turns.Orders, so that each op follows each other op as
+// often: an op runs faster after the seed's synchronous release, which
+// leaves no WAL for it to flush, and in turns rotated (P6 until
+// 2026-11-27) the floor followed the seed two turns in three and the lock
+// API one.
 func interleave(n int, ops ...func() error) ([]row, error) {
 	rows := make([]row, len(ops))
-	orders := permutations(len(ops))
+	orders := turns.Orders(len(ops))
 	for turn := range n {
 		for _, i := range orders[turn%len(orders)] {
 			t0 := time.Now()
@@ -85,21 +85,6 @@ func interleave(n int, ops ...func() error) ([]row, error) {
 	return rows, nil
 }
 
-// permutations returns every order of 0, …, k-1.
-func permutations(k int) [][]int {
-	if k == 0 {
-		return [][]int{{}}
-	}
-	var out [][]int
-	for _, p := range permutations(k - 1) {
-		for at := 0; at <= len(p); at++ {
-			q := append(append(append([]int{}, p[:at]...), k-1), p[at:]...)
-			out = append(out, q)
-		}
-	}
-	return out
-}
-
 // P6: uncontended TryAcquire+Release pairs on PostgreSQL, the lock API
 // against the seed's PostgreSQL SQL and against the floor, on one schema,
 // in interleaved turns. All three go through pgx's own API on the
@@ -109,7 +94,8 @@ func permutations(k int) [][]int {
 // server process that served the call before runs the next one sooner
 // than one that sat idle for two turns, and a pool of its own, idle two
 // turns in three, cost the lock API about 3% of its pairs a second
-// (BENCHMARKS.md, "Issue 16").
+// (BENCHMARKS.md, "Run of 2026-11-26/27 … one pool and every order for
+// P6").
 func benchPostgres(ctx context.Context, o options, rep *report) error {
 	_, m, done, err := openPostgres(ctx, o)
 	if err != nil {
