@@ -33,6 +33,7 @@ check-generated: $(SQLC) ## Fail if db/ is stale or go.mod/go.sum are untidy.
 test: ## Run every test under the race detector, then the soak for 60s without it (PostgreSQL too when ENTITYLOCK_POSTGRES_DSN is set).
 	@[ -n "$$ENTITYLOCK_POSTGRES_DSN" ] || echo "note: the PostgreSQL tests skip: set ENTITYLOCK_POSTGRES_DSN to run them, e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	$(GO) test -race -shuffle=on -count=1 ./...
+	cd bench && $(GO) test -race -count=1 ./internal/...
 	ENTITYLOCK_SOAK=60s $(GO) test -count=1 -run '^TestSoak$$' ./soak/
 
 .PHONY: soak
