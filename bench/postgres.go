@@ -94,8 +94,8 @@ func interleave(n int, ops ...func() error) ([]row, error) {
 // server process that served the call before runs the next one sooner
 // than one that sat idle for two turns, and a pool of its own, idle two
 // turns in three, cost the lock API about 3% of its pairs a second
-// (BENCHMARKS.md, "Run of 2026-11-26/27 … one pool and every order for
-// P6").
+// (BENCHMARKS.md, "Run of 2026-11-26/27 … P6 on one pool, in balanced
+// turns").
 func benchPostgres(ctx context.Context, o options, rep *report) error {
 	_, m, done, err := openPostgres(ctx, o)
 	if err != nil {

@@ -1,5 +1,5 @@
 // Command pgbreakdown shows where the time of one uncontended grant and
-// release goes on PostgreSQL (BENCHMARKS.md, "P6 breakdown"): per
+// release goes on PostgreSQL (BENCHMARKS.md, "PostgreSQL pairs: where the time goes"): per
 // statement latency for the lock API, its statements called directly
 // through database/sql, the same without the fence trigger, the seed's SQL
 // and the floor;

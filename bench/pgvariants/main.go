@@ -170,7 +170,8 @@ func run(ctx context.Context, base string, n int, only string) error {
 	// orders from run to run), so that each follows each other about as
 	// often: a pair runs faster after the seed's synchronous release, which
 	// leaves no WAL for it to flush, and in rounds rotated the floor,
-	// listed after the seed, followed it in all rounds but one.
+	// listed after the seed, followed it in all rounds but one in every
+	// len(vs).
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	for i := range n {
 		for _, k := range rng.Perm(len(vs)) {

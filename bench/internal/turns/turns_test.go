@@ -31,8 +31,18 @@ func TestOrders(t *testing.T) {
 	if len(seen) != 6 {
 		t.Errorf("Orders(3) = %v: an order repeats", three)
 	}
-	if rotated := [][]int{{0, 1, 2}, {1, 2, 0}, {2, 0, 1}}; Balanced(rotated, 3) {
-		t.Error("balanced calls rotated turns balanced; in them 0 follows 2 twice and 1 once")
+	for _, c := range []struct {
+		cycle [][]int
+		k     int
+		want  bool
+	}{
+		{[][]int{{0, 1, 2}, {1, 2, 0}, {2, 0, 1}}, 3, false}, // 0 follows 2 twice, 1 once
+		{[][]int{{0, 1}, {1, 0}}, 2, false},                  // each follows itself
+		{[][]int{{0, 1}}, 2, true},
+	} {
+		if got := Balanced(c.cycle, c.k); got != c.want {
+			t.Errorf("Balanced(%v, %d) = %v, want %v", c.cycle, c.k, got, c.want)
+		}
 	}
 }
 
