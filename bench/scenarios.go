@@ -21,6 +21,7 @@ import (
 	sqlite "github.com/ncruces/go-sqlite3/driver"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/entitylock/entitylock/bench/internal/turns"
 	"github.com/entitylock/entitylock/lock"
 )
 
@@ -328,7 +329,7 @@ func fillOurs(ctx context.Context, m *lock.Manager, n int) error {
 }
 
 // P3: cost against table size. The two tables are filled first, then
-// probed in turns of one TryAcquire+Release each, the order rotating, so
+// probed in turns of one TryAcquire+Release each (turns.Orders), so
 // that a burst of load on this shared machine (or the checkpoint after the
 // large fill) falls on both rows alike: probed one after the other, P3a
 // read 1.53 in one run and 1.00–1.01 in the next three.
@@ -359,10 +360,10 @@ func benchScale(ctx context.Context, o options, rep *report) error {
 		sessions = append(sessions, s)
 	}
 	n := max(o.pairs/4, 100)
+	orders := turns.Orders(len(sessions))
 	for i := range n {
 		e := "probe::" + strconv.Itoa(i)
-		for k := range sessions {
-			j := (i + k) % len(sessions)
+		for _, j := range orders[i%len(orders)] {
 			t0 := time.Now()
 			if _, err := sessions[j].TryAcquire(ctx, e); err != nil {
 				return err
