@@ -31,6 +31,9 @@ func TestOpenDSNsThatAreNotFiles(t *testing.T) {
 		{"keyword DSN, no server", "host=127.0.0.1 port=1 user=postgres password=" + password + " dbname=x sslmode=disable connect_timeout=2", nil},
 		{"keyword DSN, bad keyword value", "host=127.0.0.1 port=notaport password=" + password, lock.ErrInvalidOption},
 		{"upper-case URL, no server", "POSTGRES://postgres:" + password + "@127.0.0.1:1/x?sslmode=disable&connect_timeout=2", nil},
+		{"keyword DSN, password after spaced =, bad port", "host=127.0.0.1 port=notaport password = " + password, lock.ErrInvalidDSN},
+		{"keyword DSN, quoted password with an escaped quote, bad port", `host=127.0.0.1 port=notaport password='x\' ` + password + `'`, lock.ErrInvalidDSN},
+		{"URL, bad port", "postgres://postgres:" + password + "@127.0.0.1:notaport/x", lock.ErrInvalidDSN},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

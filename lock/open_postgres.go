@@ -2,10 +2,13 @@ package lock
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -20,8 +23,7 @@ func openPostgres(ctx context.Context, dsn string, access Access) (*openedDB, er
 	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		// pgconn's message quotes the URL with its password redacted.
-		return nil, fmt.Errorf("%w: %w", ErrInvalidDSN, err)
+		return nil, postgresParseError(dsn, err)
 	}
 	if access == ReadOnly {
 		cfg.RuntimeParams["default_transaction_read_only"] = "on"
@@ -38,4 +40,20 @@ func openPostgres(ctx context.Context, dsn string, access Access) (*openedDB, er
 		return nil, err
 	}
 	return &openedDB{db: db, health: health}, nil
+}
+
+// postgresParseError is pgx's refusal of dsn, wrapping ErrInvalidDSN, with
+// dsn shown as redactPostgresDSN hides it: pgconn's own message hides
+// passwords by a rougher rule, which misses "password = secret" and a
+// quoted password holding an escaped quote. Of pgconn's message it keeps
+// what follows the DSN.
+func postgresParseError(dsn string, err error) error {
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) {
+		return fmt.Errorf("%w: cannot parse %s", ErrInvalidDSN, redactPostgresDSN(dsn))
+	}
+	bare := *pe
+	bare.ConnString = ""
+	why := strings.TrimPrefix(bare.Error(), "cannot parse ``: ")
+	return fmt.Errorf("%w: cannot parse %s: %s", ErrInvalidDSN, redactPostgresDSN(dsn), why)
 }
