@@ -186,7 +186,11 @@ func openFaulty(t *testing.T, opts ...Option) (*Manager, *faults) {
 	f := &faults{}
 	db := sql.OpenDB(faultyConnector{base, f})
 	t.Cleanup(func() { db.Close() })
-	m, err := newManager(t.Context(), sqliteKind, db, nil, opts)
+	cfg, err := newConfig(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := newManager(t.Context(), sqliteKind, db, nil, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

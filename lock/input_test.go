@@ -78,6 +78,10 @@ func TestInvalidOptions(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Open: got err %v, want %v", err, tt.want)
 			}
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				t.Errorf("refused Open left %s", e.Name())
+			}
 		})
 	}
 	if _, err := lock.New(t.Context(), nil); !errors.Is(err, lock.ErrInvalidOption) {

@@ -52,10 +52,9 @@ type Manager struct {
 	stats   counters
 }
 
-// newManager migrates db, which k's driver talks to, and returns a Manager
-// over it. o is what k opened, which the Manager then owns, or nil when db
-// is the caller's.
-func newManager(ctx context.Context, k *engineKind, db *sql.DB, o *openedDB, opts []Option) (*Manager, error) {
+// newConfig applies opts to the defaults and checks the result, before
+// anything is opened or created.
+func newConfig(opts []Option) (config, error) {
 	cfg := defaultConfig()
 	for _, opt := range opts {
 		if opt != nil {
@@ -63,8 +62,15 @@ func newManager(ctx context.Context, k *engineKind, db *sql.DB, o *openedDB, opt
 		}
 	}
 	if err := cfg.validate(); err != nil {
-		return nil, opError("open", "", err)
+		return config{}, opError("open", "", err)
 	}
+	return cfg, nil
+}
+
+// newManager migrates db, which k's driver talks to, and returns a Manager
+// over it with the checked cfg (newConfig). o is what k opened, which the
+// Manager then owns, or nil when db is the caller's.
+func newManager(ctx context.Context, k *engineKind, db *sql.DB, o *openedDB, cfg config) (*Manager, error) {
 	if err := k.migrations.Migrate(ctx, db); err != nil {
 		return nil, opError("open", "", err)
 	}

@@ -37,17 +37,22 @@ import (
 // NOTADB error (github.com/ncruces/go-sqlite3.NOTADB).
 //
 // Any other dsn (a URL of another scheme, an empty string) is refused with
-// ErrInvalidDSN, and nothing is created for it.
+// ErrInvalidDSN, and nothing is created for it; so is an invalid option,
+// with its error, before the database is opened.
 func Open(ctx context.Context, dsn string, opts ...Option) (*Manager, error) {
 	k, err := kindOfDSN(dsn)
 	if err != nil {
 		return nil, opError("open", "", err)
 	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
 	o, err := k.open(ctx, dsn, Create)
 	if err != nil {
 		return nil, opError("open", "", err)
 	}
-	m, err := newManager(ctx, k, o.db, o, opts)
+	m, err := newManager(ctx, k, o.db, o, cfg)
 	if err != nil {
 		o.close()
 		return nil, err
@@ -70,7 +75,11 @@ func New(ctx context.Context, db *sql.DB, opts ...Option) (*Manager, error) {
 	if err != nil {
 		return nil, opError("new", "", err)
 	}
-	return newManager(ctx, k, db, nil, opts)
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return newManager(ctx, k, db, nil, cfg)
 }
 
 // Access says what OpenDB may do to a database.
