@@ -1,9 +1,11 @@
 package lock
 
 import (
+	"hash/maphash"
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // waitQueues keeps, per entity, the FIFO line of this Manager's goroutines
@@ -18,6 +20,43 @@ type waitQueues struct {
 	// while there are lines, and marks and checks a new line's entity, or
 	// a new Do call's, at once.
 	linesChanged chan struct{}
+
+	// woken counts the wake-ups of releases (wake, wakeAll), by bucket of
+	// the entity's hash, so that a release told between a waiter's refused
+	// attempt and its joining a line is not lost: join compares them with
+	// the mark taken before the attempt.
+	woken    [wakeBuckets]atomic.Uint64
+	wokenAll atomic.Uint64
+}
+
+// wakeBuckets is how many counters woken has. Entities that share one
+// only cost a waiter an early attempt.
+const wakeBuckets = 64
+
+var wakeSeed = maphash.MakeSeed()
+
+func wakeBucket(entity string) uint64 { return maphash.String(wakeSeed, entity) % wakeBuckets }
+
+// A wakeMark is what the wake-up counters read before an attempt.
+type wakeMark struct {
+	all uint64
+	by  [wakeBuckets]uint64
+}
+
+// mark reads the wake-up counters; call it before an attempt that may end
+// in join.
+func (q *waitQueues) mark() wakeMark {
+	mk := wakeMark{all: q.wokenAll.Load()}
+	for i := range q.woken {
+		mk.by[i] = q.woken[i].Load()
+	}
+	return mk
+}
+
+// wokenSince reports whether entity may have been released since mk; the
+// caller holds mu.
+func (q *waitQueues) wokenSince(entity string, mk *wakeMark) bool {
+	return q.wokenAll.Load() != mk.all || q.woken[wakeBucket(entity)].Load() != mk.by[wakeBucket(entity)]
 }
 
 // A waiter is one goroutine's place in an entity's line.
@@ -26,8 +65,10 @@ type waiter struct {
 	wake   chan struct{} // buffered 1: a wake-up is never lost nor blocks
 }
 
-// join puts a new waiter at the end of entity's line.
-func (q *waitQueues) join(entity string) *waiter {
+// join puts a new waiter at the end of entity's line. mk is the mark taken
+// before the attempt that found entity held: when a release of entity was
+// told since, the waiter starts woken, since that wake-up found no line.
+func (q *waitQueues) join(entity string, mk *wakeMark) *waiter {
 	w := &waiter{entity: entity, wake: make(chan struct{}, 1)}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -38,6 +79,9 @@ func (q *waitQueues) join(entity string) *waiter {
 	q.lines[entity] = append(line, w)
 	if len(line) == 0 {
 		q.changed()
+	}
+	if q.wokenSince(entity, mk) {
+		signal(w)
 	}
 	return w
 }
@@ -75,6 +119,7 @@ func (q *waitQueues) isHead(w *waiter) bool {
 func (q *waitQueues) wake(entity string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.woken[wakeBucket(entity)].Add(1)
 	if line := q.lines[entity]; len(line) > 0 {
 		signal(line[0])
 	}
@@ -121,6 +166,7 @@ func signal(w *waiter) {
 func (q *waitQueues) wakeAll() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.wokenAll.Add(1)
 	for _, line := range q.lines {
 		signal(line[0])
 	}

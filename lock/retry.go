@@ -76,7 +76,9 @@ func (p RetryPolicy) exhausted(n int) bool {
 //
 // How waiting works, and what counts as a retry:
 //   - A caller tries once at once. Refused, it joins the line of this
-//     Manager's waiters for the blocking entity, first come first served.
+//     Manager's waiters for the blocking entity, first come first served;
+//     a release of that entity told to the Manager after its attempt
+//     began, before the line was there to wake, wakes it as it joins.
 //   - Only the head of a line polls the database, on the policy's backoff,
 //     never later than the holder's expiry. Each backoff step that runs out
 //     counts as one retry, for every waiter in the line, so a waiter gives
@@ -93,11 +95,12 @@ func (s *Session) retry(ctx context.Context, attempt func() error) error {
 	m := s.m
 	policy := m.cfg.retry
 	var held *HeldError
+	mk := m.queues.mark()
 	err := attempt()
 	if !errors.As(err, &held) || policy.exhausted(0) {
 		return err
 	}
-	w := m.queues.join(held.Holder.Entity)
+	w := m.queues.join(held.Holder.Entity, &mk)
 	defer func() { m.queues.leave(w) }()
 	m.listen()
 	began := time.Now()
@@ -131,6 +134,7 @@ func (s *Session) retry(ctx context.Context, attempt func() error) error {
 				continue // the head polls for the whole line
 			}
 		}
+		mk := m.queues.mark()
 		err := attempt()
 		var h *HeldError
 		if !errors.As(err, &h) {
@@ -142,7 +146,7 @@ func (s *Session) retry(ctx context.Context, attempt func() error) error {
 		}
 		if h.Holder.Entity != w.entity { // AcquireAll: another entity blocks now
 			m.queues.leave(w)
-			w = m.queues.join(h.Holder.Entity)
+			w = m.queues.join(h.Holder.Entity, &mk)
 		}
 	}
 }
