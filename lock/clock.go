@@ -41,7 +41,7 @@ func (m *Manager) stmtNow() clockReading {
 // that began at before on the local clock. The offset it keeps errs towards
 // a server clock ahead of ours, which makes Do's deadlines early, not late.
 func (m *Manager) observe(before time.Time, serverMs int64) {
-	if m.serverTimed {
+	if m.serverTimed && serverMs != unknownNow {
 		m.skewMs.Store(serverMs - before.UnixMilli())
 	}
 }

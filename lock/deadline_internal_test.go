@@ -92,6 +92,61 @@ func TestRenewalsRefreshServerOffset(t *testing.T) {
 	}
 }
 
+// A refresh that keeps a later expiry (the lease was granted with a longer
+// TTL) tells nothing of the server's clock: the offset estimate stays as it
+// was, not the difference of the two TTLs ahead (PostgreSQL, leases timed
+// by the server). Then a grant corrects a stale estimate.
+func TestRefreshKeepingExpiryLeavesServerOffset(t *testing.T) {
+	dsn := os.Getenv("ENTITYLOCK_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("PostgreSQL tests skipped: set ENTITYLOCK_POSTGRES_DSN")
+	}
+	dsn = newPostgresSchema(t, dsn)
+	open := func(ttl time.Duration) *Manager {
+		m, err := Open(t.Context(), dsn, WithTTL(ttl))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	long, short := open(time.Hour), open(time.Second)
+	if _, err := mustSessionOf(t, long, "a").TryAcquire(t.Context(), "e"); err != nil {
+		t.Fatal(err)
+	}
+	const stale = -5 * time.Second
+	short.skewMs.Store(stale.Milliseconds())
+	s := mustSessionOf(t, short, "a")
+	l, err := s.TryAcquire(t.Context(), "e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if until := time.Until(l.ExpiresAt); until < 50*time.Minute {
+		t.Errorf("refresh through the short-TTL Manager: lease runs %v more; want the hour kept", until)
+	}
+	if got := time.Duration(short.skewMs.Load()) * time.Millisecond; got != stale {
+		t.Errorf("offset estimate after a refresh that kept the expiry: %v; want %v, untouched", got, stale)
+	}
+	if st := s.Stats(); st.Refreshes != 1 || st.Grants != 0 {
+		t.Errorf("stats: %d refreshes, %d grants; want 1 and 0", st.Refreshes, st.Grants)
+	}
+	if _, err := s.TryAcquire(t.Context(), "f"); err != nil { // a grant
+		t.Fatal(err)
+	}
+	if skew := time.Duration(short.skewMs.Load()) * time.Millisecond; skew == stale || skew.Abs() > time.Second {
+		t.Errorf("offset estimate after a grant: %v; want within 1s of the server on this machine", skew)
+	}
+}
+
+func mustSessionOf(t *testing.T, m *Manager, id string) *Session {
+	t.Helper()
+	s, err := m.Session(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // newPostgresSchema creates a schema for t on the server base names, dropped
 // when t ends, and returns base with its search_path set to it.
 func newPostgresSchema(t *testing.T, base string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"math"
 )
 
 // engine is what the locking policy of this package (retries, waiting,
@@ -29,9 +30,10 @@ import (
 // An engine that can tell a Manager of releases made by other processes
 // implements changeFeed too (changes.go).
 type engine interface {
-	// acquire grants entity to session, or refreshes session's live lease
-	// on it, until now + ttlMs. It fails with errHeldByOther when another
-	// session holds a live lease on entity.
+	// acquire grants entity to session until now + ttlMs, or refreshes
+	// session's live lease on it: its expiry pushed to now + ttlMs, never
+	// brought forward. It fails with errHeldByOther when another session
+	// holds a live lease on entity. nowMs may be unknownNow for a refresh.
 	acquire(ctx context.Context, entity, session string, now clockReading, ttlMs int64) (l Lease, nowMs int64, err error)
 	// acquireAll does what acquire does for every one of the sorted,
 	// distinct entities, or for none: it fails with errHeldByOther when any
@@ -121,6 +123,11 @@ type clockReading struct {
 
 // serverClock asks a statement to read the server's clock.
 var serverClock = clockReading{}
+
+// unknownNow is the nowMs of a statement that read the server's clock but
+// cannot tell what it read: a refresh that kept a later expiry. observe
+// ignores it, and granted counts a refresh.
+const unknownNow = math.MinInt64
 
 // readingAt is the reading ms of the Manager's clock.
 func readingAt(ms int64) clockReading { return clockReading{ms: ms, set: true} }

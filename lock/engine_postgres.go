@@ -64,13 +64,18 @@ func (e *postgresEngine) acquire(ctx context.Context, entity, session string, no
 	if err != nil {
 		return Lease{}, 0, noRow(err, errHeldByOther)
 	}
-	// The statement returns only what the caller does not know; its "now"
-	// is the expiry less the TTL, for a grant and a refresh alike.
+	// The statement returns only what the caller does not know. Its "now"
+	// is a grant's AcquiredAt, which is the expiry less the TTL; a
+	// refresh's expiry may be one it kept, later than now + TTL, so what
+	// it tells of "now" is unknown (see acquireNow).
 	l := pgLease(pgdb.EntitylockLease{
 		Entity: entity, SessionID: session, Token: row.Token,
 		AcquiredAt: row.AcquiredAt, ExpiresAt: row.ExpiresAt, Reclaimed: row.Reclaimed,
 	})
-	return l, row.ExpiresAt - ttlMs, nil
+	if row.AcquiredAt != row.ExpiresAt-ttlMs {
+		return l, unknownNow, nil
+	}
+	return l, row.AcquiredAt, nil
 }
 
 // acquireAll runs the all-or-nothing statement alone, in one round trip,
@@ -109,7 +114,7 @@ func acquireAllOnce(ctx context.Context, q *pgdb.Queries, list []byte, session s
 	leases := pgLeases(rows, func(r pgdb.AcquireAllRow) pgdb.EntitylockLease {
 		return pgdb.EntitylockLease{
 			Entity: r.Entity, SessionID: session, Token: r.Token,
-			AcquiredAt: r.AcquiredAt, ExpiresAt: nowMs + ttlMs, Reclaimed: r.Reclaimed,
+			AcquiredAt: r.AcquiredAt, ExpiresAt: r.ExpiresAt, Reclaimed: r.Reclaimed,
 		}
 	})
 	return leases, nowMs, nil

@@ -181,7 +181,7 @@ func (e *sqliteEngine) acquireAll(ctx context.Context, entities []string, sessio
 		}
 		leases[i] = sqliteLease(sqlitedb.EntitylockLease{
 			Entity: r.Entity, SessionID: session, Token: r.Token, AcquiredAt: r.AcquiredAt,
-			ExpiresAt: expires, Reclaimed: r.Reclaimed,
+			ExpiresAt: r.ExpiresAt, Reclaimed: r.Reclaimed,
 		})
 	}
 	return leases, now.ms, nil

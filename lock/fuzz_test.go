@@ -49,8 +49,8 @@ func (m *model) tryAcquire(s, e string) (lock.Lease, error) {
 	switch {
 	case m.live(e) && r.session != s:
 		return lock.Lease{}, &lock.HeldError{Holder: m.lease(e)}
-	case m.live(e): // refresh
-		r.expires = m.now + m.ttl
+	case m.live(e): // refresh: never brings the expiry forward
+		r.expires = max(r.expires, m.now+m.ttl)
 	case ok: // released or expired: the next token of this entity
 		r = modelRow{session: s, token: r.token + 1, acquired: m.now, expires: m.now + m.ttl, reclaimed: r.expires > 0}
 	default:

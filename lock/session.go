@@ -23,8 +23,10 @@ func (s *Session) ID() string { return s.id }
 // it. An atomic statement finds entity
 //   - free, or its lease expired: a new grant with a new fencing token,
 //     AcquiredAt now and ExpiresAt now + TTL;
-//   - live and held by this session: a refresh, ExpiresAt now + TTL, with
-//     token and AcquiredAt unchanged;
+//   - live and held by this session: a refresh, ExpiresAt now + TTL or,
+//     when later, the expiry the lease had (a refresh never shortens a
+//     lease another handle of the session may count on), with token and
+//     AcquiredAt unchanged;
 //   - live and held by another session: an error that is a *HeldError
 //     (errors.Is(err, ErrHeld)) naming the holder, read just after.
 //

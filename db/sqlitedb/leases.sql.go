@@ -34,7 +34,7 @@ ON CONFLICT (entity) DO UPDATE SET
         THEN entitylock_leases.reclaimed
         ELSE entitylock_leases.expires_at > 0 AND entitylock_leases.expires_at <= excluded.acquired_at END,
     session_id = excluded.session_id,
-    expires_at = excluded.expires_at
+    expires_at = max(entitylock_leases.expires_at, excluded.expires_at)
 WHERE entitylock_leases.expires_at <= excluded.acquired_at
    OR entitylock_leases.session_id = excluded.session_id
 RETURNING entity, session_id, token, acquired_at, expires_at, reclaimed
@@ -50,8 +50,11 @@ type AcquireParams struct {
 // One atomic statement. A free entity (no row, a released row, or an expired
 // lease) is granted to @session_id with a new fencing token: the row's token
 // + 1, or for a new row the fence floor + 1. A live lease already held by
-// @session_id is refreshed: new expiry, same token and acquired_at. A live
-// lease held by another session is left alone and no row is returned.
+// @session_id is refreshed: same token and acquired_at, its expiry pushed
+// to @expires_at but never brought forward (another handle of the session,
+// a Do call, may count on it; a free row's expiry is at most @now, below
+// @expires_at). A live lease held by another session is left alone and no
+// row is returned.
 // reclaimed is 1 when the grant took over an expired (not released) lease.
 func (q *Queries) Acquire(ctx context.Context, arg AcquireParams) ([]EntitylockLease, error) {
 	rows, err := q.query(ctx, q.acquireStmt, Acquire,
@@ -118,10 +121,10 @@ ON CONFLICT (entity) DO UPDATE SET
         THEN entitylock_leases.reclaimed
         ELSE entitylock_leases.expires_at > 0 AND entitylock_leases.expires_at <= excluded.acquired_at END,
     session_id = excluded.session_id,
-    expires_at = excluded.expires_at
+    expires_at = max(entitylock_leases.expires_at, excluded.expires_at)
 WHERE entitylock_leases.expires_at <= excluded.acquired_at
    OR entitylock_leases.session_id = excluded.session_id
-RETURNING entity, token, acquired_at, reclaimed
+RETURNING entity, token, acquired_at, expires_at, reclaimed
 `
 
 type AcquireAllParams struct {
@@ -135,13 +138,14 @@ type AcquireAllRow struct {
 	Entity     string
 	Token      int64
 	AcquiredAt int64
+	ExpiresAt  int64
 	Reclaimed  int64
 }
 
 // Acquire for every entity in the JSON array @entities, in one atomic
 // statement, or for none: when any is held live by another session, no row
 // is granted or refreshed and none is returned. Every row returned is held
-// by @session_id until @expires_at, so only what differs comes back.
+// by @session_id; a refresh never brings an expiry forward, as in Acquire.
 func (q *Queries) AcquireAll(ctx context.Context, arg AcquireAllParams) ([]AcquireAllRow, error) {
 	rows, err := q.query(ctx, q.acquireAllStmt, AcquireAll,
 		arg.SessionID,
@@ -160,6 +164,7 @@ func (q *Queries) AcquireAll(ctx context.Context, arg AcquireAllParams) ([]Acqui
 			&i.Entity,
 			&i.Token,
 			&i.AcquiredAt,
+			&i.ExpiresAt,
 			&i.Reclaimed,
 		); err != nil {
 			return nil, err

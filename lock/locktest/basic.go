@@ -227,6 +227,53 @@ func testRefreshOfExpiredOwnLeaseIsANewGrant(t *testing.T, h *harness) {
 	}
 }
 
+// A refresh never brings a lease's expiry forward: another handle of the
+// session (a Do call, say, in another process with a longer TTL) counts on
+// it. Were the refresh through a Manager with a TTL of a second to cut a
+// lease of a minute short, another session would be granted the entity
+// two seconds later, while the first handle still thinks it holds it.
+func testRefreshNeverBringsExpiryForward(t *testing.T, h *harness) {
+	for _, tt := range []struct {
+		name    string
+		refresh func(ctx context.Context, s *lock.Session, entity string) (lock.Lease, error)
+	}{
+		{"TryAcquire", func(ctx context.Context, s *lock.Session, entity string) (lock.Lease, error) {
+			return s.TryAcquire(ctx, entity)
+		}},
+		{"AcquireAll", func(ctx context.Context, s *lock.Session, entity string) (lock.Lease, error) {
+			ls, err := s.AcquireAll(ctx, entity)
+			if err != nil {
+				return lock.Lease{}, err
+			}
+			return ls[0], nil
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newTestClock()
+			dsn := h.dsn(t)
+			long := h.openDSN(t, dsn, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))
+			short := h.openDSN(t, dsn, lock.WithClock(clk.Now), lock.WithTTL(time.Second))
+			a := mustSession(t, long, "agent")
+			granted := mustAcquire(t, a, "entity::Foo")
+
+			clk.Advance(time.Second)
+			got, err := tt.refresh(t.Context(), mustSession(t, short, "agent"), "entity::Foo")
+			if err != nil {
+				t.Fatalf("refresh through the short-TTL Manager: %v", err)
+			}
+			if diff := cmp.Diff(granted, got); diff != "" {
+				t.Errorf("refresh (-want +got):\n%s", diff)
+			}
+
+			clk.Advance(2 * time.Second)
+			intruder := mustSession(t, short, "intruder")
+			if l, err := intruder.TryAcquire(t.Context(), "entity::Foo"); !errors.Is(err, lock.ErrHeld) {
+				t.Errorf("another session, 3 s into a lease of a minute: got %+v, %v; want ErrHeld", l, err)
+			}
+		})
+	}
+}
+
 func testLocksAndHolderSeeOnlyLiveLeases(t *testing.T, h *harness) {
 	clk := newTestClock()
 	m := h.open(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))

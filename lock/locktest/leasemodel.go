@@ -100,9 +100,10 @@ func step(s leaseState, c call, r result) (bool, leaseState) {
 			ok := (r.outcome == outHeld && r.lease == s.lease) || r.outcome == outHeldChanging
 			return ok, s
 		case s.live(c.now):
-			// A refresh: same grant, a new expiry.
+			// A refresh: same grant, its expiry pushed to now + TTL, never
+			// brought forward.
 			want := s.lease
-			want.expiresAt = c.now + c.ttl
+			want.expiresAt = max(s.lease.expiresAt, c.now+c.ttl)
 			if r.outcome != outOK || r.lease != want {
 				return false, s
 			}

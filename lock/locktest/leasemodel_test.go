@@ -51,10 +51,19 @@ func TestLeaseModel(t *testing.T) {
 			{holder(700), notHeld},
 			{acquire("b", 700), granted(lease("b", 7, 700, 1700, false))},
 		}, true},
-		{"a refresh sets now + TTL, even below an extended expiry", []ev{
+		{"a refresh never brings an extended expiry forward", []ev{
+			{acquire("a", 0), granted(a1)},
+			{extend("a", 0, 5000), granted(lease("a", 1, 0, 6000, false))},
+			{acquire("a", 100), granted(lease("a", 1, 0, 6000, false))},
+		}, true},
+		{"a refresh that brings the expiry forward", []ev{
 			{acquire("a", 0), granted(a1)},
 			{extend("a", 0, 5000), granted(lease("a", 1, 0, 6000, false))},
 			{acquire("a", 100), granted(lease("a", 1, 0, 1100, false))},
+		}, false},
+		{"a refresh pushes the expiry back to now + TTL", []ev{
+			{acquire("a", 0), granted(a1)},
+			{acquire("a", 400), granted(lease("a", 1, 0, 1400, false))},
 		}, true},
 		{"an expired lease: not live, still released by its holder", []ev{
 			{acquire("a", 0), granted(a1)},

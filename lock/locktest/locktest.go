@@ -81,6 +81,7 @@ var tests = []suiteTest{
 	{"ReleaseAllRemovesAllSessionLeases", testReleaseAllRemovesAllSessionLeases},
 	{"Extend", testExtend},
 	{"RefreshOfExpiredOwnLeaseIsANewGrant", testRefreshOfExpiredOwnLeaseIsANewGrant},
+	{"RefreshNeverBringsExpiryForward", testRefreshNeverBringsExpiryForward},
 	{"LocksAndHolderSeeOnlyLiveLeases", testLocksAndHolderSeeOnlyLiveLeases},
 	{"PurgeExpiredAndForceRelease", testPurgeExpiredAndForceRelease},
 	{"TokenMonotonicity", testTokenMonotonicity},

@@ -2,8 +2,11 @@
 -- One atomic statement. A free entity (no row, a released row, or an expired
 -- lease) is granted to @session_id with a new fencing token: the row's token
 -- + 1, or for a new row the fence floor + 1. A live lease already held by
--- @session_id is refreshed: new expiry, same token and acquired_at. A live
--- lease held by another session is left alone and no row is returned.
+-- @session_id is refreshed: same token and acquired_at, its expiry pushed
+-- to @expires_at but never brought forward (another handle of the session,
+-- a Do call, may count on it; a free row's expiry is at most @now, below
+-- @expires_at). A live lease held by another session is left alone and no
+-- row is returned.
 -- reclaimed is 1 when the grant took over an expired (not released) lease.
 INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at, reclaimed)
 VALUES (
@@ -29,7 +32,7 @@ ON CONFLICT (entity) DO UPDATE SET
         THEN entitylock_leases.reclaimed
         ELSE entitylock_leases.expires_at > 0 AND entitylock_leases.expires_at <= excluded.acquired_at END,
     session_id = excluded.session_id,
-    expires_at = excluded.expires_at
+    expires_at = max(entitylock_leases.expires_at, excluded.expires_at)
 WHERE entitylock_leases.expires_at <= excluded.acquired_at
    OR entitylock_leases.session_id = excluded.session_id
 RETURNING entity, session_id, token, acquired_at, expires_at, reclaimed;
@@ -161,7 +164,7 @@ ON CONFLICT (entity) DO UPDATE SET
 -- Acquire for every entity in the JSON array @entities, in one atomic
 -- statement, or for none: when any is held live by another session, no row
 -- is granted or refreshed and none is returned. Every row returned is held
--- by @session_id until @expires_at, so only what differs comes back.
+-- by @session_id; a refresh never brings an expiry forward, as in Acquire.
 INSERT INTO entitylock_leases (entity, session_id, token, acquired_at, expires_at, reclaimed)
 SELECT
     j.value,
@@ -191,10 +194,10 @@ ON CONFLICT (entity) DO UPDATE SET
         THEN entitylock_leases.reclaimed
         ELSE entitylock_leases.expires_at > 0 AND entitylock_leases.expires_at <= excluded.acquired_at END,
     session_id = excluded.session_id,
-    expires_at = excluded.expires_at
+    expires_at = max(entitylock_leases.expires_at, excluded.expires_at)
 WHERE entitylock_leases.expires_at <= excluded.acquired_at
    OR entitylock_leases.session_id = excluded.session_id
-RETURNING entity, token, acquired_at, reclaimed;
+RETURNING entity, token, acquired_at, expires_at, reclaimed;
 
 -- name: FirstHeld :many
 -- The first entity, by name, of the JSON array @entities that another
