@@ -111,12 +111,12 @@ func TestRefreshKeepingExpiryLeavesServerOffset(t *testing.T) {
 		return m
 	}
 	long, short := open(time.Hour), open(time.Second)
-	if _, err := mustSessionOf(t, long, "a").TryAcquire(t.Context(), "e"); err != nil {
+	if _, err := sessionOf(t, long, "a").TryAcquire(t.Context(), "e"); err != nil {
 		t.Fatal(err)
 	}
 	const stale = -5 * time.Second
 	short.skewMs.Store(stale.Milliseconds())
-	s := mustSessionOf(t, short, "a")
+	s := sessionOf(t, short, "a")
 	l, err := s.TryAcquire(t.Context(), "e")
 	if err != nil {
 		t.Fatal(err)
@@ -136,15 +136,6 @@ func TestRefreshKeepingExpiryLeavesServerOffset(t *testing.T) {
 	if skew := time.Duration(short.skewMs.Load()) * time.Millisecond; skew == stale || skew.Abs() > time.Second {
 		t.Errorf("offset estimate after a grant: %v; want within 1s of the server on this machine", skew)
 	}
-}
-
-func mustSessionOf(t *testing.T, m *Manager, id string) *Session {
-	t.Helper()
-	s, err := m.Session(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // newPostgresSchema creates a schema for t on the server base names, dropped

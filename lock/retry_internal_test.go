@@ -12,26 +12,7 @@ import (
 // A waiter woken by releases that then loses the entity again (to another
 // process, say) does not use up its retries: only backoff steps count.
 func TestWakeUpsDoNotCountAsRetries(t *testing.T) {
-	m, err := Open(t.Context(), filepath.Join(t.TempDir(), "l.db"),
-		WithRetry(RetryPolicy{MaxRetries: 1, BaseDelay: time.Hour}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-
-	s, err := m.Session("waiter")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Held in the database too, so that the Manager's change watcher,
-	// which reads the lease, finds no reason to wake the waiter.
-	other, err := m.Session("other")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := other.TryAcquire(t.Context(), "e"); err != nil {
-		t.Fatal(err)
-	}
+	m, s := waiterOnHeld(t, RetryPolicy{MaxRetries: 1, BaseDelay: time.Hour}, "e")
 	var attempts atomic.Int32
 	refused := func() error {
 		attempts.Add(1)
@@ -133,4 +114,25 @@ func TestZeroDelayRetryIsNoBusyLoop(t *testing.T) {
 	if got := waiter.Stats().Contended; got > limit {
 		t.Errorf("%d attempts in %v; want at most %d", got, time.Since(start), limit)
 	}
+}
+
+// waiterOnHeld opens a Manager on a new SQLite file with policy, in which
+// session "other" holds entities, and returns it with session "waiter".
+// The leases are held in the database too, so that the Manager's change
+// watcher, which reads the leases of new lines, finds none free and never
+// wakes a waiter of a test that tells its attempts' outcomes itself.
+func waiterOnHeld(t *testing.T, policy RetryPolicy, entities ...string) (*Manager, *Session) {
+	t.Helper()
+	m, err := Open(t.Context(), filepath.Join(t.TempDir(), "l.db"), WithRetry(policy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	other := sessionOf(t, m, "other")
+	for _, e := range entities {
+		if _, err := other.TryAcquire(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m, sessionOf(t, m, "waiter")
 }

@@ -53,27 +53,7 @@ func TestWaiterWokenByReleaseBeforeItJoins(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, err := Open(t.Context(), filepath.Join(t.TempDir(), "l.db"),
-				WithRetry(RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { m.Close() })
-			s, err := m.Session("waiter")
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Held in the database too, so that the SQLite change watcher,
-			// which reads the leases of new lines, finds none free.
-			other, err := m.Session("other")
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range []string{"a", "b", "e"} {
-				if _, err := other.TryAcquire(t.Context(), e); err != nil {
-					t.Fatal(err)
-				}
-			}
+			m, s := waiterOnHeld(t, RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour}, "a", "b", "e")
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			if tt.lineA {
@@ -85,7 +65,7 @@ func TestWaiterWokenByReleaseBeforeItJoins(t *testing.T) {
 				}()
 			}
 			n := 0
-			err = s.retry(ctx, func() error {
+			err := s.retry(ctx, func() error {
 				defer func() { n++ }()
 				return tt.attempt(n, &m.queues)
 			})
