@@ -66,8 +66,9 @@ type waiter struct {
 }
 
 // join puts a new waiter at the end of entity's line. mk is the mark taken
-// before the attempt that found entity held: when a release of entity was
-// told since, the waiter starts woken, since that wake-up found no line.
+// before the attempt that found entity held: when the waiter makes a new
+// line and a release of entity was told since, it starts woken, since that
+// wake-up found no line. (In a line that was there, the head had it.)
 func (q *waitQueues) join(entity string, mk *wakeMark) *waiter {
 	w := &waiter{entity: entity, wake: make(chan struct{}, 1)}
 	q.mu.Lock()
@@ -79,9 +80,9 @@ func (q *waitQueues) join(entity string, mk *wakeMark) *waiter {
 	q.lines[entity] = append(line, w)
 	if len(line) == 0 {
 		q.changed()
-	}
-	if q.wokenSince(entity, mk) {
-		signal(w)
+		if q.wokenSince(entity, mk) {
+			signal(w)
+		}
 	}
 	return w
 }

@@ -78,59 +78,82 @@ func TestWaiterWokenByReleaseBeforeItJoins(t *testing.T) {
 
 // The same through the engines' change feeds: another Manager releases the
 // entity while the waiter's first attempt runs (from the log call that
-// reports the refusal), and, on PostgreSQL, its notification reaches the
-// waiter's Manager before the waiter joins a line. The waiter gets the
+// reports the refusal), and the release reaches the waiter's Manager before
+// the waiter joins a line: on PostgreSQL its notification; on SQLite
+// without a wake file (an in-memory database), the change of data_version
+// that the watcher, polling for another waiter, reads. The waiter gets the
 // entity at once, not after its backoff of an hour.
 func TestWaiterWokenByReleaseElsewhereBeforeItJoins(t *testing.T) {
-	for _, engine := range []string{"sqlite", "postgres"} {
-		t.Run(engine, func(t *testing.T) {
-			dsn := filepath.Join(t.TempDir(), "l.db")
-			if engine == "postgres" {
-				base := os.Getenv("ENTITYLOCK_POSTGRES_DSN")
-				if base == "" {
-					t.Skip("ENTITYLOCK_POSTGRES_DSN is not set")
-				}
-				dsn = newPostgresSchema(t, base)
+	type setup struct {
+		// open opens a Manager on the test's database.
+		open func(opts ...Option) *Manager
+		// told reports, from before (the reading of since), whether the
+		// release reached waiterM.
+		since func(waiterM *Manager) uint64
+		told  func(waiterM *Manager, before uint64) bool
+	}
+	onFile := func(t *testing.T, dsn string) setup {
+		return setup{open: func(opts ...Option) *Manager { return openInternal(t, dsn, opts...) }}
+	}
+	tests := []struct {
+		name  string
+		setup func(t *testing.T) setup
+	}{
+		{"sqlite", func(t *testing.T) setup { return onFile(t, filepath.Join(t.TempDir(), "l.db")) }},
+		{"sqlite without a wake file", func(t *testing.T) setup {
+			return setup{
+				open:  memdbOpener(t),
+				since: func(m *Manager) uint64 { return uint64(m.fileWatch.Load().changes.Load()) },
+				told:  func(m *Manager, before uint64) bool { return uint64(m.fileWatch.Load().changes.Load()) > before },
 			}
+		}},
+		{"postgres", func(t *testing.T) setup {
+			base := os.Getenv("ENTITYLOCK_POSTGRES_DSN")
+			if base == "" {
+				t.Skip("ENTITYLOCK_POSTGRES_DSN is not set")
+			}
+			st := onFile(t, newPostgresSchema(t, base))
+			st.since = func(m *Manager) uint64 { return m.queues.woken[wakeBucket("e")].Load() }
+			st.told = func(m *Manager, before uint64) bool { return m.queues.woken[wakeBucket("e")].Load() > before }
+			return st
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := tt.setup(t)
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 			defer cancel()
-			h := &onRefusal{}
-			waiterM, err := Open(ctx, dsn, WithLogger(slog.New(h)),
-				WithRetry(RetryPolicy{MaxRetries: -1, BaseDelay: time.Hour}))
-			if err != nil {
-				t.Fatal(err)
+			h := &onRefusal{entity: "e"}
+			waiterM := st.open(WithLogger(slog.New(h)), WithTTL(time.Hour), waitForever)
+			other := st.open(WithTTL(time.Hour))
+			holder, waiter := sessionOf(t, other, "holder"), sessionOf(t, waiterM, "waiter")
+			for _, e := range []string{"e", "x"} {
+				if _, err := holder.TryAcquire(ctx, e); err != nil {
+					t.Fatal(err)
+				}
 			}
-			t.Cleanup(func() { waiterM.Close() })
-			other, err := Open(ctx, dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { other.Close() })
-			holder, _ := other.Session("holder")
-			waiter, _ := waiterM.Session("waiter")
-			if _, err := holder.TryAcquire(ctx, "e"); err != nil {
-				t.Fatal(err)
-			}
-			feedUp := func() bool { return true }
-			told := func(before uint64) bool { return true }
-			if engine == "postgres" {
-				// The listener wakes every line once it is registered.
-				feedUp = func() bool { return waiterM.queues.wokenAll.Load() > 0 }
-				told = func(before uint64) bool { return waiterM.queues.woken[wakeBucket("e")].Load() > before }
-			}
-			waiterM.listen()
-			if !waitUntil(ctx, feedUp) {
+			// Another waiter keeps the change feed going; on PostgreSQL the
+			// listener wakes every line once it is registered.
+			bystander := acquireInBackground(ctx, sessionOf(t, waiterM, "bystander"), "x")
+			t.Cleanup(func() { cancel(); <-bystander })
+			if !waitUntil(ctx, func() bool {
+				w := waiterM.fileWatch.Load()
+				return (w != nil && w.watching.Load()) || waiterM.queues.wokenAll.Load() > 0
+			}) {
 				t.Fatalf("the change feed did not start: %v", ctx.Err())
 			}
 			h.fn = func() {
-				before := waiterM.queues.woken[wakeBucket("e")].Load()
+				var before uint64
+				if st.since != nil {
+					before = st.since(waiterM)
+				}
 				if ok, err := holder.Release(ctx, "e"); !ok || err != nil {
 					t.Errorf("Release = %v, %v", ok, err)
 				}
 				// Not Fatal: this runs inside the waiter's call, which holds
 				// the Manager open.
-				if !waitUntil(ctx, func() bool { return told(before) }) {
-					t.Errorf("the release was not told to the waiter's Manager: %v", ctx.Err())
+				if st.told != nil && !waitUntil(ctx, func() bool { return st.told(waiterM, before) }) {
+					t.Errorf("the release did not reach the waiter's Manager: %v", ctx.Err())
 				}
 			}
 			h.armed.Store(true)
@@ -146,17 +169,28 @@ func TestWaiterWokenByReleaseElsewhereBeforeItJoins(t *testing.T) {
 }
 
 // onRefusal is a slog handler that runs fn once, when armed, at the log
-// call of a refused attempt.
+// call of an attempt refused entity.
 type onRefusal struct {
-	armed atomic.Bool
-	fn    func()
+	entity string
+	armed  atomic.Bool
+	fn     func()
 }
 
 func (h *onRefusal) Enabled(context.Context, slog.Level) bool { return true }
 func (h *onRefusal) WithAttrs([]slog.Attr) slog.Handler       { return h }
 func (h *onRefusal) WithGroup(string) slog.Handler            { return h }
 func (h *onRefusal) Handle(_ context.Context, r slog.Record) error {
-	if r.Message == "entitylock: entity held" && h.armed.CompareAndSwap(true, false) {
+	if r.Message != "entitylock: entity held" {
+		return nil
+	}
+	var entity string
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "entity" {
+			entity = a.Value.String()
+		}
+		return entity == ""
+	})
+	if entity == h.entity && h.armed.CompareAndSwap(true, false) {
 		h.fn()
 	}
 	return nil

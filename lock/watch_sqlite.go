@@ -193,7 +193,11 @@ func (w *sqliteWatch) watch(ctx context.Context) error {
 			if w.m.queues.empty() {
 				return nil
 			}
-			err = w.follow(ctx, false) // a new line: its entity may have been released since its attempt
+			// A new line: its entity may have been released since its
+			// attempt. Without a wake file no bell kept that release, and
+			// the data_version it changed may have been read already: the
+			// leases are read.
+			err = w.follow(ctx, w.wake == nil)
 		case <-remark.C:
 			err = w.follow(ctx, false)
 		case ev, ok := <-events:

@@ -280,10 +280,27 @@ func waitGranted(t *testing.T, done <-chan error) {
 // Where the database has no file to watch (an in-memory database shared by
 // two pools), the watcher polls data_version while there are waiters.
 func TestWatchPollsWithoutAFile(t *testing.T) {
+	open := memdbOpener(t)
+	other, m := open(WithTTL(time.Hour)), open(WithTTL(time.Hour), waitForever)
+	holder, waiter := sessionOf(t, other, "holder"), sessionOf(t, m, "waiter")
+	if _, err := holder.TryAcquire(t.Context(), "hot"); err != nil {
+		t.Fatal(err)
+	}
+	done := acquireInBackground(context.Background(), waiter, "hot")
+	if !watchOn(t, m).polling.Load() {
+		t.Errorf("the watcher watches a file of an in-memory database; want it polling")
+	}
+	releaseWakes(t, holder, done)
+}
+
+// memdbOpener makes an in-memory database for t, which has no file to
+// watch, and returns a function that opens a Manager on a pool of its own
+// over it, closed when t ends.
+func memdbOpener(t *testing.T) func(opts ...Option) *Manager {
 	name := "/entitylock-test-" + rand.Text()
 	memdb.Create(name, nil)
 	t.Cleanup(func() { memdb.Delete(name) })
-	open := func(opts ...Option) *Manager {
+	return func(opts ...Option) *Manager {
 		db, err := driver.Open("file:" + name + "?vfs=memdb&_pragma=busy_timeout(10000)")
 		if err != nil {
 			t.Fatal(err)
@@ -296,16 +313,6 @@ func TestWatchPollsWithoutAFile(t *testing.T) {
 		closeAtEnd(t, m)
 		return m
 	}
-	other, m := open(WithTTL(time.Hour)), open(WithTTL(time.Hour), waitForever)
-	holder, waiter := sessionOf(t, other, "holder"), sessionOf(t, m, "waiter")
-	if _, err := holder.TryAcquire(t.Context(), "hot"); err != nil {
-		t.Fatal(err)
-	}
-	done := acquireInBackground(context.Background(), waiter, "hot")
-	if !watchOn(t, m).polling.Load() {
-		t.Errorf("the watcher watches a file of an in-memory database; want it polling")
-	}
-	releaseWakes(t, holder, done)
 }
 
 // While the watch is on, a Do call whose lease another Manager takes is
