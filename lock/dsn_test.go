@@ -34,6 +34,8 @@ func TestOpenDSNsThatAreNotFiles(t *testing.T) {
 		{"keyword DSN, password after spaced =, bad port", "host=127.0.0.1 port=notaport password = " + password, lock.ErrInvalidDSN},
 		{"keyword DSN, quoted password with an escaped quote, bad port", `host=127.0.0.1 port=notaport password='x\' ` + password + `'`, lock.ErrInvalidDSN},
 		{"URL, bad port", "postgres://postgres:" + password + "@127.0.0.1:notaport/x", lock.ErrInvalidDSN},
+		{"keyword DSN, unquoted password with a space", "host=127.0.0.1 password=x " + password + " port=5432", lock.ErrInvalidDSN},
+		{"URL, password with a slash, unescaped", "postgres://postgres:" + password + "/x@127.0.0.1/db", lock.ErrInvalidDSN},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -42,18 +43,39 @@ func openPostgres(ctx context.Context, dsn string, access Access) (*openedDB, er
 	return &openedDB{db: db, health: health}, nil
 }
 
-// postgresParseError is pgx's refusal of dsn, wrapping ErrInvalidDSN, with
-// dsn shown as redactPostgresDSN hides it: pgconn's own message hides
-// passwords by a rougher rule, which misses "password = secret" and a
-// quoted password holding an escaped quote. Of pgconn's message it keeps
-// what follows the DSN.
+// postgresParseError is pgx's refusal of dsn, wrapping ErrInvalidDSN. Of
+// pgconn's message it keeps the reason alone: it shows the DSN hidden by a
+// rougher rule than redactPostgresDSN's (which misses "password = secret"
+// and a quoted password holding an escaped quote), and its inner error
+// may quote words of the DSN. The DSN is shown as unparsedDSN shows it.
 func postgresParseError(dsn string, err error) error {
 	var pe *pgconn.ParseConfigError
 	if !errors.As(err, &pe) {
-		return fmt.Errorf("%w: cannot parse %s", ErrInvalidDSN, redactPostgresDSN(dsn))
+		return fmt.Errorf("%w: cannot parse %s", ErrInvalidDSN, unparsedDSN(dsn))
 	}
 	bare := *pe
 	bare.ConnString = ""
 	why := strings.TrimPrefix(bare.Error(), "cannot parse ``: ")
-	return fmt.Errorf("%w: cannot parse %s: %s", ErrInvalidDSN, redactPostgresDSN(dsn), why)
+	if inner := pe.Unwrap(); inner != nil {
+		why = strings.TrimSuffix(why, " ("+inner.Error()+")")
+	}
+	return fmt.Errorf("%w: cannot parse %s: %s", ErrInvalidDSN, unparsedDSN(dsn), why)
+}
+
+// passwordSetting finds the first password (or sslpassword) setting of a
+// keyword/value DSN.
+var passwordSetting = regexp.MustCompile(`(?i)\b[a-z]*password\s*=`)
+
+// unparsedDSN is a DSN that pgx could not parse, fit for a message. In a
+// keyword/value DSN that does not parse, nothing says where a password
+// ends (an unquoted one with a space, say), so only what comes before the
+// first password setting is shown; a URL is redacted as always.
+func unparsedDSN(dsn string) string {
+	if _, ok := urlScheme(dsn); ok {
+		return redactPostgresDSN(dsn)
+	}
+	if i := passwordSetting.FindStringIndex(dsn); i != nil {
+		return strings.TrimRight(dsn[:i[0]], " ") + " …"
+	}
+	return dsn
 }
