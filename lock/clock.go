@@ -57,5 +57,6 @@ func (m *Manager) deadlineNow() time.Time {
 // Now returns the time leases are measured by, truncated to milliseconds as
 // lease times are: the Manager's clock (WithClock, or time.Now) on SQLite or
 // with WithClock; on PostgreSQL without it, the local clock corrected by the
-// offset of the server's clock seen in the last call that read it.
+// offset of the server's clock seen in the last call that read it and
+// returned its reading (a refresh does not).
 func (m *Manager) Now() time.Time { return time.UnixMilli(m.leaseNow().UnixMilli()).UTC() }

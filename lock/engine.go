@@ -125,8 +125,9 @@ type clockReading struct {
 var serverClock = clockReading{}
 
 // unknownNow is the nowMs of a statement that read the server's clock but
-// cannot tell what it read: a refresh that kept a later expiry. observe
-// ignores it, and granted counts a refresh.
+// cannot tell what it read: on PostgreSQL, a refresh (its expiry may be
+// one it kept, not now + TTL). observe ignores it, and granted counts a
+// refresh.
 const unknownNow = math.MinInt64
 
 // readingAt is the reading ms of the Manager's clock.

@@ -64,18 +64,24 @@ func (e *postgresEngine) acquire(ctx context.Context, entity, session string, no
 	if err != nil {
 		return Lease{}, 0, noRow(err, errHeldByOther)
 	}
-	// The statement returns only what the caller does not know. Its "now"
-	// is a grant's AcquiredAt, which is the expiry less the TTL; a
+	// The statement returns only what the caller does not know. With the
+	// Manager's clock, "now" is its reading. With the server's, it is a
+	// grant's AcquiredAt, which is then the expiry less the TTL; a
 	// refresh's expiry may be one it kept, later than now + TTL, so what
-	// it tells of "now" is unknown (see acquireNow).
+	// it read is not known (unknownNow). Should the server's clock have
+	// stepped back to before a lease's AcquiredAt, a refresh that kept its
+	// expiry looks like a grant: counted as one, and its reading taken.
 	l := pgLease(pgdb.EntitylockLease{
 		Entity: entity, SessionID: session, Token: row.Token,
 		AcquiredAt: row.AcquiredAt, ExpiresAt: row.ExpiresAt, Reclaimed: row.Reclaimed,
 	})
-	if row.AcquiredAt != row.ExpiresAt-ttlMs {
-		return l, unknownNow, nil
+	switch {
+	case now.set:
+		return l, now.ms, nil
+	case row.AcquiredAt == row.ExpiresAt-ttlMs:
+		return l, row.AcquiredAt, nil
 	}
-	return l, row.AcquiredAt, nil
+	return l, unknownNow, nil
 }
 
 // acquireAll runs the all-or-nothing statement alone, in one round trip,

@@ -274,6 +274,23 @@ func testRefreshNeverBringsExpiryForward(t *testing.T, h *harness) {
 	}
 }
 
+// A refresh after the clock stepped back, to before the lease's
+// AcquiredAt, is still a refresh: same grant, the expiry kept, and counted
+// as a refresh, not as a grant.
+func testRefreshAfterClockStepsBack(t *testing.T, h *harness) {
+	clk := newTestClock()
+	m := h.open(t, lock.WithClock(clk.Now), lock.WithTTL(time.Second))
+	a := mustSession(t, m, "session-a")
+	granted := mustAcquire(t, a, "entity::Foo")
+	clk.Advance(-500 * time.Millisecond)
+	if diff := cmp.Diff(granted, mustAcquire(t, a, "entity::Foo")); diff != "" {
+		t.Errorf("refresh (-want +got):\n%s", diff)
+	}
+	if st := a.Stats(); st.Grants != 1 || st.Refreshes != 1 {
+		t.Errorf("Stats: %d grants, %d refreshes; want 1 and 1", st.Grants, st.Refreshes)
+	}
+}
+
 func testLocksAndHolderSeeOnlyLiveLeases(t *testing.T, h *harness) {
 	clk := newTestClock()
 	m := h.open(t, lock.WithClock(clk.Now), lock.WithTTL(time.Minute))

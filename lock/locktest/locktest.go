@@ -82,6 +82,7 @@ var tests = []suiteTest{
 	{"Extend", testExtend},
 	{"RefreshOfExpiredOwnLeaseIsANewGrant", testRefreshOfExpiredOwnLeaseIsANewGrant},
 	{"RefreshNeverBringsExpiryForward", testRefreshNeverBringsExpiryForward},
+	{"RefreshAfterClockStepsBack", testRefreshAfterClockStepsBack},
 	{"LocksAndHolderSeeOnlyLiveLeases", testLocksAndHolderSeeOnlyLiveLeases},
 	{"PurgeExpiredAndForceRelease", testPurgeExpiredAndForceRelease},
 	{"TokenMonotonicity", testTokenMonotonicity},
