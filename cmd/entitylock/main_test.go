@@ -382,7 +382,7 @@ func TestPostgresDatabaseErrors(t *testing.T) {
 		{"no schema purge", "no entitylock schema", []string{"purge", "--db", empty}},
 		{"no server", "connect", []string{"locks", "--db", unreachable}},
 		{"no server migrate", "connect", []string{"migrate", "--db", unreachable, "up"}},
-		{"bad URL", "invalid", []string{"locks", "--db", "postgres://%zz"}},
+		{"bad URL", "cannot parse the database URL", []string{"locks", "--db", "postgres://%zz"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := entitylock(t, []string{"ENTITYLOCK_DB="}, tt.args...)
