@@ -36,6 +36,11 @@ func TestOpenDSNsThatAreNotFiles(t *testing.T) {
 		{"URL, bad port", "postgres://postgres:" + password + "@127.0.0.1:notaport/x", lock.ErrInvalidDSN},
 		{"keyword DSN, unquoted password with a space", "host=127.0.0.1 password=x " + password + " port=5432", lock.ErrInvalidDSN},
 		{"URL, password with a slash, unescaped", "postgres://postgres:" + password + "/x@127.0.0.1/db", lock.ErrInvalidDSN},
+		{"URL, password of digits, a slash, more", "postgres://postgres:0/" + password + "@127.0.0.1:1/db", lock.ErrInvalidDSN},
+		{"URL, password with an '@', unescaped", "postgres://postgres:x@" + password + "@127.0.0.1:1/db", lock.ErrInvalidDSN},
+		{"URL, password of digits, a '?', more; bad sslmode", "postgres://postgres:61234?" + password + "@127.0.0.1:1/db?sslmode=bogus", nil},
+		{"URL, query password with a '#'; bad sslmode", "postgres://postgres@127.0.0.1:1/db?sslmode=bogus&password=x#" + password, nil},
+		{"keyword DSN, vertical tab before =, bad port", "host=127.0.0.1 port=notaport password\v=" + password, lock.ErrInvalidDSN},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

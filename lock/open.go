@@ -15,7 +15,10 @@ import (
 // case), or a libpq keyword/value string ("host=… user=… dbname=…"), is a
 // PostgreSQL database (see github.com/jackc/pgx/v5/pgconn.ParseConfig; a
 // search_path parameter picks the schema that holds the lock tables). The
-// database and the schema must exist; Open creates the tables.
+// database and the schema must exist; Open creates the tables. A URL with
+// an '@' before its query other than the one that ends its user
+// information (a password's '@' or '/' left unescaped) is refused with
+// ErrInvalidDSN: percent-encode them.
 //
 // A file path, a "file:" URI (in any letter case), or ":memory:" is an
 // SQLite database, created if needed; ":memory:" is for a private in-memory database shared by

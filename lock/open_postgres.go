@@ -20,6 +20,10 @@ const postgresIdleConns = 16
 // server answers. With access ReadOnly every transaction is read-only.
 func openPostgres(ctx context.Context, dsn string, access Access) (*openedDB, error) {
 	if scheme, ok := urlScheme(dsn); ok {
+		if strayURLAt(dsn) {
+			return nil, fmt.Errorf("%w: the database URL has an '@' that does not end its user information: "+
+				"percent-encode '@', '/', '?' and '#' in a password (%%40, %%2F, %%3F, %%23)", ErrInvalidDSN)
+		}
 		dsn = scheme + dsn[len(scheme):] // pgx knows the scheme in lower case only
 	}
 	cfg, err := pgx.ParseConfig(dsn)
@@ -64,7 +68,7 @@ func postgresParseError(dsn string, err error) error {
 
 // passwordSetting finds the first password (or sslpassword) setting of a
 // keyword/value DSN.
-var passwordSetting = regexp.MustCompile(`(?i)\b[a-z]*password\s*=`)
+var passwordSetting = regexp.MustCompile(`(?i)\b[a-z]*password[\t\n\v\f\r ]*=`)
 
 // unparsedDSN is a DSN that pgx could not parse, fit for a message. In a
 // keyword/value DSN that does not parse, nothing says where a password
@@ -75,7 +79,10 @@ func unparsedDSN(dsn string) string {
 		return redactPostgresDSN(dsn)
 	}
 	if i := passwordSetting.FindStringIndex(dsn); i != nil {
-		return strings.TrimRight(dsn[:i[0]], " ") + " …"
+		if before := strings.TrimRight(dsn[:i[0]], "\t\n\v\f\r "); before != "" {
+			return before + " …"
+		}
+		return "the DSN"
 	}
 	return dsn
 }

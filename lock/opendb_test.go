@@ -66,6 +66,12 @@ func TestRedactDSN(t *testing.T) {
 		"host=127.0.0.1 password=" + password + " dbname=x",
 		"host=127.0.0.1 password='" + password + " x' dbname=x",
 		"mysql://u:" + password + "@h/x",
+		"postgres://u:61234?" + password + "@127.0.0.1/x",
+		"postgres://u:0/" + password + "@127.0.0.1/x",
+		"postgres://u:x@" + password + "@127.0.0.1/x",
+		"postgres://u:x#" + password + "@127.0.0.1/x",
+		"postgres://u@127.0.0.1/x?password=x#" + password,
+		"host=127.0.0.1 password\v=" + password + " dbname=x",
 	} {
 		if got := lock.RedactDSN(dsn); strings.Contains(got, password) {
 			t.Errorf("RedactDSN(%q) = %q, shows the password", dsn, got)

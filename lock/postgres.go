@@ -46,17 +46,20 @@ func postgresClaims(dsn string) bool {
 	return isKeywordDSN(dsn)
 }
 
-var keywordPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(\\.|[^'])*'|\S+)`) // password and sslpassword
+// keywordPassword finds the value of a password (or sslpassword) setting
+// of a keyword/value DSN. Its spaces include \v, which pgx trims too.
+var keywordPassword = regexp.MustCompile(`(?i)(password[\t\n\v\f\r ]*=[\t\n\v\f\r ]*)('(\\.|[^'])*'|[^\t\n\v\f\r ]+)`)
 
 // secretParams are the URL query parameters pgx takes a password from.
 var secretParams = []string{"password", "sslpassword"}
 
 // redactPostgresDSN hides the passwords of a URL (its user information and
-// its query) or of keyword/value settings.
+// its query) or of keyword/value settings. A URL whose password net/url
+// might read otherwise than pgx does (see urlUserinfoUnclear) is not shown.
 func redactPostgresDSN(dsn string) string {
 	if _, ok := urlScheme(dsn); ok {
 		u, err := url.Parse(dsn)
-		if err != nil {
+		if err != nil || urlUserinfoUnclear(dsn) {
 			return "the database URL"
 		}
 		q := u.Query()
@@ -71,4 +74,42 @@ func redactPostgresDSN(dsn string) string {
 		return u.Redacted()
 	}
 	return keywordPassword.ReplaceAllString(dsn, "${1}xxxxx")
+}
+
+
+// urlUserinfoUnclear reports whether net/url may end a URL's user
+// information, and so its password, elsewhere than pgx does: pgx reads the
+// password up to the first '@' before the first '/', and takes '?' and '#'
+// in it literally, while net/url ends the authority at the first '/', '?'
+// or '#' and takes the last '@' in it. They agree when the URL has no '#',
+// and its first '@', if any, is its only one before the first '/' or '?'.
+func urlUserinfoUnclear(dsn string) bool {
+	_, rest, _ := strings.Cut(dsn, "://")
+	if strings.Contains(rest, "#") {
+		return true
+	}
+	at := strings.IndexByte(rest, '@')
+	if at < 0 {
+		return false
+	}
+	end := strings.IndexAny(rest, "/?")
+	if end < 0 {
+		end = len(rest)
+	}
+	return at > end || strings.Count(rest[:end], "@") > 1
+}
+
+// strayURLAt reports whether a URL has an '@' before its query that is not
+// the one ending its user information: a second one before the first '/'
+// (pgx ends the user information at the first), or one in the path. Such
+// an '@' is almost always part of an unescaped password, which pgx would
+// then take for a host or a database name and show in its errors.
+func strayURLAt(dsn string) bool {
+	_, rest, _ := strings.Cut(dsn, "://")
+	beforeQuery, _, _ := strings.Cut(rest, "?")
+	at := strings.IndexByte(beforeQuery, '@')
+	if at < 0 {
+		return false
+	}
+	return strings.Count(beforeQuery, "@") > 1 || strings.Contains(beforeQuery[:at], "/")
 }
