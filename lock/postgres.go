@@ -76,7 +76,6 @@ func redactPostgresDSN(dsn string) string {
 	return keywordPassword.ReplaceAllString(dsn, "${1}xxxxx")
 }
 
-
 // urlUserinfoUnclear reports whether net/url may end a URL's user
 // information, and so its password, elsewhere than pgx does: pgx reads the
 // password up to the first '@' before the first '/', and takes '?' and '#'
