@@ -92,14 +92,14 @@ func TestWaiterWokenByReleaseElsewhereBeforeItJoins(t *testing.T) {
 		since func(waiterM *Manager) uint64
 		told  func(waiterM *Manager, before uint64) bool
 	}
-	onFile := func(t *testing.T, dsn string) setup {
+	onDSN := func(t *testing.T, dsn string) setup {
 		return setup{open: func(opts ...Option) *Manager { return openInternal(t, dsn, opts...) }}
 	}
 	tests := []struct {
 		name  string
 		setup func(t *testing.T) setup
 	}{
-		{"sqlite", func(t *testing.T) setup { return onFile(t, filepath.Join(t.TempDir(), "l.db")) }},
+		{"sqlite", func(t *testing.T) setup { return onDSN(t, filepath.Join(t.TempDir(), "l.db")) }},
 		{"sqlite without a wake file", func(t *testing.T) setup {
 			return setup{
 				open:  memdbOpener(t),
@@ -112,7 +112,7 @@ func TestWaiterWokenByReleaseElsewhereBeforeItJoins(t *testing.T) {
 			if base == "" {
 				t.Skip("ENTITYLOCK_POSTGRES_DSN is not set")
 			}
-			st := onFile(t, newPostgresSchema(t, base))
+			st := onDSN(t, newPostgresSchema(t, base))
 			st.since = func(m *Manager) uint64 { return m.queues.woken[wakeBucket("e")].Load() }
 			st.told = func(m *Manager, before uint64) bool { return m.queues.woken[wakeBucket("e")].Load() > before }
 			return st
@@ -169,7 +169,7 @@ func TestWaiterWokenByReleaseElsewhereBeforeItJoins(t *testing.T) {
 }
 
 // onRefusal is a slog handler that runs fn once, when armed, at the log
-// call of an attempt refused entity.
+// call that reports an attempt on entity refused.
 type onRefusal struct {
 	entity string
 	armed  atomic.Bool
