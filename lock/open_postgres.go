@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -66,10 +65,6 @@ func postgresParseError(dsn string, err error) error {
 	return fmt.Errorf("%w: cannot parse %s: %s", ErrInvalidDSN, unparsedDSN(dsn), why)
 }
 
-// passwordSetting finds the first password (or sslpassword) setting of a
-// keyword/value DSN.
-var passwordSetting = regexp.MustCompile(`(?i)\b[a-z]*password[\t\n\v\f\r ]*=`)
-
 // unparsedDSN is a DSN that pgx could not parse, fit for a message. In a
 // keyword/value DSN that does not parse, nothing says where a password
 // ends (an unquoted one with a space, say), so only what comes before the
@@ -78,7 +73,7 @@ func unparsedDSN(dsn string) string {
 	if _, ok := urlScheme(dsn); ok {
 		return redactPostgresDSN(dsn)
 	}
-	if i := passwordSetting.FindStringIndex(dsn); i != nil {
+	if i := keywordPassword.FindStringIndex(dsn); i != nil {
 		if before := strings.TrimRight(dsn[:i[0]], "\t\n\v\f\r "); before != "" {
 			return before + " …"
 		}

@@ -46,9 +46,10 @@ func postgresClaims(dsn string) bool {
 	return isKeywordDSN(dsn)
 }
 
-// keywordPassword finds the value of a password (or sslpassword) setting
-// of a keyword/value DSN. Its spaces include \v, which pgx trims too.
-var keywordPassword = regexp.MustCompile(`(?i)(password[\t\n\v\f\r ]*=[\t\n\v\f\r ]*)('(\\.|[^'])*'|[^\t\n\v\f\r ]+)`)
+// keywordPassword finds a password (or sslpassword) setting of a
+// keyword/value DSN, its value in group 2. Its spaces include \v, which pgx
+// trims too.
+var keywordPassword = regexp.MustCompile(`(?i)(\b[a-z]*password[\t\n\v\f\r ]*=[\t\n\v\f\r ]*)('(\\.|[^'])*'|[^\t\n\v\f\r ]+)`)
 
 // secretParams are the URL query parameters pgx takes a password from.
 var secretParams = []string{"password", "sslpassword"}
